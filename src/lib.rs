@@ -1,0 +1,9 @@
+//! skulk: run one large language model split across several machines.
+//!
+//! Data flows one way: card and inventory files are read at the edge (`io`),
+//! parsed into types that cannot be invalid (`card`, `inventory`), placed by a
+//! pure planner (`plan`), rendered (`render`), and executed (`exec`) by
+//! starting `run-shard` ranks (`engine`, `ring`, `api`).
+
+pub mod card;
+pub mod cli;
