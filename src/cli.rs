@@ -419,8 +419,26 @@ fn run_shard(_args: RunShardArgs) -> CommandResult {
     not_built("run-shard")
 }
 
-fn card_new(_args: CardNewArgs) -> CommandResult {
-    not_built("card new")
+fn card_new(args: CardNewArgs) -> CommandResult {
+    use crate::cardgen::{self, CardOutput};
+    let output = match args.output {
+        CardFormat::Yaml => CardOutput::Yaml,
+        CardFormat::Json => CardOutput::Json,
+    };
+    let card = match (&args.from_gguf, &args.from_hf) {
+        (Some(path), _) => {
+            cardgen::card_from_gguf_path(path, args.model_id.as_deref()).map_err(|e| {
+                if e.is_invalid_input() {
+                    Failure::Invalid(e.into())
+                } else {
+                    Failure::Runtime(e.into())
+                }
+            })?
+        }
+        _ => return not_built("card new --from-hf"),
+    };
+    print!("{}", cardgen::render_card(&card, output));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inventory_probe(_args: ProbeArgs) -> CommandResult {

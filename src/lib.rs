@@ -6,6 +6,8 @@
 //! starting `run-shard` ranks (`engine`, `ring`, `api`).
 
 pub mod card;
+pub mod cardgen;
 pub mod cli;
 pub mod engine;
 pub mod exec;
+pub mod gguf;
