@@ -33,7 +33,10 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
 pub enum StageInput<'a> {
     Tokens(&'a [i32]),
     /// `n_tokens x n_embd` f32 values, row-major.
-    Hidden { data: &'a [f32], n_tokens: usize },
+    Hidden {
+        data: &'a [f32],
+        n_tokens: usize,
+    },
 }
 
 /// Output of one forward pass.
