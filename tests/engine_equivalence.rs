@@ -44,9 +44,13 @@ fn model(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// One compute thread per stage: the test harness runs tests in parallel, and
+/// ggml's worker threads spin at barriers, so more threads than cores slows
+/// every test down several times. Results do not depend on the thread count
+/// (the baseline and the splits use the same one anyway).
 fn opts(n_batch: u32) -> EngineOptions {
     EngineOptions {
-        threads: 2,
+        threads: 1,
         gpu_layers: 0,
         n_ctx: 512,
         n_batch,

@@ -268,7 +268,8 @@ fn check_gemma3_swa(path: &Path, gguf: &GgufFile, layers: &Range<u32>) -> Result
         path: path.into(),
         reason: format!(
             "layers `{}..{}` start off the sliding-window period `{period}`, but `{key}` is not a per-layer array\n\n\
-             hint: cut the rank-local file with `skulk`'s slicer, which writes the per-layer pattern",
+             hint: cut the rank-local file with `skulk::gguf::slice_layers`, which writes one \
+             pattern entry per layer from the original layer indices",
             layers.start, layers.end
         ),
     })
