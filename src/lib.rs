@@ -8,3 +8,6 @@
 pub mod card;
 pub mod cli;
 pub mod engine;
+pub mod load;
+pub mod schema;
+pub mod validate;
