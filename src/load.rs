@@ -105,7 +105,7 @@ pub enum LoadErrorKind {
     TooLarge,
     #[error("the file is not valid UTF-8 (invalid byte at offset {offset})")]
     NotUtf8 { offset: usize },
-    #[error("{format} syntax error: {message}", format = .format.name())]
+    #[error("invalid {format}: {message}", format = .format.name())]
     Syntax { format: Format, message: String },
 }
 
@@ -149,7 +149,7 @@ impl fmt::Display for ParseError {
         if let Some(location) = self.location {
             write!(f, "{location}: ")?;
         }
-        write!(f, "{} syntax error: {}", self.format.name(), self.message)
+        write!(f, "invalid {}: {}", self.format.name(), self.message)
     }
 }
 
@@ -245,11 +245,16 @@ pub fn parse(text: &str, format: Format) -> Result<Value, ParseError> {
         Format::Yaml => {
             let de = serde_yaml_ng::Deserializer::from_str(text);
             seed.deserialize(de).map_err(|err| {
-                let location = err.location().map(|l| Location {
+                let mut location = err.location().map(|l| Location {
                     line: l.line(),
                     column: l.column(),
                 });
-                fail(err.to_string(), location)
+                let message = yaml_message(&err.to_string());
+                if message.starts_with("duplicate key") {
+                    // serde_yaml_ng marks the mapping; point at the key.
+                    location = yaml_duplicate_key(text).or(location);
+                }
+                fail(message, location)
             })
         }
         Format::Toml => {
@@ -263,6 +268,116 @@ pub fn parse(text: &str, format: Format) -> Result<Value, ParseError> {
             seed.deserialize(de).map_err(located)
         }
     }
+}
+
+/// Messages raised while building the value, which serde_yaml_ng prefixes
+/// with the path of the value (`a[0][0]...: `); the position already says
+/// where.
+const OWN_MESSAGES: [&str; 9] = [
+    "duplicate key",
+    "the document nests",
+    "the document expands",
+    "the number",
+    "the integer",
+    "tagged ",
+    "keys must be",
+    "a key is null",
+    "binary values",
+];
+
+/// A serde_yaml_ng message in plain words.
+fn yaml_message(message: &str) -> String {
+    let message = strip_positions(message);
+    for own in OWN_MESSAGES {
+        if let Some(at) = message.find(own) {
+            if at == 0 || message[..at].ends_with(": ") {
+                return message[at..].to_string();
+            }
+        }
+    }
+    match message.as_str() {
+        "repetition limit exceeded" => {
+            "aliases (`*name`) expand the document too far (serde_yaml_ng's repetition limit)"
+                .to_string()
+        }
+        "recursion limit exceeded" => format!("the document nests deeper than {MAX_DEPTH} levels"),
+        _ => message,
+    }
+}
+
+/// The position of the first key repeated within one YAML mapping.
+fn yaml_duplicate_key(text: &str) -> Option<Location> {
+    use std::collections::HashSet;
+    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+    use yaml_rust2::scanner::Marker;
+
+    /// Per open collection: for a mapping, its keys so far and whether the
+    /// next node is a key.
+    enum Frame {
+        Map { keys: HashSet<String>, at_key: bool },
+        Seq,
+    }
+    struct Receiver {
+        stack: Vec<Frame>,
+        found: Option<Location>,
+    }
+    impl Receiver {
+        /// A node starts; returns whether it is a mapping key.
+        fn node(&mut self) -> bool {
+            match self.stack.last_mut() {
+                Some(Frame::Map { at_key, .. }) => {
+                    let is_key = *at_key;
+                    *at_key = !*at_key;
+                    is_key
+                }
+                _ => false,
+            }
+        }
+    }
+    impl MarkedEventReceiver for Receiver {
+        fn on_event(&mut self, event: Event, marker: Marker) {
+            if self.found.is_some() {
+                return;
+            }
+            match event {
+                // `node()` runs for every scalar (it advances the key/value state).
+                Event::Scalar(value, ..) if self.node() => {
+                    if let Some(Frame::Map { keys, .. }) = self.stack.last_mut() {
+                        if !keys.insert(value) {
+                            self.found = Some(Location {
+                                line: marker.line(),
+                                column: marker.col() + 1,
+                            });
+                        }
+                    }
+                }
+                Event::Alias(_) => {
+                    self.node();
+                }
+                Event::MappingStart(..) => {
+                    self.node();
+                    self.stack.push(Frame::Map {
+                        keys: HashSet::new(),
+                        at_key: true,
+                    });
+                }
+                Event::SequenceStart(..) => {
+                    self.node();
+                    self.stack.push(Frame::Seq);
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.stack.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut receiver = Receiver {
+        stack: Vec::new(),
+        found: None,
+    };
+    let _ = Parser::new_from_str(text).load(&mut receiver, false);
+    receiver.found
 }
 
 /// Removes ` at line N column M` and ` at position N` from a parser message
@@ -730,10 +845,11 @@ fn yaml_spots(text: &str, rename: &dyn Fn(&str) -> String, spots: &mut HashMap<S
                 column: marker.col() + 1,
             };
             match event {
-                Event::Scalar(value, ..) => match self.start(mark, Some(&value)) {
-                    Ok(pointer) => self.record(&pointer, mark),
-                    Err(()) => {}
-                },
+                Event::Scalar(value, ..) => {
+                    if let Ok(pointer) = self.start(mark, Some(&value)) {
+                        self.record(&pointer, mark);
+                    }
+                }
                 Event::Alias(_) => {
                     if let Ok(pointer) = self.start(mark, None) {
                         self.record(&pointer, mark);
@@ -1074,10 +1190,9 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_errors_in_every_format() {
-        assert!(yaml("a: 1\na: 2\n")
-            .unwrap_err()
-            .message
-            .contains("duplicate key `a`"));
+        let err = yaml("b: 0\nc:\n  a: 1\n  a: 2\n").unwrap_err();
+        assert_eq!(err.message, "duplicate key `a`");
+        assert_eq!(err.location, Some(Location { line: 4, column: 3 }));
         let err = parse(r#"{"a": 1, "a": 2}"#, Format::Json).unwrap_err();
         assert!(err.message.contains("duplicate key `a`"), "{err:?}");
         assert!(parse("a = 1\na = 2\n", Format::Toml).is_err());

@@ -191,6 +191,9 @@ impl Diagnostic {
     }
 }
 
+/// A file's text, format and key renaming, kept until positions are looked up.
+type KeptSource = (String, Format, fn(&str) -> String);
+
 /// The result for one file.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
@@ -205,7 +208,7 @@ pub struct FileReport {
     #[serde(skip)]
     model_id: Option<String>,
     #[serde(skip)]
-    source: Option<(String, Format, fn(&str) -> String)>,
+    source: Option<KeptSource>,
 }
 
 impl FileReport {
