@@ -392,12 +392,42 @@ fn not_built(name: &str) -> CommandResult {
     )))
 }
 
-fn validate(_args: ValidateArgs) -> CommandResult {
-    not_built("validate")
+fn validate(args: ValidateArgs) -> CommandResult {
+    use crate::validate::{self, Outcome, RunError, Settings};
+    let settings = Settings {
+        paths: args.paths,
+        format: match args.format {
+            ReportFormat::Text => validate::ReportFormat::Text,
+            ReportFormat::Json => validate::ReportFormat::Json,
+            ReportFormat::Github => validate::ReportFormat::Github,
+        },
+        deny_warnings: args.deny_warnings,
+    };
+    let mut out = std::io::stdout().lock();
+    match validate::run(&settings, &mut out) {
+        Ok(Outcome::Valid) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::Invalid) => Ok(ExitCode::from(1)),
+        Ok(Outcome::Unreadable) => Ok(ExitCode::from(2)),
+        Err(err @ RunError::Collect(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+        Err(err @ RunError::Write(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+    }
 }
 
-fn schema(_args: SchemaArgs) -> CommandResult {
-    not_built("schema")
+fn schema(args: SchemaArgs) -> CommandResult {
+    let kind = match args.kind {
+        SchemaKind::Card => crate::schema::SchemaKind::Card,
+        SchemaKind::Inventory => crate::schema::SchemaKind::Inventory,
+        SchemaKind::Plan => crate::schema::SchemaKind::Plan,
+    };
+    match crate::schema::schema_text(kind) {
+        Some(text) => {
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the schema: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => not_built(&format!("schema {}", kind.name())),
+    }
 }
 
 fn plan(_args: PlanArgs) -> CommandResult {

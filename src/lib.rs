@@ -11,3 +11,6 @@ pub mod cli;
 pub mod engine;
 pub mod exec;
 pub mod gguf;
+pub mod load;
+pub mod schema;
+pub mod validate;
