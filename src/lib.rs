@@ -9,4 +9,6 @@ pub mod card;
 pub mod cardgen;
 pub mod cli;
 pub mod engine;
+pub mod fetch;
 pub mod gguf;
+pub mod hub;
