@@ -9,6 +9,7 @@ pub mod card;
 pub mod cardgen;
 pub mod cli;
 pub mod engine;
+pub mod exec;
 pub mod fetch;
 pub mod gguf;
 pub mod hub;
