@@ -748,7 +748,7 @@ fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-fn address_problem(address: &str) -> Option<String> {
+pub(crate) fn address_problem(address: &str) -> Option<String> {
     if address.parse::<IpAddr>().is_ok() {
         return None;
     }

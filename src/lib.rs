@@ -9,3 +9,4 @@ pub mod card;
 pub mod cli;
 pub mod engine;
 pub mod inventory;
+pub mod plan;
