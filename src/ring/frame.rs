@@ -60,22 +60,41 @@ pub enum Frame {
         rows: Vec<f32>,
     },
     /// The token sampled by the last rank, to be placed at position `pos`.
-    Token { seq: u64, pos: u32, token: i32 },
+    Token {
+        seq: u64,
+        pos: u32,
+        token: i32,
+    },
     /// A new request: the last rank makes its sampler from `params`.
-    Start { seq: u64, params: SamplingParams },
-    Kv { seq: u64, op: KvOp },
+    Start {
+        seq: u64,
+        params: SamplingParams,
+    },
+    Kv {
+        seq: u64,
+        op: KvOp,
+    },
     /// Rank 0 abandoned request `seq` (client gone); later frames of it are
     /// dropped.
-    Cancel { seq: u64 },
+    Cancel {
+        seq: u64,
+    },
     /// Liveness only; sent on idle links in both directions.
     Heartbeat,
     /// Goes once around the ring; rank 0 marks the ring ready when its probe
     /// comes back, so every rank has its engine loaded.
-    Ready { seq: u64 },
+    Ready {
+        seq: u64,
+    },
     /// Orderly stop started by rank `origin`; every rank forwards it and exits 0.
-    Shutdown { origin: u32 },
+    Shutdown {
+        origin: u32,
+    },
     /// Rank `rank` failed; every rank forwards it and exits non-zero.
-    Abort { rank: u32, message: String },
+    Abort {
+        rank: u32,
+        message: String,
+    },
 }
 
 const KIND_HIDDEN: u8 = 1;
@@ -433,10 +452,10 @@ mod tests {
         let mut wire = Vec::new();
         wire.extend_from_slice(&u32::MAX.to_le_bytes());
         wire.extend_from_slice(&[0u8; 64]);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let err = rt
-            .block_on(read_frame(&mut wire.as_slice()))
-            .unwrap_err();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(read_frame(&mut wire.as_slice())).unwrap_err();
         assert!(matches!(err, FrameError::BadLength(u32::MAX)), "{err}");
 
         let mut short = Vec::new();

@@ -231,7 +231,11 @@ fn peer_refusal(body: &[u8]) -> HandshakeError {
 }
 
 /// Connector side: this rank is `id.rank`, the listener must be `expected_peer`.
-pub async fn connect<S>(s: &mut S, id: Identity<'_>, expected_peer: u32) -> Result<(), HandshakeError>
+pub async fn connect<S>(
+    s: &mut S,
+    id: Identity<'_>,
+    expected_peer: u32,
+) -> Result<(), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -246,9 +250,7 @@ where
     match tag {
         TAG_CHALLENGE => {}
         TAG_REFUSE => return Err(peer_refusal(&body)),
-        t => {
-            return Err(refuse(s, Refusal::Malformed(format!("unexpected message `{t}`"))).await)
-        }
+        t => return Err(refuse(s, Refusal::Malformed(format!("unexpected message `{t}`"))).await),
     }
     let (theirs, used) = match Hello::decode(&body) {
         Ok(x) => x,
@@ -297,7 +299,11 @@ where
 }
 
 /// Listener side: this rank is `id.rank`, the connector must be `expected_peer`.
-pub async fn accept<S>(s: &mut S, id: Identity<'_>, expected_peer: u32) -> Result<(), HandshakeError>
+pub async fn accept<S>(
+    s: &mut S,
+    id: Identity<'_>,
+    expected_peer: u32,
+) -> Result<(), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -359,9 +365,7 @@ where
     match tag {
         TAG_PROOF => {}
         TAG_REFUSE => return Err(peer_refusal(&body)),
-        t => {
-            return Err(refuse(s, Refusal::Malformed(format!("unexpected message `{t}`"))).await)
-        }
+        t => return Err(refuse(s, Refusal::Malformed(format!("unexpected message `{t}`"))).await),
     }
     if body.len() != MAC_LEN
         || mac(id.secret, b"client", &client_hello, &server_hello)
@@ -440,10 +444,16 @@ mod tests {
         ));
         let c = c.unwrap_err().to_string();
         let s = s.unwrap_err().to_string();
-        assert!(c.starts_with("the peer refused: plan digest mismatch"), "{c}");
+        assert!(
+            c.starts_with("the peer refused: plan digest mismatch"),
+            "{c}"
+        );
         assert!(c.contains("`other-plan`") && c.contains(DIGEST), "{c}");
         assert!(s.starts_with("plan digest mismatch"), "{s}");
-        assert!(s.contains("hint: every rank must run the same plan.json"), "{s}");
+        assert!(
+            s.contains("hint: every rank must run the same plan.json"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -458,7 +468,10 @@ mod tests {
         let c = c.unwrap_err();
         assert!(matches!(c, HandshakeError::Refused(Refusal::Auth)), "{c}");
         let s = s.unwrap_err().to_string();
-        assert!(s.starts_with("the peer refused: authentication failed"), "{s}");
+        assert!(
+            s.starts_with("the peer refused: authentication failed"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -487,7 +500,11 @@ mod tests {
             };
             let (client, server) = tokio::join!(client, server);
             assert_eq!(client.0, TAG_REFUSE);
-            assert!(client.1.starts_with("authentication failed"), "{}", client.1);
+            assert!(
+                client.1.starts_with("authentication failed"),
+                "{}",
+                client.1
+            );
             assert!(matches!(
                 server.unwrap_err(),
                 HandshakeError::Refused(Refusal::Auth)

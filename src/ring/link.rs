@@ -73,32 +73,38 @@ pub async fn form(cfg: &RingConfig) -> Result<Formed, RingError> {
         Err(_) => {
             let p = progress.lock().unwrap();
             let mut parts = Vec::new();
-            if !p.inbound_done {
-                let mut s = format!(
-                    "rank {} never joined on `{}`",
-                    cfg.prev_rank(),
-                    cfg.listen
-                );
-                if let Some(why) = &p.last_inbound_problem {
-                    s += &format!(" (last attempt: {why})");
+            let mut hint = None;
+            let mut explain = |mut s: String, why: &Option<String>| {
+                if let Some(why) = why {
+                    let (text, h) = match why.split_once("\n\nhint: ") {
+                        Some((text, h)) => (text, Some(h.to_owned())),
+                        None => (why.as_str(), None),
+                    };
+                    s += &format!(" (last attempt: {text})");
+                    hint = h.or(hint.take());
                 }
                 parts.push(s);
+            };
+            if !p.inbound_done {
+                let s = format!("rank {} never joined on `{}`", cfg.prev_rank(), cfg.listen);
+                explain(s, &p.last_inbound_problem);
             }
             if !p.outbound_done {
-                let mut s = format!("rank {} at `{}` was not reachable", cfg.next_rank(), cfg.next);
-                if let Some(why) = &p.last_outbound_problem {
-                    s += &format!(" (last attempt: {why})");
-                }
-                parts.push(s);
+                let s = format!(
+                    "rank {} at `{}` was not reachable",
+                    cfg.next_rank(),
+                    cfg.next
+                );
+                explain(s, &p.last_outbound_problem);
             }
-            let mut detail = parts.join("; ");
-            if !detail.contains("hint:") {
-                detail += "\n\nhint: start every rank of the plan (`skulk apply`), check that each host \
-                           can reach the next one's address and ring port, or raise the formation deadline";
-            }
+            let hint = hint.unwrap_or_else(|| {
+                "start every rank of the plan (`skulk apply`), check that each host can reach \
+                 the next one's address and ring port, or raise the formation deadline"
+                    .to_owned()
+            });
             Err(RingError::FormationTimeout {
                 secs: cfg.formation_deadline.as_secs(),
-                detail,
+                detail: format!("{}\n\nhint: {hint}", parts.join("; ")),
             })
         }
     }
@@ -137,36 +143,58 @@ async fn accept_prev(
     }
 }
 
-async fn connect_next(cfg: &RingConfig, progress: &Mutex<Progress>) -> Result<TcpStream, RingError> {
+async fn connect_next(
+    cfg: &RingConfig,
+    progress: &Mutex<Progress>,
+) -> Result<TcpStream, RingError> {
     let next = cfg.next_rank();
     loop {
-        let problem = match timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(cfg.next)).await {
-            Ok(Ok(mut s)) => {
-                let _ = s.set_nodelay(true);
-                match timeout(HANDSHAKE_TIMEOUT, handshake::connect(&mut s, cfg.identity(), next))
+        let problem =
+            match timeout(HANDSHAKE_TIMEOUT, connect_from(cfg.listen.ip(), cfg.next)).await {
+                Ok(Ok(mut s)) => {
+                    let _ = s.set_nodelay(true);
+                    match timeout(
+                        HANDSHAKE_TIMEOUT,
+                        handshake::connect(&mut s, cfg.identity(), next),
+                    )
                     .await
-                {
-                    Ok(Ok(())) => {
-                        progress.lock().unwrap().outbound_done = true;
-                        return Ok(s);
+                    {
+                        Ok(Ok(())) => {
+                            progress.lock().unwrap().outbound_done = true;
+                            return Ok(s);
+                        }
+                        Ok(Err(e)) if e.is_refusal() => {
+                            return Err(RingError::Handshake {
+                                rank: next,
+                                addr: cfg.next,
+                                source: e,
+                            })
+                        }
+                        Ok(Err(e)) => format!("handshake: {e}"),
+                        Err(_) => format!(
+                            "handshake timed out after {} s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ),
                     }
-                    Ok(Err(e)) if e.is_refusal() => {
-                        return Err(RingError::Handshake {
-                            rank: next,
-                            addr: cfg.next,
-                            source: e,
-                        })
-                    }
-                    Ok(Err(e)) => format!("handshake: {e}"),
-                    Err(_) => format!("handshake timed out after {} s", HANDSHAKE_TIMEOUT.as_secs()),
                 }
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("connect timed out after {} s", HANDSHAKE_TIMEOUT.as_secs()),
-        };
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("connect timed out after {} s", HANDSHAKE_TIMEOUT.as_secs()),
+            };
         progress.lock().unwrap().last_outbound_problem = Some(problem);
         sleep(CONNECT_RETRY).await;
     }
+}
+
+/// Connect from this rank's own address (so the peer sees the plan address,
+/// and the route is the one the plan chose), any local port.
+async fn connect_from(local: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(to).await
 }
 
 /// Sends frames to rank `r + 1`. Cheap to clone; `send` never blocks.
@@ -265,7 +293,9 @@ async fn read_loop(mut rd: OwnedReadHalf, peer: (u32, SocketAddr), data: bool, s
 
 /// Heartbeats back to rank `r - 1`, so it can tell that this rank is alive.
 async fn heartbeat_loop(mut wr: OwnedWriteHalf, peer: (u32, SocketAddr), sink: Sink) {
-    let beat = Frame::Heartbeat.encode(WireFormat::F32).expect("tiny frame");
+    let beat = Frame::Heartbeat
+        .encode(WireFormat::F32)
+        .expect("tiny frame");
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tick.tick().await;
@@ -286,7 +316,9 @@ async fn write_loop(
     peer: (u32, SocketAddr),
     sink: Sink,
 ) {
-    let beat = Frame::Heartbeat.encode(WireFormat::F32).expect("tiny frame");
+    let beat = Frame::Heartbeat
+        .encode(WireFormat::F32)
+        .expect("tiny frame");
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
@@ -318,5 +350,209 @@ async fn write_loop(
             return;
         }
         last_write = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::{KvOp, DEFAULT_FORMATION_DEADLINE};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Ranks on `127.0.<net>.1`, `127.0.<net>.2`, ... sharing one port.
+    fn configs(net: u8, world: u32, digest: impl Fn(u32) -> String) -> Vec<RingConfig> {
+        let port = free_port();
+        let addr =
+            |r: u32| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, net, r as u8 + 1)), port);
+        (0..world)
+            .map(|r| RingConfig {
+                rank: r,
+                world,
+                listen: addr(r),
+                next: addr((r + 1) % world),
+                plan_digest: digest(r),
+                secret: b"apply-secret".to_vec(),
+                formation_deadline: DEFAULT_FORMATION_DEADLINE,
+                wire: WireFormat::F32,
+            })
+            .collect()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn channel_sink() -> (Sink, mpsc::UnboundedReceiver<RingEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(move |e| {
+                let _ = tx.send(e);
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn three_ranks_form_a_ring_and_frames_go_round() {
+        let cfgs = configs(11, 3, |_| "digest".into());
+        rt().block_on(async {
+            let formed = futures::future::try_join_all(cfgs.iter().map(form))
+                .await
+                .unwrap();
+            let mut senders = Vec::new();
+            let mut events = Vec::new();
+            for (f, cfg) in formed.into_iter().zip(&cfgs) {
+                let (sink, rx) = channel_sink();
+                senders.push(start(f, cfg, sink));
+                events.push(rx);
+            }
+            // Rank 0 sends; each rank passes it on; it comes back to rank 0.
+            let frame = Frame::Kv {
+                seq: 9,
+                op: KvOp::Truncate { from: 0 },
+            };
+            assert!(senders[0].send(frame.clone()));
+            for r in [1usize, 2, 0] {
+                match events[r].recv().await.unwrap() {
+                    RingEvent::Frame(f) => {
+                        assert_eq!(f, frame, "at rank {r}");
+                        if r != 0 {
+                            senders[r].send(f);
+                        }
+                    }
+                    RingEvent::Failed(e) => panic!("rank {r}: {e}"),
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn listener_binds_only_its_address_and_closes_once_formed() {
+        let cfgs = configs(12, 2, |_| "digest".into());
+        rt().block_on(async {
+            let formed = futures::future::try_join_all(cfgs.iter().map(form))
+                .await
+                .unwrap();
+            // 127.0.12.1 holds the port, 127.0.12.3 (same port) does not.
+            let other = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(127, 0, 12, 3)),
+                cfgs[0].listen.port(),
+            );
+            assert!(TcpStream::connect(other).await.is_err());
+            // After formation nothing listens on the ring port any more.
+            assert!(TcpStream::connect(cfgs[0].listen).await.is_err());
+            drop(formed);
+        });
+    }
+
+    #[test]
+    fn a_rank_from_another_plan_is_refused() {
+        // Rank 1 runs another plan. Rank 0 refuses its connection and rank 1
+        // refuses rank 0's: the connector's refusal is fatal at once, the
+        // listener keeps waiting for a valid predecessor until its deadline
+        // and then names the refusal.
+        let mut cfgs = configs(13, 2, |r| {
+            if r == 1 {
+                "plan-b".into()
+            } else {
+                "plan-a".into()
+            }
+        });
+        cfgs[0].formation_deadline = Duration::from_secs(2);
+        rt().block_on(async {
+            let (a, b) = tokio::join!(form(&cfgs[0]), form(&cfgs[1]));
+            let b = b.err().expect("rank 1 must be refused").to_string();
+            assert!(b.starts_with("ring handshake with rank 0 at `127.0.13.1:"), "{b}");
+            assert!(b.contains("plan digest mismatch"), "{b}");
+            let a = a.err().expect("rank 0 must not form").to_string();
+            assert!(a.starts_with("the ring did not form within 2 s: rank 1 never joined"), "{a}");
+            assert!(a.contains("(last attempt: `127.0.13.2:"), "{a}");
+            assert!(a.contains("plan digest mismatch"), "{a}");
+            assert!(a.ends_with("hint: every rank must run the same plan.json; re-run `skulk apply` to restart them all"), "{a}");
+        });
+    }
+
+    #[test]
+    fn a_missing_rank_is_a_formation_timeout_naming_it() {
+        let mut cfgs = configs(14, 3, |_| "digest".into());
+        cfgs[0].formation_deadline = Duration::from_millis(500);
+        let err = rt().block_on(form(&cfgs[0])).err().unwrap().to_string();
+        assert!(err.contains("rank 2 never joined on `127.0.14.1:"), "{err}");
+        assert!(err.contains("rank 1 at `127.0.14.2:"), "{err}");
+        assert!(err.contains("hint: start every rank"), "{err}");
+    }
+
+    #[test]
+    fn a_busy_port_is_a_bind_error() {
+        let cfgs = configs(15, 2, |_| "digest".into());
+        let _holder = std::net::TcpListener::bind(cfgs[0].listen).unwrap();
+        let err = rt().block_on(form(&cfgs[0])).err().unwrap();
+        assert!(matches!(err, RingError::Bind { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_lost_neighbour_is_reported_on_both_sides() {
+        let cfgs = configs(16, 3, |_| "digest".into());
+        let rt = rt();
+        rt.block_on(async {
+            let mut formed = futures::future::try_join_all(cfgs.iter().map(form))
+                .await
+                .unwrap();
+            // Rank 1 vanishes: its sockets close without a goodbye.
+            drop(formed.remove(1));
+            let mut events = Vec::new();
+            let mut senders = Vec::new();
+            for (f, cfg) in formed.into_iter().zip([&cfgs[0], &cfgs[2]]) {
+                let (sink, rx) = channel_sink();
+                senders.push(start(f, cfg, sink));
+                events.push(rx);
+            }
+            // Rank 0 loses its successor, rank 2 its predecessor.
+            for (i, rx) in events.iter_mut().enumerate() {
+                match rx.recv().await.unwrap() {
+                    RingEvent::Failed(RingError::PeerLost { rank: 1, .. }) => {}
+                    other => panic!("rank {}: {other:?}", i * 2),
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn a_silent_neighbour_is_declared_dead() {
+        // Rank 1 completes the handshakes but then never writes (a frozen
+        // process): rank 0 and rank 2 hear nothing and report it.
+        let cfgs = configs(17, 3, |_| "digest".into());
+        rt().block_on(async {
+            let mut formed = futures::future::try_join_all(cfgs.iter().map(form))
+                .await
+                .unwrap();
+            let frozen = formed.remove(1);
+            let mut events = Vec::new();
+            for (f, cfg) in formed.into_iter().zip([&cfgs[0], &cfgs[2]]) {
+                let (sink, rx) = channel_sink();
+                std::mem::forget(start(f, cfg, sink));
+                events.push(rx);
+            }
+            for rx in &mut events {
+                match rx.recv().await.unwrap() {
+                    RingEvent::Failed(RingError::PeerSilent { rank: 1, .. }) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            drop(frozen);
+        });
     }
 }
