@@ -8,4 +8,5 @@
 pub mod card;
 pub mod cli;
 pub mod engine;
+pub mod gguf;
 pub mod ring;
