@@ -10,3 +10,5 @@ pub mod cli;
 pub mod engine;
 pub mod gguf;
 pub mod ring;
+pub mod api;
+pub mod shard;
