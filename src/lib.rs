@@ -5,10 +5,10 @@
 //! pure planner (`plan`), rendered (`render`), and executed (`exec`) by
 //! starting `run-shard` ranks (`engine`, `ring`, `api`).
 
+pub mod api;
 pub mod card;
 pub mod cli;
 pub mod engine;
 pub mod gguf;
 pub mod ring;
-pub mod api;
 pub mod shard;

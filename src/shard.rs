@@ -40,7 +40,9 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::api::types::{FinishReason, Usage};
 use crate::api::{self, ApiConfig, ApiError, Backend, Event, EventStream, Health, ValidGeneration};
-use crate::engine::{EngineError, EngineOptions, Sampler, Stage, StageInput, StageOutput, Tokenizer};
+use crate::engine::{
+    EngineError, EngineOptions, Sampler, Stage, StageInput, StageOutput, Tokenizer,
+};
 use crate::ring::{self, Frame, KvOp, RingConfig, RingError, RingEvent, RingSender, WireFormat};
 use text::TextStream;
 
@@ -240,10 +242,11 @@ impl Control {
         if !self.inner.signals {
             return self.inner.stop.notified().await;
         }
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return self.inner.stop.notified().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return self.inner.stop.notified().await,
+            };
         tokio::select! {
             _ = self.inner.stop.notified() => {}
             _ = term.recv() => {}
@@ -298,7 +301,10 @@ fn check(s: &ShardSettings) -> Result<(), ShardError> {
         ));
     }
     if s.context_limit < 2 {
-        return bad(format!("context limit `{}` is below 2 tokens", s.context_limit));
+        return bad(format!(
+            "context limit `{}` is below 2 tokens",
+            s.context_limit
+        ));
     }
     if (s.rank == 0) != s.api.is_some() {
         return bad("rank 0, and only rank 0, serves the API".into());
@@ -310,7 +316,11 @@ fn check(s: &ShardSettings) -> Result<(), ShardError> {
 }
 
 /// Run one rank with the given engine loader and control.
-pub fn run_shard_with(settings: ShardSettings, loader: Loader, control: Control) -> Result<(), ShardError> {
+pub fn run_shard_with(
+    settings: ShardSettings,
+    loader: Loader,
+    control: Control,
+) -> Result<(), ShardError> {
     check(&settings)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         // Ring I/O and the API are light; the cores belong to the engine.
@@ -381,7 +391,11 @@ impl Backend for ShardBackend {
         if let Some(e) = self.shared.failed.borrow().as_ref() {
             return Err(e.clone());
         }
-        self.shared.tokenizer.get().cloned().ok_or(ApiError::NotReady)
+        self.shared
+            .tokenizer
+            .get()
+            .cloned()
+            .ok_or(ApiError::NotReady)
     }
 
     fn submit(&self, generation: ValidGeneration) -> Result<EventStream, ApiError> {
@@ -412,7 +426,10 @@ impl Backend for ShardBackend {
 
 /// A request's events, ended early by an error when the rank fails (so the
 /// client hears about it even while the engine thread is busy).
-fn with_failure(rx: mpsc::Receiver<Event>, failed: watch::Receiver<Option<ApiError>>) -> EventStream {
+fn with_failure(
+    rx: mpsc::Receiver<Event>,
+    failed: watch::Receiver<Option<ApiError>>,
+) -> EventStream {
     Box::pin(futures::stream::unfold(
         Some((rx, failed)),
         |state| async move {
@@ -540,11 +557,6 @@ impl Rank {
         }
 
         let result = me.supervise().await;
-        if let Err(e) = &result {
-            if !matches!(e, ShardError::Killed { .. }) {
-                log(rank, e);
-            }
-        }
         me.wind_down(&result).await;
         result
     }
@@ -574,7 +586,10 @@ impl Rank {
                 tokio::select! {
                     formed = &mut form => break formed.map_err(|source| ShardError::Ring { rank, source })?,
                     msg = self.sup_rx.recv() => match msg {
-                        Some(Supervise::EngineFailed(e)) => { log(rank, &e); load_error = Some(e) }
+                        Some(Supervise::EngineFailed(e)) => {
+                            log(rank, format!("{e}\n(waiting for the ring to tell the other ranks)"));
+                            load_error = Some(e)
+                        }
                         Some(Supervise::Loaded) => log(rank, "model loaded"),
                         _ => {}
                     },
@@ -582,7 +597,14 @@ impl Rank {
                     _ = control.stop_requested() => return Ok(()),
                 }
             };
-            log(rank, format!("ring formed: rank {} -> {rank} -> rank {}", cfg.prev_rank(), cfg.next_rank()));
+            log(
+                rank,
+                format!(
+                    "ring formed: rank {} -> {rank} -> rank {}",
+                    cfg.prev_rank(),
+                    cfg.next_rank()
+                ),
+            );
             let sink = {
                 let engine = self.engine_tx.clone();
                 let sup = self.sup_tx.clone();
@@ -600,11 +622,7 @@ impl Rank {
             };
             let sender = ring::start(formed, &cfg, sink);
             if let Some(e) = load_error {
-                sender.send(Frame::Abort {
-                    rank,
-                    message: e.to_string(),
-                });
-                sender.flush(FLUSH_LIMIT).await;
+                self.abort_ring(&sender, &e).await;
                 return Err(e);
             }
             let _ = self.engine_tx.send(EngineMsg::RingUp(sender.clone()));
@@ -625,8 +643,7 @@ impl Rank {
                         Supervise::Ready => log(rank, "ring ready"),
                         Supervise::EngineFailed(e) => {
                             if let Some(s) = &sender {
-                                s.send(Frame::Abort { rank, message: e.to_string() });
-                                s.clone().flush(FLUSH_LIMIT).await;
+                                self.abort_ring(s, &e).await;
                             }
                             return Err(e);
                         }
@@ -675,6 +692,30 @@ impl Rank {
                 _ = &mut stop_wait, if stopping => return Ok(()),
             }
         }
+    }
+
+    /// Send this rank's failure around the ring and wait (bounded) until it
+    /// comes back, so that every rank exits with the reason rather than with
+    /// a lost neighbour.
+    async fn abort_ring(&mut self, sender: &RingSender, e: &ShardError) {
+        let rank = self.s.rank;
+        sender.send(Frame::Abort {
+            rank,
+            message: e.to_string(),
+        });
+        let deadline = tokio::time::sleep(FLUSH_LIMIT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                msg = self.sup_rx.recv() => match msg {
+                    Some(Supervise::Frame(Frame::Abort { rank: origin, .. })) if origin == rank => break,
+                    None => break,
+                    _ => {}
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        sender.clone().flush(FLUSH_LIMIT).await;
     }
 
     /// Tell the API's clients, stop the API and the engine thread.
@@ -831,7 +872,8 @@ impl EngineThread {
                     let events = job.events.clone();
                     if let Err(fault) = self.generate(&mut *stage, &*tok, seq, job) {
                         if let Fault::Fatal(e) = &fault {
-                            let _ = events.try_send(Event::Error(ApiError::Internal(e.to_string())));
+                            let _ =
+                                events.try_send(Event::Error(ApiError::Internal(e.to_string())));
                         }
                         return Err(fault);
                     }
@@ -865,10 +907,9 @@ impl EngineThread {
             // Mirrored operations coming back round: every rank applied them.
             Frame::Start { .. } | Frame::Kv { .. } | Frame::Cancel { .. } => {}
             other => {
-                return Err(self.protocol(format!(
-                    "rank 0 received a `{}` frame",
-                    other.kind_name()
-                )))
+                return Err(
+                    self.protocol(format!("rank 0 received a `{}` frame", other.kind_name()))
+                )
             }
         }
         Ok(None)
@@ -876,7 +917,12 @@ impl EngineThread {
 
     /// Wait for the token of `(seq, pos)` from the last rank; `None` when
     /// the client went away meanwhile.
-    fn await_token(&mut self, seq: u64, pos: u32, events: &mpsc::Sender<Event>) -> Result<Option<i32>, Fault> {
+    fn await_token(
+        &mut self,
+        seq: u64,
+        pos: u32,
+        events: &mpsc::Sender<Event>,
+    ) -> Result<Option<i32>, Fault> {
         loop {
             if let Some(f) = self.inbox.frames.pop_front() {
                 if let Some(t) = self.head_frame(f, Some((seq, pos)))? {
@@ -930,7 +976,13 @@ impl EngineThread {
         }
     }
 
-    fn generate(&mut self, stage: &mut dyn Stage, tok: &dyn Tokenizer, seq: u64, job: Job) -> Result<(), Fault> {
+    fn generate(
+        &mut self,
+        stage: &mut dyn Stage,
+        tok: &dyn Tokenizer,
+        seq: u64,
+        job: Job,
+    ) -> Result<(), Fault> {
         let g = &job.generation;
         let local = self.world == 1;
         let mut sampler = Sampler::new(&g.params);
@@ -1066,9 +1118,7 @@ impl EngineThread {
                         data: &rows,
                         n_tokens: n_tokens as usize,
                     };
-                    let out = stage
-                        .forward(input, pos0)
-                        .map_err(|e| self.engine_err(e))?;
+                    let out = stage.forward(input, pos0).map_err(|e| self.engine_err(e))?;
                     match out {
                         StageOutput::Hidden(rows) => self.send(Frame::Hidden {
                             seq,

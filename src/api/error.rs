@@ -36,7 +36,9 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
-    #[error("the stream was cut off because the client read too slowly; the generation was cancelled")]
+    #[error(
+        "the stream was cut off because the client read too slowly; the generation was cancelled"
+    )]
     SlowConsumer,
     /// The engine failed on this request.
     #[error("{0}")]

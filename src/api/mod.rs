@@ -188,7 +188,9 @@ async fn models(State(st): State<AppState>) -> Json<ModelList> {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|r| ApiError::Body {
         status: r.status().as_u16(),
         message: r.body_text(),
@@ -221,7 +223,9 @@ async fn collect(mut events: EventStream) -> Result<(String, FinishReason, Usage
             Event::Error(e) => return Err(e),
         }
     }
-    Err(ApiError::Internal("the generation ended without a result".into()))
+    Err(ApiError::Internal(
+        "the generation ended without a result".into(),
+    ))
 }
 
 async fn chat_completions(
@@ -229,7 +233,10 @@ async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ChatCompletionRequest = parse(body)?;
-    let v = validated(&st, move |tok, limit| validate::validate_chat(req, tok, limit)).await?;
+    let v = validated(&st, move |tok, limit| {
+        validate::validate_chat(req, tok, limit)
+    })
+    .await?;
     let events = st.backend.submit(v.generation)?;
     let id = format!("chatcmpl-{:032x}", rand::random::<u128>());
     let model = st.cfg.model_id.clone();

@@ -99,12 +99,18 @@ fn common(p: CommonParams) -> Result<Common, ApiError> {
     };
     if stop.len() > MAX_STOP {
         return Err(ApiError::invalid(
-            format!("`stop` has {} sequences; at most {MAX_STOP} are allowed", stop.len()),
+            format!(
+                "`stop` has {} sequences; at most {MAX_STOP} are allowed",
+                stop.len()
+            ),
             "stop",
         ));
     }
     if stop.iter().any(String::is_empty) {
-        return Err(ApiError::invalid("`stop` sequences must not be empty", "stop"));
+        return Err(ApiError::invalid(
+            "`stop` sequences must not be empty",
+            "stop",
+        ));
     }
     let stream = p.stream.unwrap_or(false);
     Ok(Common {
@@ -136,7 +142,11 @@ fn finish(
     if prompt.is_empty() {
         return Err(ApiError::invalid(
             format!("the {what} is empty"),
-            if what == "prompt" { "prompt" } else { "messages" },
+            if what == "prompt" {
+                "prompt"
+            } else {
+                "messages"
+            },
         ));
     }
     let limit = u64::from(context_limit);
@@ -273,7 +283,9 @@ mod tests {
     struct Bytes;
     impl Tokenizer for Bytes {
         fn apply_chat_template(&self, m: &[ChatMessage], _: bool) -> Result<String, EngineError> {
-            Ok(m.iter().map(|m| format!("{}: {}\n", m.role, m.content)).collect())
+            Ok(m.iter()
+                .map(|m| format!("{}: {}\n", m.role, m.content))
+                .collect())
         }
         fn tokenize(&self, text: &str, _: bool) -> Result<Vec<i32>, EngineError> {
             Ok(text.bytes().map(i32::from).collect())
@@ -327,7 +339,11 @@ mod tests {
             100,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("you requested 101 tokens (9 in the messages, 92 in the completion)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("you requested 101 tokens (9 in the messages, 92 in the completion)"),
+            "{e}"
+        );
         // max_completion_tokens wins over max_tokens.
         let v = chat(
             serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 500, "max_completion_tokens": 7}),
@@ -354,7 +370,10 @@ mod tests {
             let e = chat(req, 100).unwrap_err();
             assert_eq!(e.status(), 400, "{field}");
             assert_eq!(e.body()["error"]["param"], field, "{field}: {e}");
-            assert!(e.to_string().contains(&format!("`{field}`")), "{field}: {e}");
+            assert!(
+                e.to_string().contains(&format!("`{field}`")),
+                "{field}: {e}"
+            );
         }
     }
 
@@ -367,7 +386,10 @@ mod tests {
             100,
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("`messages[0].role` is `wizard`"), "{e}");
+        assert!(
+            e.to_string().starts_with("`messages[0].role` is `wizard`"),
+            "{e}"
+        );
         let e = chat(
             serde_json::json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
             100,
@@ -380,7 +402,10 @@ mod tests {
             100,
         )
         .unwrap();
-        assert_eq!(v.generation.prompt, "system: ab\n".bytes().map(i32::from).collect::<Vec<_>>());
+        assert_eq!(
+            v.generation.prompt,
+            "system: ab\n".bytes().map(i32::from).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -405,11 +430,28 @@ mod tests {
         assert_eq!(v.generation.prompt, vec![97, 98, 99]);
         assert_eq!(v.generation.max_tokens, 3);
         assert!(c(serde_json::json!({"prompt": ["abc"]})).is_ok());
-        assert_eq!(c(serde_json::json!({"prompt": ["a", "b"]})).unwrap_err().status(), 400);
-        assert_eq!(c(serde_json::json!({"prompt": [1, 2]})).unwrap_err().status(), 400);
-        assert_eq!(c(serde_json::json!({"prompt": ""})).unwrap_err().to_string(), "the prompt is empty");
         assert_eq!(
-            c(serde_json::json!({"prompt": "x".repeat(50)})).unwrap_err().code(),
+            c(serde_json::json!({"prompt": ["a", "b"]}))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            c(serde_json::json!({"prompt": [1, 2]}))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            c(serde_json::json!({"prompt": ""}))
+                .unwrap_err()
+                .to_string(),
+            "the prompt is empty"
+        );
+        assert_eq!(
+            c(serde_json::json!({"prompt": "x".repeat(50)}))
+                .unwrap_err()
+                .code(),
             Some("context_length_exceeded")
         );
     }

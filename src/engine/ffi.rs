@@ -147,7 +147,10 @@ pub enum GgufValue {
     Bool(bool),
     Str(String),
     /// Element type name and length.
-    Array { elem: String, len: usize },
+    Array {
+        elem: String,
+        len: usize,
+    },
 }
 
 impl GgufFile {
@@ -278,7 +281,14 @@ impl Model {
         // SAFETY: `ptr` is a live model; its vocab lives as long as it does.
         let (vocab, n_vocab) = unsafe {
             let v = sys::llama_model_get_vocab(ptr.as_ptr());
-            (v, if v.is_null() { 0 } else { sys::llama_vocab_n_tokens(v) })
+            (
+                v,
+                if v.is_null() {
+                    0
+                } else {
+                    sys::llama_vocab_n_tokens(v)
+                },
+            )
         };
         let Some(vocab) = NonNull::new(vocab.cast_mut()) else {
             // SAFETY: freeing the model we just loaded, once.
@@ -463,7 +473,11 @@ struct Capture {
 /// Returning false then cancels the rest of the graph (the lm_head and the
 /// rest of the model that this rank does not hold), and llama_decode still
 /// succeeds.
-unsafe extern "C" fn capture_callback(t: *mut sys::ggml_tensor, ask: bool, user: *mut c_void) -> bool {
+unsafe extern "C" fn capture_callback(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user: *mut c_void,
+) -> bool {
     if t.is_null() || user.is_null() {
         return !ask;
     }
@@ -642,7 +656,12 @@ impl Context {
     /// Decodes at most `n_batch` tokens at positions `pos0..`. On success the
     /// captured rows (if this context captures) were appended to the capture
     /// buffer; take them with [`Context::take_captured`].
-    pub fn decode(&mut self, input: Input<'_>, pos0: i32, outputs: Outputs) -> Result<(), (i32, String)> {
+    pub fn decode(
+        &mut self,
+        input: Input<'_>,
+        pos0: i32,
+        outputs: Outputs,
+    ) -> Result<(), (i32, String)> {
         let n = match input {
             Input::Tokens(t) => t.len(),
             Input::Embd(d, n) => {
@@ -653,7 +672,10 @@ impl Context {
             }
         };
         if n == 0 || n > self.n_batch {
-            return Err((-1, format!("batch of {n} tokens, expected 1..={}", self.n_batch)));
+            return Err((
+                -1,
+                format!("batch of {n} tokens, expected 1..={}", self.n_batch),
+            ));
         }
         if let Input::Tokens(t) = input {
             if let Some(bad) = t.iter().find(|&&t| !self.model.valid_token(t)) {

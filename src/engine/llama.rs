@@ -227,7 +227,9 @@ fn check_gemma3_swa(path: &Path, gguf: &GgufFile, layers: &Range<u32>) -> Result
         Some(GgufValue::Array { len, .. }) => {
             return Err(EngineError::LayerRange {
                 path: path.into(),
-                reason: format!("`{key}` has `{len}` entries, expected one per local layer (`{n_local}`)"),
+                reason: format!(
+                    "`{key}` has `{len}` entries, expected one per local layer (`{n_local}`)"
+                ),
             })
         }
         Some(GgufValue::Uint(p)) => p,

@@ -64,10 +64,7 @@ impl Sampler {
             cands.sort_unstable_by(by_rank);
             sorted = true;
         }
-        let max = cands
-            .iter()
-            .map(|c| c.0)
-            .fold(f32::NEG_INFINITY, f32::max);
+        let max = cands.iter().map(|c| c.0).fold(f32::NEG_INFINITY, f32::max);
         let weight = |l: f32| ((f64::from(l) - f64::from(max)) * inv_t).exp();
         let total: f64 = cands.iter().map(|c| weight(c.0)).sum();
 
@@ -240,7 +237,9 @@ mod tests {
     #[test]
     fn top_p_keeps_the_smallest_nucleus() {
         // Probabilities 0.5, 0.25, 0.125, ...: top_p 0.7 keeps ids 0 and 1.
-        let logits: Vec<f32> = (0..200).map(|i| -(i as f32) * std::f32::consts::LN_2).collect();
+        let logits: Vec<f32> = (0..200)
+            .map(|i| -(i as f32) * std::f32::consts::LN_2)
+            .collect();
         let mut s = Sampler::new(&params(1.0, 0.7, 0, 11));
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..400 {
@@ -256,7 +255,10 @@ mod tests {
         let mut s = Sampler::new(&params(1.0, 0.5, 0, 5));
         let ids: Vec<i32> = (0..2000).map(|_| s.sample(&logits)).collect();
         assert!(ids.iter().all(|&i| i < 500), "ids beyond the nucleus");
-        assert!(ids.iter().any(|&i| i >= 64), "nucleus cut at the first window");
+        assert!(
+            ids.iter().any(|&i| i >= 64),
+            "nucleus cut at the first window"
+        );
     }
 
     #[test]

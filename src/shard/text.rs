@@ -29,7 +29,12 @@ impl TextStream {
         self.pending.extend_from_slice(bytes);
         self.decode();
         // The earliest stop string found ends the text.
-        if let Some(at) = self.stop.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stop
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let out = self.held[..at].to_owned();
             self.held.clear();
             self.pending.clear();
@@ -115,7 +120,8 @@ mod tests {
     #[test]
     fn a_character_split_across_tokens_is_sent_whole() {
         // "é" is C3 A9; "🦊" is F0 9F A6 8A.
-        let (out, stopped, rest) = run(&[], &[b"caf\xC3", b"\xA9 ", b"\xF0\x9F", b"\xA6", b"\x8A!"]);
+        let (out, stopped, rest) =
+            run(&[], &[b"caf\xC3", b"\xA9 ", b"\xF0\x9F", b"\xA6", b"\x8A!"]);
         assert_eq!(out, vec!["caf", "é ", "", "", "🦊!"]);
         assert!(!stopped);
         assert_eq!(rest, "");
@@ -124,7 +130,7 @@ mod tests {
     #[test]
     fn invalid_bytes_become_replacement_characters() {
         let (out, _, rest) = run(&[], &[b"a\xFFb", b"\xC3"]);
-        assert_eq!(out, vec!["a\u{FFFD}b"]);
+        assert_eq!(out, vec!["a\u{FFFD}b", ""]);
         assert_eq!(rest, "\u{FFFD}");
     }
 
