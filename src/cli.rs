@@ -1,4 +1,465 @@
-//! Command-line interface.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! Command-line interface: the only module that knows clap.
+//!
+//! Each subcommand's arguments are resolved here into the plain settings type
+//! of the module that runs it; command modules never see clap types. Exit
+//! codes follow design.md: 0 ok, 1 invalid input file or infeasible plan,
+//! 2 runtime failure or command-line usage error (clap's own convention).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Run one large language model split across several machines.
+///
+/// Describe a model once (a card), list your machines once (an inventory),
+/// review the deterministic plan, apply it, and talk to the OpenAI-compatible
+/// API on rank 0.
+#[derive(Debug, Parser)]
+#[command(name = "skulk", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check model-card and inventory files (YAML, JSON, TOML) against the
+    /// schema and semantic rules
+    Validate(ValidateArgs),
+    /// Print a generated JSON schema
+    Schema(SchemaArgs),
+    /// Place a model on an inventory: ranks, layer ranges, ports, memory
+    Plan(PlanArgs),
+    /// Start every rank of a plan (over SSH or locally) and wait for the API
+    Apply(ApplyArgs),
+    /// Show the state of every rank of a plan
+    Status(StatusArgs),
+    /// Stop every rank of a plan and clean up
+    Down(DownArgs),
+    /// Show the ranks' logs
+    Logs(LogsArgs),
+    /// Run one rank of a plan (started by `skulk apply`, or by hand)
+    RunShard(RunShardArgs),
+    /// Create and inspect model cards
+    #[command(subcommand)]
+    Card(CardCommand),
+    /// Inspect hosts for an inventory
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files, directories (searched recursively) or glob patterns
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// How problems are reported
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Exit 1 when there are warnings
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    Card,
+    Inventory,
+    Plan,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema
+    #[arg(value_enum)]
+    pub kind: SchemaKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShardingArg {
+    Pipeline,
+    Tensor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstanceArg {
+    Ring,
+    Jaccl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Model card file (YAML, JSON or TOML)
+    #[arg(long, value_name = "FILE")]
+    pub card: PathBuf,
+    /// Inventory file (YAML or JSON)
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// How the model is split
+    #[arg(long, value_enum, default_value_t = ShardingArg::Pipeline)]
+    pub sharding: ShardingArg,
+    /// Instance kind (jaccl needs RDMA interfaces in the inventory)
+    #[arg(long, value_enum, default_value_t = InstanceArg::Ring)]
+    pub instance: InstanceArg,
+    /// Use at least this many hosts
+    #[arg(long, value_name = "N", conflicts_with = "nodes")]
+    pub min_nodes: Option<u32>,
+    /// Never use this host (repeatable)
+    #[arg(long, value_name = "NAME", conflicts_with = "nodes")]
+    pub exclude: Vec<String>,
+    /// Use exactly these hosts, in this ring order
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub nodes: Option<Vec<String>>,
+    /// Manual layer split over the chosen hosts in ring order
+    #[arg(long, value_name = "N,N,N", value_delimiter = ',')]
+    pub layers: Option<Vec<u32>>,
+    /// Context tokens to budget for (GGUF models default to at most 8192)
+    #[arg(long, value_name = "N")]
+    pub context: Option<u64>,
+    /// Ring port shared by all ranks (default: derived from the inputs)
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Address the API binds to (default: rank 0's address)
+    #[arg(long, value_name = "ADDR")]
+    pub api_bind: Option<String>,
+    /// API port
+    #[arg(long, value_name = "PORT", default_value_t = 52415)]
+    pub api_port: u16,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Also write the plan document (JSON) to this file
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Plan document written by `skulk plan --out`
+    pub plan: PathBuf,
+    /// Trust hosts missing from known_hosts and record their keys
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// known_hosts file (default: ~/.ssh/known_hosts)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Copy this skulk binary to hosts where it is missing or differs
+    #[arg(long)]
+    pub install: bool,
+    /// Download the model on hosts that lack it
+    #[arg(long)]
+    pub fetch: bool,
+    /// Print what would run where, start nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop a different plan running on the same hosts first
+    #[arg(long)]
+    pub replace: bool,
+    /// Seconds to wait for the ring to form and the API to answer
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+    /// File holding the API bearer token (also: SKULK_API_KEY)
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Plan document
+    pub plan: PathBuf,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// known_hosts file (default: ~/.ssh/known_hosts)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Plan document
+    pub plan: PathBuf,
+    /// Also remove the rank-local shard caches
+    #[arg(long)]
+    pub purge: bool,
+    /// Seconds to wait for a graceful stop before killing
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    /// known_hosts file (default: ~/.ssh/known_hosts)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Plan document
+    pub plan: PathBuf,
+    /// Only this host
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Keep printing new lines
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// known_hosts file (default: ~/.ssh/known_hosts)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunShardArgs {
+    /// Plan document
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// This host's name in the plan
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "rank",
+        conflicts_with = "rank"
+    )]
+    pub node: Option<String>,
+    /// This rank's number in the plan
+    #[arg(long, value_name = "N")]
+    pub rank: Option<u32>,
+    /// File holding the ring secret (else read from SKULK_RING_SECRET or stdin)
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// File holding the API bearer token (else SKULK_API_KEY; rank 0 only)
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Compute threads (default: the plan's, else the host's cores)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Seconds to wait for the ring to form
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub formation_timeout: u64,
+    /// Directory for the rank-local shard cache (default ~/.cache/skulk/shards)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    /// Derive a card from a GGUF file or a Hugging Face repository
+    New(CardNewArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CardFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from_gguf", "from_hf"])))]
+pub struct CardNewArgs {
+    /// Local GGUF file (only its header is read)
+    #[arg(long, value_name = "FILE")]
+    pub from_gguf: Option<PathBuf>,
+    /// Hugging Face repository `ORG/NAME`
+    #[arg(long, value_name = "ORG/NAME")]
+    pub from_hf: Option<String>,
+    /// Repository revision (branch, tag or commit)
+    #[arg(long, value_name = "REV", requires = "from_hf")]
+    pub revision: Option<String>,
+    /// GGUF file in the repository (default: the preferred quant)
+    #[arg(long, value_name = "FILE", requires = "from_hf")]
+    pub gguf_file: Option<String>,
+    /// Model id of the card (default: `local/<file stem>` or the repository)
+    #[arg(long, value_name = "ID")]
+    pub model_id: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = CardFormat::Yaml)]
+    pub output: CardFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Connect to hosts over SSH and print inventory entries for them
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// `[user@]host[:port]`
+    #[arg(required = true)]
+    pub hosts: Vec<String>,
+    /// SSH identity file
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// known_hosts file (default: ~/.ssh/known_hosts)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Trust hosts missing from known_hosts and record their keys
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Invalid input file or infeasible plan: exit 1.
+    Invalid(anyhow::Error),
+    /// Runtime failure (unreachable host, busy port, dead rank): exit 2.
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Invalid(_) => ExitCode::from(1),
+            Failure::Runtime(_) => ExitCode::from(2),
+        }
+    }
+
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Invalid(e) | Failure::Runtime(e) => e,
+        }
+    }
+}
+
+pub type CommandResult = Result<ExitCode, Failure>;
+
+/// The clap command, for completions and documentation generators.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    clap_complete::generate(shell, &mut command(), "skulk", out);
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(failure) => {
+            let _ = writeln!(std::io::stderr(), "error: {:#}", failure.error());
+            failure.exit_code()
+        }
+    }
+}
+
+fn run(command: Command) -> CommandResult {
+    match command {
+        Command::Completions(args) => {
+            write_completions(args.shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => validate(args),
+        Command::Schema(args) => schema(args),
+        Command::Plan(args) => plan(args),
+        Command::Apply(args) => apply(args),
+        Command::Status(args) => status(args),
+        Command::Down(args) => down(args),
+        Command::Logs(args) => logs(args),
+        Command::RunShard(args) => run_shard(args),
+        Command::Card(CardCommand::New(args)) => card_new(args),
+        Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
+    }
+}
+
+fn not_built(name: &str) -> CommandResult {
+    Err(Failure::Runtime(anyhow::anyhow!(
+        "`skulk {name}` is not available in this build yet"
+    )))
+}
+
+fn validate(_args: ValidateArgs) -> CommandResult {
+    not_built("validate")
+}
+
+fn schema(_args: SchemaArgs) -> CommandResult {
+    not_built("schema")
+}
+
+fn plan(_args: PlanArgs) -> CommandResult {
+    not_built("plan")
+}
+
+fn apply(_args: ApplyArgs) -> CommandResult {
+    not_built("apply")
+}
+
+fn status(_args: StatusArgs) -> CommandResult {
+    not_built("status")
+}
+
+fn down(_args: DownArgs) -> CommandResult {
+    not_built("down")
+}
+
+fn logs(_args: LogsArgs) -> CommandResult {
+    not_built("logs")
+}
+
+fn run_shard(_args: RunShardArgs) -> CommandResult {
+    not_built("run-shard")
+}
+
+fn card_new(_args: CardNewArgs) -> CommandResult {
+    not_built("card new")
+}
+
+fn inventory_probe(_args: ProbeArgs) -> CommandResult {
+    not_built("inventory probe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn nodes_conflicts_with_exclude_and_min_nodes() {
+        for extra in [["--exclude", "a"], ["--min-nodes", "2"]] {
+            let err = Cli::try_parse_from(
+                [
+                    "skulk",
+                    "plan",
+                    "--card",
+                    "c",
+                    "--inventory",
+                    "i",
+                    "--nodes",
+                    "a,b",
+                ]
+                .into_iter()
+                .chain(extra),
+            )
+            .unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
+    }
 }

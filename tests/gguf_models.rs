@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use skulk::gguf::{
-    slice_layers, GgufHeader, Value, KEY_SLICE_END, KEY_SLICE_START, KEY_SLICE_TOTAL,
+    slice_layers, Array, GgufHeader, Value, KEY_SLICE_END, KEY_SLICE_START, KEY_SLICE_TOTAL,
 };
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -115,12 +115,11 @@ fn slice_and_check(src: &Path, cuts: &[u32]) {
         assert_eq!(h.get(KEY_SLICE_END), Some(&Value::U32(e)));
         assert_eq!(h.get(KEY_SLICE_TOTAL), Some(&Value::U32(total)));
         // All other metadata (tokenizer, chat template, hyperparameters) is kept.
-        let kept: Vec<_> = h
-            .metadata
-            .iter()
-            .filter(|(k, _)| *k != bc_key && !k.starts_with("skulk."))
-            .collect();
-        let orig: Vec<_> = sh.metadata.iter().filter(|(k, _)| *k != bc_key).collect();
+        let changed = |k: &String| {
+            *k == bc_key || k.starts_with("skulk.") || report.rewritten_keys.contains(k)
+        };
+        let kept: Vec<_> = h.metadata.iter().filter(|(k, _)| !changed(k)).collect();
+        let orig: Vec<_> = sh.metadata.iter().filter(|(k, _)| !changed(k)).collect();
         assert_eq!(kept, orig);
 
         // Expected tensors: the globals, and the range's blocks renamed.
@@ -180,4 +179,24 @@ fn smollm2_slices_in_three() {
 fn gemma3_slices_in_two() {
     let Some(path) = model(GEMMA3) else { return };
     slice_and_check(&path, &[0, 9, 18]);
+}
+
+/// Gemma 3's sliding-window layers follow the global index (period 6, the
+/// sixth layer global), so each slice carries them explicitly.
+#[test]
+fn gemma3_slice_keeps_the_global_sliding_window_pattern() {
+    let Some(path) = model(GEMMA3) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("part.gguf");
+    let report = slice_layers(&path, &dst, 9, 18).unwrap();
+    assert_eq!(
+        report.rewritten_keys,
+        ["gemma3.attention.sliding_window_pattern"]
+    );
+    let h = GgufHeader::read(&dst).unwrap();
+    let expected: Vec<bool> = (9..18).map(|il| il % 6 < 5).collect();
+    assert_eq!(
+        h.get("gemma3.attention.sliding_window_pattern"),
+        Some(&Value::Array(Array::Bool(expected)))
+    );
 }

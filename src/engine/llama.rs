@@ -53,7 +53,7 @@ pub fn load(
         });
     }
     let n_local = (layers.end - layers.start) as usize;
-    let arch = check_file(&path, &layers)?;
+    let arch = check_file(&path, &layers, total_layers)?;
 
     let n_gpu_layers = if opts.gpu_layers as usize >= n_local {
         -1 // all layers and the output layer
@@ -130,7 +130,7 @@ fn threadpool_poll() -> Option<u32> {
 /// Checks the file before llama.cpp sees it: present, a GGUF, complete, an
 /// allowed architecture, and cut to the rank's layer count with the
 /// per-layer metadata its architecture needs. Returns the architecture.
-fn check_file(path: &Path, layers: &Range<u32>) -> Result<String, EngineError> {
+fn check_file(path: &Path, layers: &Range<u32>, total_layers: u32) -> Result<String, EngineError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => m,
         Ok(_) => {
@@ -200,6 +200,31 @@ fn check_file(path: &Path, layers: &Range<u32>) -> Result<String, EngineError> {
             })
         }
     }
+    // Cuts made by `skulk::gguf::slice_layers` say which range they hold.
+    let slice = ["start", "end", "total_layers"].map(|k| {
+        let key = format!("skulk.slice.{k}");
+        match gguf.get(&key) {
+            Some(GgufValue::Uint(v)) => Some(v),
+            _ => None,
+        }
+    });
+    if let [Some(s), Some(e), Some(t)] = slice {
+        if (s, e, t)
+            != (
+                u64::from(layers.start),
+                u64::from(layers.end),
+                u64::from(total_layers),
+            )
+        {
+            return Err(EngineError::LayerRange {
+                path: path.into(),
+                reason: format!(
+                    "the file was cut for layers `{s}..{e}` of `{t}`, but this rank holds `{}..{}` of `{total_layers}`",
+                    layers.start, layers.end
+                ),
+            });
+        }
+    }
     if arch == "gemma3" {
         check_gemma3_swa(path, &gguf, layers)?;
     }
@@ -243,7 +268,8 @@ fn check_gemma3_swa(path: &Path, gguf: &GgufFile, layers: &Range<u32>) -> Result
         path: path.into(),
         reason: format!(
             "layers `{}..{}` start off the sliding-window period `{period}`, but `{key}` is not a per-layer array\n\n\
-             hint: cut the rank-local file with `skulk`'s slicer, which writes the per-layer pattern",
+             hint: cut the rank-local file with `skulk::gguf::slice_layers`, which writes one \
+             pattern entry per layer from the original layer indices",
             layers.start, layers.end
         ),
     })

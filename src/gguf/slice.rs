@@ -9,7 +9,17 @@
 //! - every metadata key, with `<arch>.block_count = end - start` and each
 //!   `<arch>.*` array whose length equals the original block count (per-layer
 //!   head counts, feed-forward widths, sliding-window patterns) cut to
-//!   `[start, end)`; plus `skulk.slice.{start,end,total_layers}` (u32).
+//!   `[start, end)`; plus `skulk.slice.{start,end,total_layers}` (u32);
+//! - keys whose meaning depends on the global layer index rewritten for the
+//!   range: the sliding-window pattern of architectures where llama.cpp
+//!   derives it from the layer index (materialised as a per-layer bool array,
+//!   which the loader reads in preference), `leading_dense_block_count` and
+//!   `nextn_predict_layers` (counts of leading/trailing special layers).
+//!
+//! Not handled (the engine must refuse such models rather than run them
+//! wrong): llama.cpp behaviour keyed on the total layer count (e.g. Gemma 3
+//! 27B's attention scale, EXAONE 4's 64-layer sliding window) and other
+//! index-periodic settings (e.g. Llama 4's MoE interleave and no-RoPE steps).
 //!
 //! Invariants: peak memory is the header plus one fixed copy buffer,
 //! independent of the model's size; the destination appears only complete
@@ -22,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::GgufError;
 use super::read::{GgufHeader, TensorInfo};
-use super::value::Value;
+use super::value::{Array, Value};
 use super::write::{alignment_of, layout_offsets, write_header, write_padding};
 
 /// Tensor data is copied through one buffer of this size: large enough that
@@ -35,6 +45,44 @@ pub const KEY_SLICE_START: &str = "skulk.slice.start";
 pub const KEY_SLICE_END: &str = "skulk.slice.end";
 pub const KEY_SLICE_TOTAL: &str = "skulk.slice.total_layers";
 
+/// Architectures whose llama.cpp loader derives sliding-window layers from
+/// the layer index when the GGUF has no per-layer pattern array: (arch,
+/// default period, dense_first), from the `load_swa_pattern(ml, period,
+/// dense_first)` calls in llama.cpp's `src/models/*.cpp` (llama-cpp-sys-2
+/// 0.1.161). Layer `il` is SWA when `period == 0` or, dense first,
+/// `il % period != 0`, else `il % period < period - 1`
+/// (`llama_hparams::set_swa_pattern`). A scalar pattern key overrides the
+/// period.
+const SWA_PERIODIC: &[(&str, u64, bool)] = &[
+    ("afmoe", 4, false),
+    ("cohere2", 4, false),
+    ("cohere2moe", 4, true),
+    ("exaone-moe", 4, false),
+    ("exaone4", 4, false),
+    ("gemma-embedding", 6, false),
+    ("gemma2", 2, false),
+    ("gemma3", 6, false),
+    ("gemma3n", 5, false),
+    ("gpt-oss", 2, false),
+    ("laguna", 4, true),
+    ("llama4", 4, false),
+    ("mellum", 4, false),
+    ("modern-bert", 3, true),
+    ("muse-glimmer", 4, false),
+    ("olmo2", 4, false),
+    ("plamo3", 8, false),
+    ("smallthinker", 4, true),
+];
+
+fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
+    period == 0
+        || if dense_first {
+            il % period != 0
+        } else {
+            il % period < period - 1
+        }
+}
+
 /// What a slice contains, decided from the source header alone.
 #[derive(Debug, Clone)]
 pub struct SlicePlan {
@@ -45,6 +93,9 @@ pub struct SlicePlan {
     pub source_offsets: Vec<u64>,
     /// Per-layer metadata arrays that were cut.
     pub sliced_arrays: Vec<String>,
+    /// Keys rewritten for the range (besides the block count and the cut
+    /// arrays).
+    pub rewritten_keys: Vec<String>,
     /// Data section size of the output (padded).
     pub data_bytes: u64,
 }
@@ -60,6 +111,8 @@ pub struct SliceReport {
     pub layer_tensors: usize,
     /// Per-layer metadata arrays that were cut to the range.
     pub sliced_arrays: Vec<String>,
+    /// Keys rewritten for the range (see [`SlicePlan::rewritten_keys`]).
+    pub rewritten_keys: Vec<String>,
 }
 
 /// `blk.<n>.<rest>` -> `(n, rest)`.
@@ -80,11 +133,39 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
             total,
         });
     }
-    let arch_prefix = format!("{}.", header.architecture()?);
+    let arch = header.architecture()?;
+    let arch_prefix = format!("{arch}.");
     let block_count_key = format!("{arch_prefix}block_count");
+    let swa_key = format!("{arch_prefix}attention.sliding_window_pattern");
+    let dense_lead_key = format!("{arch_prefix}leading_dense_block_count");
+    let nextn_key = format!("{arch_prefix}nextn_predict_layers");
 
-    let mut metadata = Vec::with_capacity(header.metadata.len() + 3);
+    // The per-layer SWA flags of the range, when llama.cpp would otherwise
+    // derive them from the (now shifted) layer index.
+    let swa_pattern = match (
+        SWA_PERIODIC.iter().find(|p| p.0 == arch),
+        header.get(&swa_key),
+    ) {
+        (Some(_), Some(Value::Array(_))) | (None, _) => None,
+        (Some(&(_, default, dense_first)), scalar) => {
+            let period = match scalar {
+                None => default,
+                Some(v) => v.as_u64().ok_or_else(|| GgufError::KeyType {
+                    path: header.path.clone(),
+                    key: swa_key.clone(),
+                    expected: "an integer period or a per-layer array",
+                    found: format!("a {} (`{v}`)", v.value_type().name()),
+                })?,
+            };
+            Some(Value::Array(Array::Bool(
+                (s..e).map(|il| is_swa(il, period, dense_first)).collect(),
+            )))
+        }
+    };
+
+    let mut metadata = Vec::with_capacity(header.metadata.len() + 4);
     let mut sliced_arrays = Vec::new();
+    let mut rewritten_keys = Vec::new();
     for (key, value) in &header.metadata {
         if key.starts_with("skulk.slice.") {
             continue;
@@ -93,6 +174,22 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
             value
                 .with_uint(e - s)
                 .expect("block_count was read as an unsigned integer")
+        } else if *key == swa_key && swa_pattern.is_some() {
+            rewritten_keys.push(key.clone());
+            swa_pattern.clone().expect("checked")
+        } else if (*key == dense_lead_key || *key == nextn_key) && value.as_u64().is_some() {
+            let n = value.as_u64().expect("checked");
+            // Leading dense layers: those of [0, n) inside the range; trailing
+            // next-token-prediction layers: those of [total - n, total).
+            let inside = if *key == dense_lead_key {
+                n.min(e).saturating_sub(s)
+            } else {
+                e.saturating_sub(total.saturating_sub(n).max(s))
+            };
+            rewritten_keys.push(key.clone());
+            value
+                .with_uint(inside)
+                .expect("no larger than the original")
         } else {
             match value {
                 Value::Array(a) if key.starts_with(&arch_prefix) && a.len() as u64 == total => {
@@ -103,6 +200,10 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
             }
         };
         metadata.push((key.clone(), value));
+    }
+    if let (Some(pattern), None) = (&swa_pattern, header.get(&swa_key)) {
+        rewritten_keys.push(swa_key.clone());
+        metadata.push((swa_key.clone(), pattern.clone()));
     }
     let total_u32 = u32::try_from(total).map_err(|_| GgufError::KeyType {
         path: header.path.clone(),
@@ -142,6 +243,7 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         tensors,
         source_offsets,
         sliced_arrays,
+        rewritten_keys,
         data_bytes,
     })
 }
@@ -266,5 +368,6 @@ pub fn slice_layers(
             .filter(|t| layer_of(&t.name).is_some())
             .count(),
         sliced_arrays: plan.sliced_arrays,
+        rewritten_keys: plan.rewritten_keys,
     })
 }

@@ -628,3 +628,131 @@ fn sha256_streams_the_file() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+/// A model of `layers` layers of architecture `arch` with extra metadata.
+fn tiny(arch: &str, layers: u32, extra: Vec<(&str, Value)>) -> GgufBuilder {
+    let mut b = GgufBuilder::new()
+        .kv("general.architecture", Value::string(arch))
+        .kv(&format!("{arch}.block_count"), Value::U32(layers))
+        .kv(&format!("{arch}.embedding_length"), Value::U32(32));
+    for (k, v) in extra {
+        b = b.kv(k, v);
+    }
+    for l in 0..layers {
+        b = b.tensor(
+            &format!("blk.{l}.attn_norm.weight"),
+            &[32],
+            GgmlType::F32,
+            pattern(l as u8, 128),
+        );
+    }
+    b
+}
+
+fn slice_header(b: &GgufBuilder, start: u32, end: u32) -> (GgufHeader, SliceReport) {
+    let dir = tempdir();
+    let (src, dst) = (dir.path().join("m.gguf"), dir.path().join("s.gguf"));
+    b.write(&src).unwrap();
+    let report = slice_layers(&src, &dst, start, end).unwrap();
+    (GgufHeader::read(&dst).unwrap(), report)
+}
+
+fn bools(s: &str) -> Value {
+    Value::Array(Array::Bool(s.chars().map(|c| c == '1').collect()))
+}
+
+#[test]
+fn index_derived_sliding_window_pattern_is_materialised() {
+    // Gemma 3: period 6, layers with il % 6 < 5 are sliding-window.
+    let b = tiny(
+        "gemma3",
+        12,
+        vec![("gemma3.attention.sliding_window", Value::U32(512))],
+    );
+    let (h, report) = slice_header(&b, 3, 9);
+    assert_eq!(
+        h.get("gemma3.attention.sliding_window_pattern"),
+        Some(&bools("110111"))
+    );
+    assert_eq!(
+        report.rewritten_keys,
+        ["gemma3.attention.sliding_window_pattern"]
+    );
+    let (h, _) = slice_header(&b, 0, 12);
+    assert_eq!(
+        h.get("gemma3.attention.sliding_window_pattern"),
+        Some(&bools("111110111110"))
+    );
+
+    // A scalar period in the file overrides the default; dense-first archs.
+    let b = tiny(
+        "gemma3",
+        8,
+        vec![("gemma3.attention.sliding_window_pattern", Value::U32(4))],
+    );
+    assert_eq!(
+        slice_header(&b, 2, 6)
+            .0
+            .get("gemma3.attention.sliding_window_pattern"),
+        Some(&bools("1011"))
+    );
+    let b = tiny("cohere2moe", 8, vec![]);
+    assert_eq!(
+        slice_header(&b, 2, 6)
+            .0
+            .get("cohere2moe.attention.sliding_window_pattern"),
+        Some(&bools("1101"))
+    );
+
+    // An explicit per-layer array is cut like any other; llama has no pattern.
+    let b = tiny(
+        "gemma3",
+        4,
+        vec![("gemma3.attention.sliding_window_pattern", bools("1010"))],
+    );
+    let (h, report) = slice_header(&b, 1, 3);
+    assert_eq!(
+        h.get("gemma3.attention.sliding_window_pattern"),
+        Some(&bools("01"))
+    );
+    assert_eq!(
+        report.sliced_arrays,
+        ["gemma3.attention.sliding_window_pattern"]
+    );
+    assert!(report.rewritten_keys.is_empty());
+    let (h, _) = slice_header(&tiny("llama", 4, vec![]), 1, 3);
+    assert_eq!(h.get("llama.attention.sliding_window_pattern"), None);
+}
+
+#[test]
+fn leading_dense_and_trailing_nextn_counts_follow_the_range() {
+    let b = tiny(
+        "deepseek2",
+        10,
+        vec![
+            ("deepseek2.leading_dense_block_count", Value::U32(3)),
+            ("deepseek2.nextn_predict_layers", Value::U32(2)),
+        ],
+    );
+    for (s, e, dense, nextn) in [
+        (0, 10, 3, 2),
+        (0, 2, 2, 0),
+        (2, 5, 1, 0),
+        (3, 8, 0, 0),
+        (5, 9, 0, 1),
+        (8, 10, 0, 2),
+    ] {
+        let (h, report) = slice_header(&b, s, e);
+        assert_eq!(
+            h.get("deepseek2.leading_dense_block_count"),
+            Some(&Value::U32(dense)),
+            "[{s},{e})"
+        );
+        assert_eq!(
+            h.get("deepseek2.nextn_predict_layers"),
+            Some(&Value::U32(nextn)),
+            "[{s},{e})"
+        );
+        assert_eq!(report.rewritten_keys.len(), 2);
+    }
+}
