@@ -325,12 +325,26 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// Start one thread per rank; `splits` are the layer ranges in order.
+    /// Start one thread per rank with the toy model; `splits` are the layer
+    /// ranges in order.
     pub fn start(
         net: u8,
         splits: &[Range<u32>],
-        mut customize: impl FnMut(&mut ShardSettings),
+        customize: impl FnMut(&mut ShardSettings),
         mut toy: impl FnMut(u32) -> ToyRank,
+    ) -> Ring {
+        Ring::start_with(net, splits, TOTAL_LAYERS, customize, |r, s| {
+            toy_loader(s.layers.clone(), TOTAL_LAYERS, 4096, toy(r))
+        })
+    }
+
+    /// Start one thread per rank with the loader `loader(rank, settings)`.
+    pub fn start_with(
+        net: u8,
+        splits: &[Range<u32>],
+        total_layers: u32,
+        mut customize: impl FnMut(&mut ShardSettings),
+        mut loader: impl FnMut(u32, &ShardSettings) -> Loader,
     ) -> Ring {
         let world = splits.len() as u32;
         let port = free_port(ip(net, 0));
@@ -339,8 +353,9 @@ impl Ring {
         for (r, layers) in splits.iter().enumerate() {
             let r = r as u32;
             let mut s = settings(net, port, r, layers.clone(), world);
+            s.total_layers = total_layers;
             customize(&mut s);
-            let loader = toy_loader(layers.clone(), TOTAL_LAYERS, 4096, toy(r));
+            let loader = loader(r, &s);
             let control = Control::new();
             let c = control.clone();
             threads.push(Some(std::thread::spawn(move || {
@@ -360,7 +375,7 @@ impl Ring {
     }
 
     pub fn wait_ready(&self) {
-        wait_until(Duration::from_secs(30), || {
+        wait_until(Duration::from_secs(120), || {
             get(self.api, "/health").status == 200
         });
     }
