@@ -1106,10 +1106,10 @@ impl EngineThread {
             pos += 1;
         };
         let rest = text.finish();
-        if finish == FinishReason::Length && !rest.is_empty() {
-            if job.events.try_send(Event::Text(rest)).is_err() {
-                return cancel(self);
-            }
+        // Text held back as a possible stop string's start (empty after a
+        // stop string, which clears it).
+        if !rest.is_empty() && job.events.try_send(Event::Text(rest)).is_err() {
+            return cancel(self);
         }
         let done = Event::Done {
             finish,

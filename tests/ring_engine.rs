@@ -29,7 +29,10 @@ fn model(name: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    let msg = format!("test model {} is absent; run scripts/fetch-test-models", path.display());
+    let msg = format!(
+        "test model {} is absent; run scripts/fetch-test-models",
+        path.display()
+    );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{msg}");
     }
@@ -91,9 +94,15 @@ fn answer(ring: &Ring) -> (String, u64, String) {
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     (
-        j["choices"][0]["message"]["content"].as_str().unwrap().to_owned(),
+        j["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
         j["usage"]["completion_tokens"].as_u64().unwrap(),
-        j["choices"][0]["finish_reason"].as_str().unwrap().to_owned(),
+        j["choices"][0]["finish_reason"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     )
 }
 
@@ -122,7 +131,12 @@ fn check(name: &str, total: u32, all: &[&[u32]], net0: u8) {
 
 #[test]
 fn smollm2_on_1_to_4_ranks_answers_like_one_process() {
-    check(SMOLLM2, 30, &[&[30], &[1, 29], &[15, 15], &[7, 11, 12], &[8, 7, 8, 7]], 61);
+    check(
+        SMOLLM2,
+        30,
+        &[&[30], &[1, 29], &[15, 15], &[7, 11, 12], &[8, 7, 8, 7]],
+        61,
+    );
 }
 
 #[test]
@@ -157,7 +171,10 @@ fn a_killed_middle_rank_fails_the_real_request_within_5_s() {
     ring.controls[1].kill();
     let error = loop {
         line.clear();
-        assert!(stream.read_line(&mut line).unwrap() > 0, "stream ended without an error");
+        assert!(
+            stream.read_line(&mut line).unwrap() > 0,
+            "stream ended without an error"
+        );
         if let Some(d) = line.trim_end().strip_prefix("data: ") {
             let v: serde_json::Value = serde_json::from_str(d).unwrap();
             if v.get("error").is_some() {
@@ -167,10 +184,16 @@ fn a_killed_middle_rank_fails_the_real_request_within_5_s() {
     };
     let waited = killed.elapsed();
     assert_eq!(error["error"]["code"], "ring_failed", "{error}");
-    assert!(waited < Duration::from_secs(5), "client told after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "client told after {waited:?}"
+    );
     assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
     for r in [0, 2] {
-        assert!(matches!(ring.join(r), Err(ShardError::Ring { .. })), "rank {r}");
+        assert!(
+            matches!(ring.join(r), Err(ShardError::Ring { .. })),
+            "rank {r}"
+        );
     }
     assert!(std::net::TcpStream::connect(ring.api).is_err());
 }

@@ -2,6 +2,9 @@
 //! serving the real HTTP API; the engine is the toy layered model of
 //! `support` (the llama.cpp engine's own tests are in `engine_*.rs`).
 
+// One-rank layer lists read as what they are.
+#![allow(clippy::single_range_in_vec_init)]
+
 mod support;
 
 use std::io::{BufRead, Read};

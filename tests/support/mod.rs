@@ -471,10 +471,7 @@ pub fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
 fn dechunk(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = raw;
-    loop {
-        let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
             .unwrap_or(0);
         if size == 0 {
