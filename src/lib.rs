@@ -5,6 +5,7 @@
 //! pure planner (`plan`), rendered (`render`), and executed (`exec`) by
 //! starting `run-shard` ranks (`engine`, `ring`, `api`).
 
+pub mod api;
 pub mod card;
 pub mod cardgen;
 pub mod cli;
@@ -18,3 +19,5 @@ pub mod plan;
 pub mod schema;
 pub mod validate;
 pub mod hub;
+pub mod ring;
+pub mod shard;
