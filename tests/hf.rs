@@ -2,6 +2,7 @@
 //! (tests/support): quant selection, shard groups, auth, offline mode,
 //! headers larger than one range window, resumable and verified downloads.
 
+#[path = "fake_hub/mod.rs"]
 mod support;
 
 use std::path::Path;
