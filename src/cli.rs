@@ -450,8 +450,30 @@ fn logs(_args: LogsArgs) -> CommandResult {
     not_built("logs")
 }
 
-fn run_shard(_args: RunShardArgs) -> CommandResult {
-    not_built("run-shard")
+fn run_shard(args: RunShardArgs) -> CommandResult {
+    use crate::run_shard::{self, SecretSource, Selector, Settings};
+    let selector = match (args.node, args.rank) {
+        (Some(node), _) => Selector::Node(node),
+        (None, Some(rank)) => Selector::Rank(rank),
+        (None, None) => unreachable!("clap requires --node or --rank"),
+    };
+    let settings = Settings {
+        plan: args.plan,
+        selector,
+        secret: match args.secret_file {
+            Some(path) => SecretSource::File(path),
+            None => SecretSource::EnvOrStdin,
+        },
+        api_key_file: args.api_key_file,
+        threads: args.threads,
+        formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
+        cache_dir: args.cache_dir,
+    };
+    match run_shard::run(settings) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) if err.is_invalid_input() => Err(Failure::Invalid(err.into())),
+        Err(err) => Err(Failure::Runtime(err.into())),
+    }
 }
 
 fn card_new(args: CardNewArgs) -> CommandResult {

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod load;
 pub mod plan;
 pub mod ring;
+pub mod run_shard;
 pub mod schema;
 pub mod shard;
 pub mod validate;
