@@ -430,8 +430,132 @@ fn schema(args: SchemaArgs) -> CommandResult {
     }
 }
 
-fn plan(_args: PlanArgs) -> CommandResult {
-    not_built("plan")
+fn plan(args: PlanArgs) -> CommandResult {
+    use crate::plan::{self, InstanceKind, PlanDocument, PlanRequest, Sharding};
+    let card_value = load_checked(&args.card, "card")?;
+    let card: crate::card::ModelCard = crate::card::camelize_keys(card_value)
+        .map_err(anyhow::Error::new)
+        .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
+        .map_err(|e| Failure::Invalid(e.context(format!("{}", args.card.display()))))?;
+    let inventory_value = load_checked(&args.inventory, "inventory")?;
+    let inventory = crate::inventory::parse(&inventory_value).map_err(|e| {
+        Failure::Invalid(anyhow::anyhow!("{}: {e}", args.inventory.display()))
+    })?;
+    let request = PlanRequest {
+        sharding: match args.sharding {
+            ShardingArg::Pipeline => Sharding::Pipeline,
+            ShardingArg::Tensor => Sharding::Tensor,
+        },
+        instance: match args.instance {
+            InstanceArg::Ring => InstanceKind::Ring,
+            InstanceArg::Jaccl => InstanceKind::Jaccl,
+        },
+        min_nodes: args.min_nodes,
+        exclude: args.exclude,
+        nodes: args.nodes,
+        layers: args.layers,
+        context: args.context,
+        port: args.port,
+        api_bind: args.api_bind,
+        api_port: args.api_port,
+    };
+    let placed = plan::plan(&card, &inventory, &request).map_err(|e| {
+        if e.is_usage() {
+            Failure::Runtime(e.into())
+        } else {
+            Failure::Invalid(e.into())
+        }
+    })?;
+    for note in &placed.notes {
+        let _ = writeln!(std::io::stderr(), "note: {note}");
+    }
+    let document = PlanDocument::from_plan(&placed);
+    if let Some(path) = &args.out {
+        write_atomically(path, document.to_json().as_bytes()).map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!("cannot write `{}`: {e}", path.display()))
+        })?;
+    }
+    let text = match args.output {
+        OutputFormat::Table => plan::table::render(&placed, color_stdout()),
+        OutputFormat::Json => document.to_json(),
+        OutputFormat::Yaml => document.to_yaml(),
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the plan: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads a file of a known kind with the checks of `skulk validate`; every
+/// error, with its position, fails the command (exit 1; exit 2 when the
+/// file cannot be read).
+fn load_checked(path: &std::path::Path, kind: &str) -> Result<serde_json::Value, Failure> {
+    use crate::validate::DiagnosticSeverity;
+    let report = crate::validate::validate_file_as(path, kind);
+    if report.errors() > 0 {
+        let lines: Vec<String> = report
+            .problems
+            .iter()
+            .filter(|d| d.severity == DiagnosticSeverity::Error)
+            .map(|d| {
+                let mut line = report.path.clone();
+                if let Some(location) = d.location {
+                    line.push_str(&format!(":{location}"));
+                }
+                line.push_str(": ");
+                if !d.pointer.is_empty() {
+                    line.push_str(&format!("{}: ", d.pointer));
+                }
+                line.push_str(&d.message);
+                line
+            })
+            .collect();
+        let error = anyhow::anyhow!("{}", lines.join("\n"));
+        return Err(if report.unreadable {
+            Failure::Runtime(error)
+        } else {
+            Failure::Invalid(error)
+        });
+    }
+    crate::load::load(path)
+        .map(|(_, value)| value)
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// Colour only for a terminal, and never with `NO_COLOR` set (no-color.org).
+fn color_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, so `path` is either the old file or the whole new one.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")
+    })?;
+    let temporary = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
 }
 
 fn apply(_args: ApplyArgs) -> CommandResult {

@@ -443,6 +443,19 @@ impl TryFrom<InventoryFile> for Inventory {
             });
         }
         let all_names: BTreeSet<String> = file.hosts.iter().map(|h| h.name.clone()).collect();
+        let mut first_use: HashMap<&str, usize> = HashMap::new();
+        for (index, entry) in file.hosts.iter().enumerate() {
+            if let Some(first) = first_use.insert(&entry.name, index) {
+                first_use.insert(&entry.name, first);
+                problems.push(InventoryError {
+                    pointer: format!("/hosts/{index}/name"),
+                    message: format!(
+                        "host `{}`: the name is already used by host {first}",
+                        entry.name
+                    ),
+                });
+            }
+        }
         let mut hosts = Vec::with_capacity(file.hosts.len());
         for (index, entry) in file.hosts.into_iter().enumerate() {
             if let Some(host) = validate_host(index, entry, &mut problems) {
@@ -784,18 +797,11 @@ fn cross_host_checks(
     all_names: &BTreeSet<String>,
     problems: &mut Vec<InventoryError>,
 ) {
-    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
     let mut endpoints: HashMap<String, &str> = HashMap::new();
     for (index, host) in hosts {
-        if let Some(first) = names.insert(&host.name, *index) {
-            problems.push(InventoryError {
-                pointer: format!("/hosts/{index}/name"),
-                message: format!(
-                    "host `{}`: the name is already used by host {first}",
-                    host.name
-                ),
-            });
-            continue;
+        if !names.insert(&host.name) {
+            continue; // reported with the raw entries
         }
         let endpoint = match &host.ssh {
             Some(ssh) => format!("{}:{}", canonical_address(&host.address), ssh.port),
@@ -840,7 +846,7 @@ pub enum SizeError {
         "`{0}` is not a size: expected a number and a unit, such as `30GiB`, `512MiB` or `1.5GiB`"
     )]
     Malformed(String),
-    #[error("`{text}` has the unit `{unit}`, which skulk does not know\n\nhint: sizes use binary units: B, KiB, MiB, GiB, TiB, PiB{suggestion}")]
+    #[error("`{text}` has the unit `{unit}`, which skulk does not know; sizes use the binary units B, KiB, MiB, GiB, TiB and PiB{suggestion}")]
     UnknownUnit {
         text: String,
         unit: String,

@@ -47,7 +47,8 @@ impl SchemaKind {
 pub fn schema(kind: SchemaKind) -> Option<Value> {
     let schema = match kind {
         SchemaKind::Card => schemars::schema_for!(ModelCard),
-        SchemaKind::Inventory | SchemaKind::Plan => return None,
+        SchemaKind::Inventory => schemars::schema_for!(crate::inventory::InventoryFile),
+        SchemaKind::Plan => schemars::schema_for!(crate::plan::PlanDocument),
     };
     Some(finish(schema.to_value()))
 }

@@ -109,13 +109,67 @@ pub struct Checked {
 }
 
 /// The document kinds, tried in order.
-pub static KINDS: &[DocumentKind] = &[DocumentKind {
-    name: "card",
-    detect: |_| true,
-    rename_key: card::snake_to_camel,
-    schema: SchemaKind::Card,
-    check: check_card,
-}];
+pub static KINDS: &[DocumentKind] = &[
+    DocumentKind {
+        name: "inventory",
+        detect: |object| object.contains_key("hosts"),
+        rename_key: str::to_string,
+        schema: SchemaKind::Inventory,
+        check: check_inventory,
+    },
+    DocumentKind {
+        name: "plan",
+        detect: |object| object.contains_key("instance"),
+        rename_key: str::to_string,
+        schema: SchemaKind::Plan,
+        check: check_plan,
+    },
+    DocumentKind {
+        name: "card",
+        detect: |_| true,
+        rename_key: card::snake_to_camel,
+        schema: SchemaKind::Card,
+        check: check_card,
+    },
+];
+
+fn check_inventory(value: &Value) -> Checked {
+    let problems = match crate::inventory::parse(value) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .0
+            .into_iter()
+            .map(|e| card::Problem {
+                pointer: e.pointer,
+                message: e.message,
+                severity: Severity::Error,
+            })
+            .collect(),
+    };
+    Checked {
+        problems,
+        model_id: None,
+    }
+}
+
+fn check_plan(value: &Value) -> Checked {
+    let problem = |pointer: String, message: String| card::Problem {
+        pointer,
+        message,
+        severity: Severity::Error,
+    };
+    let problems = match crate::plan::PlanDocument::from_value(value) {
+        Ok(_) => Vec::new(),
+        Err(crate::plan::document::DocumentError::Malformed { pointer, message }) => {
+            vec![problem(pointer, message)]
+        }
+        Err(other) => vec![problem(String::new(), other.to_string())],
+    };
+    Checked {
+        problems,
+        model_id: None,
+    }
+}
 
 fn check_card(value: &Value) -> Checked {
     match serde_json::from_value::<ModelCard>(value.clone()) {
@@ -486,6 +540,26 @@ pub fn validate_file(path: &Path) -> FileReport {
     report
 }
 
+/// Checks one file as a document of the kind named `kind` (`card`,
+/// `inventory`), whatever its content looks like, with positions filled in:
+/// for commands that take a file of a known kind (`skulk plan --card`).
+pub fn validate_file_as(path: &Path, kind: &str) -> FileReport {
+    let mut report = FileReport::new(path);
+    let forced = KINDS.iter().find(|k| k.name == kind);
+    assert!(forced.is_some(), "unknown document kind `{kind}`");
+    match load::read_source(path) {
+        Ok(source) => check_text_as(&mut report, source.text, source.format, forced),
+        Err(err) => {
+            report.unreadable = err.is_io();
+            report
+                .problems
+                .push(Diagnostic::error("", err.kind.to_string()).at(err.location));
+        }
+    }
+    report.finish();
+    report
+}
+
 /// Checks a document given as text, as if read from `path` (pure: used by
 /// the fuzz target and benchmarks too).
 pub fn validate_text(path: &Path, text: &str, format: Format) -> FileReport {
@@ -496,6 +570,15 @@ pub fn validate_text(path: &Path, text: &str, format: Format) -> FileReport {
 }
 
 fn check_text(report: &mut FileReport, text: String, format: Format) {
+    check_text_as(report, text, format, None)
+}
+
+fn check_text_as(
+    report: &mut FileReport,
+    text: String,
+    format: Format,
+    forced: Option<&'static DocumentKind>,
+) {
     let value = match load::parse(&text, format) {
         Ok(value) => value,
         Err(err) => {
@@ -522,10 +605,12 @@ fn check_text(report: &mut FileReport, text: String, format: Format) {
         );
         return;
     };
-    let kind = KINDS
-        .iter()
-        .find(|kind| (kind.detect)(object))
-        .expect("the last document kind accepts anything");
+    let kind = forced.unwrap_or_else(|| {
+        KINDS
+            .iter()
+            .find(|kind| (kind.detect)(object))
+            .expect("the last document kind accepts anything")
+    });
     report.kind = Some(kind.name);
     report.source = Some((text, format, kind.rename_key));
     let value = match rename_keys(value, kind.rename_key) {

@@ -414,20 +414,36 @@ impl PlanDocument {
             pointer: "/".into(),
             message: err.to_string(),
         })?;
-        if document.skulk.format_version != FORMAT_VERSION {
+        document.verify()?;
+        Ok(document)
+    }
+
+    /// [`Self::from_json`] for an already parsed document.
+    pub fn from_value(value: &Value) -> Result<Self, DocumentError> {
+        let document: PlanDocument =
+            serde_path_to_error::deserialize(value).map_err(|err| DocumentError::Malformed {
+                pointer: crate::inventory::pointer_of(err.path()),
+                message: err.inner().to_string(),
+            })?;
+        document.verify()?;
+        Ok(document)
+    }
+
+    /// Checks the format version, the digest and that the parts agree.
+    pub fn verify(&self) -> Result<(), DocumentError> {
+        if self.skulk.format_version != FORMAT_VERSION {
             return Err(DocumentError::Version {
-                found: document.skulk.format_version,
+                found: self.skulk.format_version,
             });
         }
-        let computed = document.compute_digest();
-        if computed != document.skulk.plan_digest {
+        let computed = self.compute_digest();
+        if computed != self.skulk.plan_digest {
             return Err(DocumentError::Digest {
-                recorded: document.skulk.plan_digest.clone(),
+                recorded: self.skulk.plan_digest.clone(),
                 computed,
             });
         }
-        document.ordered_ranks()?;
-        Ok(document)
+        self.ordered_ranks().map(|_| ())
     }
 
     fn assignments(&self) -> &ShardAssignments {

@@ -299,9 +299,31 @@ impl Context<'_> {
         )
     }
 
-    fn hint(&self) -> String {
+    /// The model with no KV cache budgeted: what a smaller `--context`
+    /// could at best achieve.
+    fn without_kv(&self) -> ModelMemory {
+        ModelMemory {
+            kv_budget: 0,
+            ..self.model
+        }
+    }
+
+    /// Whether `set` would fit (shares as the request's sharding) with no
+    /// KV budget.
+    fn fits_without_kv(&self, set: &[usize]) -> bool {
+        let model = self.without_kv();
+        let sum4: u128 = set.iter().map(|&p| self.usable4[p]).sum();
+        set.iter().all(|&p| match self.request.sharding {
+            Sharding::Pipeline => model.pipeline_host_fits(sum4, self.usable4[p]),
+            Sharding::Tensor => model.tensor_host_fits(set.len() as u64, self.usable4[p]),
+        })
+    }
+
+    /// `hint:` with the ways out; fewer context tokens only when dropping
+    /// the KV budget would let the hosts in question fit.
+    fn hint(&self, fewer_tokens_would_help: bool) -> String {
         let mut ways = Vec::new();
-        if self.model.per_token_kv > 0 && self.budget > 1024 {
+        if fewer_tokens_would_help && self.model.per_token_kv > 0 && self.budget > 1024 {
             ways.push(format!(
                 "budget fewer context tokens (`--context {}`)",
                 self.budget / 2
@@ -581,7 +603,7 @@ fn check_memory(
         if chosen.len() == 1 { "" } else { "s" },
         lines.join("\n"),
         skipped_lines(ctx, skips),
-        ctx.hint()
+        ctx.hint(ctx.fits_without_kv(chosen))
     )))
 }
 
@@ -804,16 +826,21 @@ fn search_hosts(ctx: &Context<'_>, skips: &[Option<Skip>]) -> Result<Vec<usize>,
     } else {
         String::new()
     };
+    let shown_text = match (k, candidates.len()) {
+        (1, 1) => "on the only host that can run it".to_string(),
+        (1, _) => "on the host with the most memory".to_string(),
+        (k, n) if k == n => format!("shared among the {k} hosts that can run it"),
+        (k, _) => format!("shared among the {k} hosts with the most memory"),
+    };
     Err(infeasible(format!(
-        "`{}` ({} GiB of weights, {} layers) fits on no set{lower} of hosts ({} sharding); with the {k} host{} that have the most memory:\n{}{unused}{}{}",
+        "`{}` ({} GiB of weights, {} layers, {} sharding) does not fit on any set{lower} of hosts; {shown_text}:\n{}{unused}{}{}",
         ctx.model_id(),
         format_gib(ctx.model.storage),
         ctx.card.n_layers,
         request.sharding,
-        if k == 1 { "" } else { "s" },
         lines.join("\n"),
         skipped_lines(ctx, skips),
-        ctx.hint()
+        ctx.hint(ctx.fits_without_kv(&shown))
     )))
 }
 
@@ -862,7 +889,9 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
                     ctx.model_id(),
                     format_gib(ctx.model.storage),
                     lines.join("\n"),
-                    ctx.hint()
+                    ctx.hint(chosen.iter().zip(&counts).all(|(&p, &l)| {
+                        ctx.without_kv().layers_host_fits(l, ctx.usable4[p])
+                    }))
                 )));
             }
             counts
