@@ -36,6 +36,8 @@ const THREADPOOL_POLL: Option<u32> = None;
 
 /// Loads the rank-local GGUF at `model_path`, which holds `layers` of a model
 /// of `total_layers`, as one stage plus the tokenizer.
+// The return type is the interface the ring codes against, spelled out.
+#[allow(clippy::type_complexity)]
 pub fn load(
     model_path: &Path,
     layers: Range<u32>,
