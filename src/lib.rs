@@ -7,4 +7,4 @@
 
 pub mod card;
 pub mod cli;
-pub mod engine;
+pub mod exec;
