@@ -31,7 +31,9 @@ impl Memory {
 }
 
 /// The task types a model serves; selects which runner handles it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum ModelTask {
     TextGeneration,
     TextToImage,
@@ -572,7 +574,10 @@ fn gguf_path_problem(file: &str) -> Option<String> {
             "`ggufFile` `{file}` must be a path relative to the model directory"
         ));
     }
-    if file.split(['/', '\\']).any(|part| part == ".." || part.is_empty()) {
+    if file
+        .split(['/', '\\'])
+        .any(|part| part == ".." || part.is_empty())
+    {
         return Some(format!(
             "`ggufFile` `{file}` must not contain `..` or empty path components"
         ));
@@ -584,7 +589,10 @@ fn gguf_path_problem(file: &str) -> Option<String> {
 }
 
 fn runtime_problems(runtime: &RuntimeCapabilityCardConfig, problems: &mut Vec<Problem>) {
-    match (&runtime.served_spec_draft_repo, &runtime.served_spec_draft_file) {
+    match (
+        &runtime.served_spec_draft_repo,
+        &runtime.served_spec_draft_file,
+    ) {
         (Some(_), None) => problems.push(Problem::error(
             "/runtime/servedSpecDraftFile",
             "`servedSpecDraftRepo` is set but `servedSpecDraftFile` is not; they go together",
@@ -841,8 +849,8 @@ mod tests {
 
     #[test]
     fn same_field_in_both_spellings_is_an_error() {
-        let err = camelize_keys(json!({"placement": {"min_vram_gib": 1, "minVramGib": 2}}))
-            .unwrap_err();
+        let err =
+            camelize_keys(json!({"placement": {"min_vram_gib": 1, "minVramGib": 2}})).unwrap_err();
         assert_eq!(err.pointer, "/placement");
         assert_eq!(err.first, "min_vram_gib");
         assert_eq!(err.second, "minVramGib");
@@ -935,10 +943,7 @@ mod tests {
             "compatibleBackends": ["llama_cpp-cpu"],
             "backendPreference": ["llama_cpp-cuda", "llama_cpp-cpu"]
         });
-        assert_eq!(
-            pointers(&card(value)),
-            ["/placement/backendPreference/0"]
-        );
+        assert_eq!(pointers(&card(value)), ["/placement/backendPreference/0"]);
     }
 
     #[test]

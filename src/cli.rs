@@ -229,7 +229,12 @@ pub struct RunShardArgs {
     #[arg(long, value_name = "FILE")]
     pub plan: PathBuf,
     /// This host's name in the plan
-    #[arg(long, value_name = "NAME", required_unless_present = "rank", conflicts_with = "rank")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "rank",
+        conflicts_with = "rank"
+    )]
     pub node: Option<String>,
     /// This rank's number in the plan
     #[arg(long, value_name = "N")]
@@ -440,9 +445,18 @@ mod tests {
     fn nodes_conflicts_with_exclude_and_min_nodes() {
         for extra in [["--exclude", "a"], ["--min-nodes", "2"]] {
             let err = Cli::try_parse_from(
-                ["skulk", "plan", "--card", "c", "--inventory", "i", "--nodes", "a,b"]
-                    .into_iter()
-                    .chain(extra),
+                [
+                    "skulk",
+                    "plan",
+                    "--card",
+                    "c",
+                    "--inventory",
+                    "i",
+                    "--nodes",
+                    "a,b",
+                ]
+                .into_iter()
+                .chain(extra),
             )
             .unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);

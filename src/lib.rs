@@ -7,4 +7,5 @@
 
 pub mod card;
 pub mod cli;
+pub mod engine;
 pub mod exec;

@@ -9,7 +9,10 @@ use std::fmt;
 pub enum StageInput<'a> {
     Tokens(&'a [i32]),
     /// `n_tokens x n_embd` f32 values, row-major.
-    Hidden { data: &'a [f32], n_tokens: usize },
+    Hidden {
+        data: &'a [f32],
+        n_tokens: usize,
+    },
 }
 
 /// Output of one forward pass.
