@@ -121,11 +121,16 @@ pub fn stop(
     })
 }
 
-/// Stops this plan's rank on every host (best effort); returns the failures.
+/// Stops this plan's rank on every host and removes its secrets and plan
+/// copy (best effort: every host is tried); returns the failures.
 pub fn stop_all(dep: &Deployment, hosts: &[Host], timeout_secs: u64) -> Vec<String> {
     par_map(&zip(dep, hosts), |(r, h)| {
-        stop(h, &StopTarget::Layout(r.layout(&dep.digest)), timeout_secs)
-            .map_err(|e| on_host(r, format!("could not stop the rank: {e}")))
+        let layout = r.layout(&dep.digest);
+        stop(h, &StopTarget::Layout(layout.clone()), timeout_secs)
+            .map_err(|e| on_host(r, format!("could not stop the rank: {e}")))?;
+        h.perform_checked(&script::clean(&layout, false))
+            .map(|_| ())
+            .map_err(|e| on_host(r, format!("could not clean up: {e}")))
     })
     .into_iter()
     .filter_map(Result::err)
