@@ -46,8 +46,11 @@ fn down_one(dep: &Deployment, r: &RankTarget, s: &DownSettings) -> Result<(), St
         s.timeout.as_secs(),
     )
     .map_err(|e| on_host(r, format!("cannot stop the rank: {e}")))?;
-    host.perform_checked(&script::clean(&layout, s.purge))
-        .map_err(|e| on_host(r, format!("cannot clean up: {e}")))?;
+    host.perform_checked(&script::clean(
+        &layout,
+        s.purge.then(|| script::ShardSlice::of(r)).as_ref(),
+    ))
+    .map_err(|e| on_host(r, format!("cannot clean up: {e}")))?;
     let out = host
         .perform_checked(&script::listeners())
         .map_err(|e| on_host(r, format!("cannot list listening sockets: {e}")))?;

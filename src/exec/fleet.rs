@@ -128,7 +128,7 @@ pub fn stop_all(dep: &Deployment, hosts: &[Host], timeout_secs: u64) -> Vec<Stri
         let layout = r.layout(&dep.digest);
         stop(h, &StopTarget::Layout(layout.clone()), timeout_secs)
             .map_err(|e| on_host(r, format!("could not stop the rank: {e}")))?;
-        h.perform_checked(&script::clean(&layout, false))
+        h.perform_checked(&script::clean(&layout, None))
             .map(|_| ())
             .map_err(|e| on_host(r, format!("could not clean up: {e}")))
     })

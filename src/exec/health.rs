@@ -77,11 +77,11 @@ fn get(
     let auth = api_key
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}:{port}\r\n{auth}Accept: */*\r\nConnection: close\r\n\r\n",
         bracket(host)
-    )?;
+    );
+    s.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     s.take(MAX_RESPONSE).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -110,10 +110,15 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let h = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
             let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).unwrap();
+            while !req.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "request ended early");
+                req.extend_from_slice(&buf[..n]);
+            }
             s.write_all(response.as_bytes()).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            String::from_utf8_lossy(&req).into_owned()
         });
         (port, h)
     }

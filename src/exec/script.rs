@@ -259,16 +259,44 @@ impl StopTarget {
 }
 
 /// Removes what `apply` left in the run directory except the log; with
-/// `purge`, also the shard cache.
-pub fn clean(layout: &RunLayout, purge: bool) -> Action {
+/// `purge`, also the rank's slices in the shard cache.
+pub fn clean(layout: &RunLayout, purge: Option<&ShardSlice>) -> Action {
     let mut s = format!(
         "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/*.tmp\n",
         layout.dir.sh()
     );
-    if purge {
-        s.push_str(&format!("rm -rf {}\n", RunLayout::shard_cache().sh()));
+    if let Some(slice) = purge {
+        s.push_str(&format!(
+            "rm -f {}/{}.*.layers-{}-{}.gguf\n",
+            RunLayout::shard_cache().sh(),
+            shell_quote(&slice.stem),
+            slice.start,
+            slice.end
+        ));
     }
     Action::run("clean up", s)
+}
+
+/// The rank-local GGUFs `run-shard` cuts for one layer range live in the
+/// shard cache as `<model file stem>.<model key>.layers-<s>-<e>.gguf`
+/// (`shard::rank_local_gguf`); the key is the model's, not known here, so
+/// `down --purge` removes every key's slice of this range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardSlice {
+    pub stem: String,
+    pub start: u32,
+    pub end: u32,
+}
+
+impl ShardSlice {
+    pub fn of(rank: &RankTarget) -> ShardSlice {
+        let file = rank.model.relative.rsplit('/').next().unwrap_or("");
+        ShardSlice {
+            stem: file.strip_suffix(".gguf").unwrap_or(file).to_owned(),
+            start: rank.start_layer,
+            end: rank.end_layer,
+        }
+    }
 }
 
 /// The host's listening TCP sockets.
@@ -763,7 +791,7 @@ mod tests {
         // Stopping twice is harmless.
         let again = Report::parse(&run(&stop(&StopTarget::Layout(layout.clone()), 5)));
         assert_eq!(again.get("stopped"), Some("none"));
-        run(&clean(&layout, false));
+        run(&clean(&layout, None));
         let log = std::fs::read_to_string(layout.log().resolve(h)).unwrap();
         assert!(log.contains("fake rank run-shard --plan"), "{log}");
         assert!(!std::path::Path::new(&layout.plan().resolve(h)).exists());
@@ -773,6 +801,33 @@ mod tests {
         let from = run(&log_from(&layout, 0));
         assert!(from.starts_with("size="), "{from}");
         assert!(from.contains("=== "), "{from}");
+    }
+
+    #[test]
+    fn purge_removes_only_this_ranks_slices() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path().to_str().unwrap();
+        let d = fixtures::deployment(3);
+        let rank = &d.ranks[1];
+        let cache = std::path::PathBuf::from(RunLayout::shard_cache().resolve(h));
+        std::fs::create_dir_all(&cache).unwrap();
+        let ours = cache.join("model.Q4_1.0123abcd.layers-10-20.gguf");
+        let other_range = cache.join("model.Q4_1.0123abcd.layers-0-10.gguf");
+        let other_model = cache.join("other.0123abcd.layers-10-20.gguf");
+        for f in [&ours, &other_range, &other_model] {
+            std::fs::write(f, "x").unwrap();
+        }
+        let Action::Run { script, .. } =
+            clean(&rank.layout(&d.digest), Some(&ShardSlice::of(rank)))
+        else {
+            panic!()
+        };
+        let out = LocalTransport::new("here")
+            .run(&format!("HOME={}\n{script}", shell_quote(h)), None)
+            .unwrap();
+        assert!(out.status.success(), "{}", out.stderr_str());
+        assert!(!ours.exists());
+        assert!(other_range.exists() && other_model.exists());
     }
 
     #[test]
