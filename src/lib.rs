@@ -9,3 +9,5 @@ pub mod card;
 pub mod cli;
 pub mod engine;
 pub mod exec;
+pub mod inventory;
+pub mod plan;
