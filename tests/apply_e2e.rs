@@ -64,7 +64,7 @@ fn a_rank_that_cannot_start_fails_apply_which_stops_the_others_and_shows_its_log
     // GGUF), so every rank exits soon after it starts.
     let inv = sc.inventory(h, &sc.hosts(h, N, false));
     let port = ring_port(20);
-    let plan = sc.plan(&inv, &["--nodes", "h1,h2,h3", "--port", &port.to_string()]);
+    let plan = sc.plan(&inv, &["h1", "h2", "h3"], port);
     // And skulk is installed by apply itself, into a directory of this test.
     let dest = sc.path("bin/skulk");
     let mut a = vec!["apply".to_owned(), s(&plan).to_owned()];
@@ -160,7 +160,7 @@ fn three_ranks_serve_the_openai_client_then_status_kill_and_down() {
     let sc = Scratch::new();
     let inv = sc.inventory(h, &sc.hosts(h, N, true));
     let port = ring_port(21);
-    let plan = sc.plan(&inv, &["--nodes", "h1,h2,h3", "--port", &port.to_string()]);
+    let plan = sc.plan(&inv, &["h1", "h2", "h3"], port);
     let key = "skulk-test-key";
     let env = [("SKULK_API_KEY", key)];
     let apply = apply_args(h, &plan, &["--timeout", "180"]);
@@ -187,10 +187,7 @@ fn three_ranks_serve_the_openai_client_then_status_kill_and_down() {
     // A different plan on the same hosts is refused without --replace.
     let other = Scratch::new();
     let other_inv = other.inventory(h, &other.hosts(h, N, false));
-    let other_plan = other.plan(
-        &other_inv,
-        &["--nodes", "h1,h2,h3", "--port", &ring_port(22).to_string()],
-    );
+    let other_plan = other.plan(&other_inv, &["h1", "h2", "h3"], ring_port(22));
     let refused = skulk(&strs(&apply_args(h, &other_plan, &[]))).expect(2);
     assert!(
         refused.stderr.contains("a different plan is running"),

@@ -26,7 +26,7 @@ fn test_hosts() -> Option<&'static TestHosts> {
 /// Three hosts, sparse model files, a plan over all three with `port`.
 fn three_host_plan(h: &TestHosts, sc: &Scratch, port: u16) -> std::path::PathBuf {
     let inv = sc.inventory(h, &sc.hosts(h, N, false));
-    sc.plan(&inv, &["--nodes", "h1,h2,h3", "--port", &port.to_string()])
+    sc.plan(&inv, &["h1", "h2", "h3"], port)
 }
 
 fn run_dir(plan: &std::path::Path) -> std::path::PathBuf {
@@ -278,10 +278,7 @@ fn a_missing_model_fails_preflight_naming_host_and_path() {
     fs::create_dir_all(&empty).unwrap();
     specs[1].model_dir = Some(empty.clone());
     let inv = sc.inventory(h, &specs);
-    let plan = sc.plan(
-        &inv,
-        &["--nodes", "h1,h2,h3", "--port", &ring_port(6).to_string()],
-    );
+    let plan = sc.plan(&inv, &["h1", "h2", "h3"], ring_port(6));
     let r = skulk(&strs(&apply_args(h, &plan, &[]))).expect(2);
     assert!(
         r.stderr
@@ -352,10 +349,7 @@ fn an_unreachable_host_fails_within_the_connect_timeout_naming_it() {
     let mut specs = sc.hosts(h, 2, false);
     specs[1].address = h.unused_addr.clone();
     let inv = sc.inventory(h, &specs);
-    let plan = sc.plan(
-        &inv,
-        &["--nodes", "h1,h2", "--port", &ring_port(8).to_string()],
-    );
+    let plan = sc.plan(&inv, &["h1", "h2"], ring_port(8));
     let started = Instant::now();
     let r = skulk(&strs(&apply_args(h, &plan, &[]))).expect(2);
     // The transport's connect timeout is 10 s; the hosts are tried in parallel.
@@ -386,11 +380,7 @@ fn plans_the_engines_cannot_run_are_refused() {
         .replace("[llama_cpp-cpu]", "[mlx]");
     fs::write(&inv, text).unwrap();
     let card = "modelId: mlx-community/Tiny-4bit\nstorageSize: {inBytes: 1000000}\nnLayers: 4\nhiddenSize: 64\nsupportsTensor: true\ntasks: [TextGeneration]\n";
-    let plan = sc.plan_card(
-        card,
-        &inv,
-        &["--nodes", "h1,h2", "--port", &ring_port(9).to_string()],
-    );
+    let plan = sc.plan_card(card, &inv, &["h1", "h2"], ring_port(9));
     let r = skulk(&strs(&apply_args(h, &plan, &[]))).expect(1);
     assert!(r.stderr.contains("`mlx`"), "{}", r.stderr);
     assert!(r.stderr.contains(s(&plan)), "{}", r.stderr);

@@ -532,7 +532,7 @@ fn wait_ready(dep: &Deployment, hosts: &[Host], s: &ApplySettings) -> Result<(),
                     })
                     .collect();
                 break Err(WaitFailure {
-                    summary: format!("the ring did not form: {} stopped", names.join(", ")),
+                    summary: format!("the ring did not form: {} exited", names.join(", ")),
                     failing,
                 });
             }

@@ -180,6 +180,7 @@ pub fn check(
             "model file `{path}` is missing\n\nhint: copy `{}` there, or pass `--fetch` to download it on the host",
             rank.model.relative
         )),
+        ModelState::Size(n) if rank.model.split && n > 0 && n <= want => {}
         ModelState::Size(n) if opts.fetch && n < want => v.fetch = true,
         ModelState::Size(n) => v.problems.push(format!(
             "model file `{path}` has {n} bytes, the plan expects {want}\n\nhint: the file is truncated or a different quant; replace it"

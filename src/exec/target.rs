@@ -10,7 +10,31 @@
 
 use std::fmt;
 
+use std::path::{Path, PathBuf};
+
 use super::remote::{Connection, RemotePath};
+use super::ExecError;
+use crate::inventory::Connection as InvConnection;
+use crate::plan::memory::{ModelMemory, KV_BUDGET_TOKENS};
+use crate::plan::{InstanceKind, PlanDocument, Sharding};
+
+/// The engine skulk's ranks run (the plan's `skulk.engine`, and the prefix
+/// of every backend tag it serves).
+pub const ENGINE: &str = "llama_cpp";
+
+/// Whether `file` is the first part of a split GGUF (`-00001-of-00003.gguf`),
+/// whose size is only part of the card's `storageSize`.
+pub fn is_split_gguf(file: &str) -> bool {
+    let Some(stem) = file.strip_suffix(".gguf") else {
+        return false;
+    };
+    let b = stem.as_bytes();
+    b.len() >= 15
+        && b[b.len() - 15] == b'-'
+        && b[b.len() - 9..b.len() - 5] == *b"-of-"
+        && b[b.len() - 14..b.len() - 9].iter().all(u8::is_ascii_digit)
+        && b[b.len() - 5..].iter().all(u8::is_ascii_digit)
+}
 
 /// Where a host keeps models when the inventory gives no `modelDir`
 /// (design.md, "Files").
@@ -69,7 +93,11 @@ pub struct ModelFile {
     pub dir: RemotePath,
     /// `<org>--<name>/<ggufFile>`.
     pub relative: String,
+    /// The card's `storageSize`: the file's size, or for a split GGUF the
+    /// whole group's (the first part is then at most this).
     pub size: u64,
+    /// The file is the first part of a split GGUF.
+    pub split: bool,
     /// Lowercase hex, when the plan gives one.
     pub sha256: Option<String>,
 }
@@ -122,16 +150,95 @@ impl fmt::Display for LayerRange {
 }
 
 impl Deployment {
-    /// Reads a plan document (`skulk plan --out`); `path` is for messages.
-    pub fn from_plan_json(
-        path: &std::path::Path,
-        bytes: Vec<u8>,
-    ) -> Result<Deployment, super::ExecError> {
-        let _ = bytes;
-        Err(super::ExecError::Invalid(format!(
-            "cannot read plan `{}`: plan documents are not readable in this build yet",
-            path.display()
-        )))
+    /// Reads a plan document (`skulk plan --out`), verified by its digest,
+    /// and refuses what skulk's engine cannot run: jaccl instances, tensor
+    /// shards, backends other than llama.cpp, cards without a GGUF file.
+    /// `path` is for messages.
+    pub fn from_plan_json(path: &Path, bytes: Vec<u8>) -> Result<Deployment, ExecError> {
+        let invalid = |m: String| ExecError::Invalid(format!("plan `{}`: {m}", path.display()));
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| invalid("not UTF-8 text, so not a plan document".into()))?;
+        let doc = PlanDocument::from_json(text).map_err(|e| invalid(e.to_string()))?;
+        let specs = doc.rank_specs().map_err(|e| invalid(e.to_string()))?;
+        if doc.instance_kind() == InstanceKind::Jaccl {
+            return Err(invalid(
+                "a jaccl instance (all-to-all RDMA, for MLX clusters) cannot run on skulk's engine, which forms a TCP ring\n\nhint: plan with `--instance ring`, or POST the plan to a Python Skulk cluster's `/instance`".into(),
+            ));
+        }
+        if doc.skulk.engine != ENGINE {
+            return Err(invalid(format!(
+                "engine `{}` cannot run here: skulk's engine is `{ENGINE}`\n\nhint: plan with a card and inventory that have `llama_cpp` backends",
+                doc.skulk.engine
+            )));
+        }
+        let mut ranks = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let on = |m: String| invalid(format!("rank {} on `{}`: {m}", spec.rank, spec.node));
+            if spec.sharding == Sharding::Tensor {
+                return Err(on(
+                    "tensor shards cannot run on skulk's engine, which runs layer ranges (pipeline shards)\n\nhint: plan with `--sharding pipeline`".into(),
+                ));
+            }
+            let backend = spec.resolved_backend.as_deref().unwrap_or(ENGINE);
+            if backend != ENGINE && !backend.starts_with(&format!("{ENGINE}-")) {
+                return Err(on(format!(
+                    "backend `{backend}` cannot run on skulk's engine, which runs `{ENGINE}` backends\n\nhint: give the card and the host a `llama_cpp` backend and plan again"
+                )));
+            }
+            let Some(gguf) = &spec.gguf_file else {
+                return Err(on(format!(
+                    "the card of `{}` names no `ggufFile`, and skulk's engine loads GGUF files",
+                    spec.model_card.model_id
+                )));
+            };
+            let connection = match spec.connection {
+                InvConnection::Local => Connection::Local,
+                InvConnection::Ssh => Connection::Ssh {
+                    user: spec.ssh.as_ref().and_then(|s| s.user.clone()),
+                    port: spec.ssh.as_ref().map(|s| s.port),
+                    identity_file: spec
+                        .ssh
+                        .as_ref()
+                        .and_then(|s| s.identity_file.as_ref())
+                        .map(PathBuf::from),
+                },
+            };
+            let layers = u128::from(spec.end_layer - spec.start_layer);
+            let tokens = spec.context_token_limit.unwrap_or(KV_BUDGET_TOKENS);
+            let need = ModelMemory::new(&spec.model_card, tokens)
+                .breakdown(layers, u128::from(spec.n_layers))
+                .need;
+            ranks.push(RankTarget {
+                rank: spec.rank,
+                world_size: spec.world_size,
+                node: spec.node.clone(),
+                address: spec.address.clone(),
+                connection,
+                start_layer: spec.start_layer,
+                end_layer: spec.end_layer,
+                n_layers: spec.n_layers,
+                model: ModelFile {
+                    dir: RemotePath::parse(&spec.model_dir),
+                    relative: format!("{}/{gguf}", spec.normalized_model_id),
+                    size: spec.model_card.storage_size.in_bytes,
+                    split: is_split_gguf(gguf),
+                    sha256: None,
+                },
+                need_bytes: Some(need),
+            });
+        }
+        let first = specs
+            .first()
+            .ok_or_else(|| invalid("the plan has no ranks".into()))?;
+        Ok(Deployment {
+            digest: doc.skulk.plan_digest.clone(),
+            plan_bytes: bytes,
+            model_id: first.model_card.model_id.clone(),
+            ring_port: first.ring_port,
+            api_address: first.api.address.clone(),
+            api_port: first.api.port,
+            ranks,
+        })
     }
 
     /// The first `DIGEST_PREFIX` hex digits of the digest.
@@ -258,6 +365,7 @@ pub(crate) mod fixtures {
                     dir: RemotePath::parse(DEFAULT_MODEL_DIR),
                     relative: "org--model/model.Q4_1.gguf".into(),
                     size: 98_362_432,
+                    split: false,
                     sha256: None,
                 },
                 need_bytes: Some(400 << 20),
@@ -311,5 +419,13 @@ mod tests {
             "~/.cache/skulk/models/org--model/model.Q4_1.gguf"
         );
         assert_eq!(ModelFile::store_name("a/b"), "a--b");
+    }
+
+    #[test]
+    fn split_ggufs_are_recognised() {
+        assert!(is_split_gguf("Llama-3.3-70B-Q4_K_M-00001-of-00002.gguf"));
+        assert!(!is_split_gguf("SmolLM2-135M-Instruct.Q4_1.gguf"));
+        assert!(!is_split_gguf("x-0001-of-00002.gguf"));
+        assert!(!is_split_gguf("-00001-of-00002"));
     }
 }

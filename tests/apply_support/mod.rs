@@ -7,6 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use skulk::card::ModelCard;
+use skulk::plan::{PlanDocument, PlanRequest};
+
 use super::hosts::TestHosts;
 
 pub const SKULK: &str = env!("CARGO_BIN_EXE_skulk");
@@ -122,31 +125,29 @@ impl Scratch {
         p
     }
 
-    /// `skulk plan` over `inventory` with the SmolLM2 card and `extra` flags.
-    pub fn plan(&self, inventory: &Path, extra: &[&str]) -> PathBuf {
-        self.plan_card(SMOL_CARD, inventory, extra)
+    /// A plan of the SmolLM2 card over `nodes` of `inventory` with ring
+    /// port `port`, written to `plan.json` here.
+    pub fn plan(&self, inventory: &Path, nodes: &[&str], port: u16) -> PathBuf {
+        self.plan_card(SMOL_CARD, inventory, nodes, port)
     }
 
-    pub fn plan_card(&self, card: &str, inventory: &Path, extra: &[&str]) -> PathBuf {
-        let card_path = self.path("card.yaml");
-        fs::write(&card_path, card).unwrap();
+    /// The planner's document for `card` (YAML) over `nodes` of
+    /// `inventory`, as `skulk plan --nodes .. --port .. --out` writes it
+    /// (made through the library, so these tests do not depend on how the
+    /// `plan` subcommand prints).
+    pub fn plan_card(&self, card: &str, inventory: &Path, nodes: &[&str], port: u16) -> PathBuf {
+        let card: ModelCard = serde_yaml_ng::from_str(card).expect("test card parses");
+        let inv: serde_json::Value =
+            serde_yaml_ng::from_str(&fs::read_to_string(inventory).unwrap()).unwrap();
+        let inv = skulk::inventory::parse(&inv).unwrap_or_else(|e| panic!("inventory: {e:?}"));
+        let request = PlanRequest {
+            nodes: Some(nodes.iter().map(|n| n.to_string()).collect()),
+            port: Some(port),
+            ..PlanRequest::default()
+        };
+        let plan = skulk::plan::plan(&card, &inv, &request).unwrap_or_else(|e| panic!("plan: {e}"));
         let out_path = self.path("plan.json");
-        let out = Command::new(SKULK)
-            .arg("plan")
-            .arg("--card")
-            .arg(&card_path)
-            .arg("--inventory")
-            .arg(inventory)
-            .args(["-o", "json", "--out"])
-            .arg(&out_path)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skulk plan failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        fs::write(&out_path, PlanDocument::from_plan(&plan).to_json()).unwrap();
         out_path
     }
 }
