@@ -396,12 +396,42 @@ fn not_built(name: &str) -> CommandResult {
     )))
 }
 
-fn validate(_args: ValidateArgs) -> CommandResult {
-    not_built("validate")
+fn validate(args: ValidateArgs) -> CommandResult {
+    use crate::validate::{self, Outcome, RunError, Settings};
+    let settings = Settings {
+        paths: args.paths,
+        format: match args.format {
+            ReportFormat::Text => validate::ReportFormat::Text,
+            ReportFormat::Json => validate::ReportFormat::Json,
+            ReportFormat::Github => validate::ReportFormat::Github,
+        },
+        deny_warnings: args.deny_warnings,
+    };
+    let mut out = std::io::stdout().lock();
+    match validate::run(&settings, &mut out) {
+        Ok(Outcome::Valid) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::Invalid) => Ok(ExitCode::from(1)),
+        Ok(Outcome::Unreadable) => Ok(ExitCode::from(2)),
+        Err(err @ RunError::Collect(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+        Err(err @ RunError::Write(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+    }
 }
 
-fn schema(_args: SchemaArgs) -> CommandResult {
-    not_built("schema")
+fn schema(args: SchemaArgs) -> CommandResult {
+    let kind = match args.kind {
+        SchemaKind::Card => crate::schema::SchemaKind::Card,
+        SchemaKind::Inventory => crate::schema::SchemaKind::Inventory,
+        SchemaKind::Plan => crate::schema::SchemaKind::Plan,
+    };
+    match crate::schema::schema_text(kind) {
+        Some(text) => {
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the schema: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => not_built(&format!("schema {}", kind.name())),
+    }
 }
 
 fn plan(_args: PlanArgs) -> CommandResult {
@@ -522,8 +552,26 @@ fn run_shard(_args: RunShardArgs) -> CommandResult {
     not_built("run-shard")
 }
 
-fn card_new(_args: CardNewArgs) -> CommandResult {
-    not_built("card new")
+fn card_new(args: CardNewArgs) -> CommandResult {
+    use crate::cardgen::{self, CardOutput};
+    let output = match args.output {
+        CardFormat::Yaml => CardOutput::Yaml,
+        CardFormat::Json => CardOutput::Json,
+    };
+    let card = match (&args.from_gguf, &args.from_hf) {
+        (Some(path), _) => {
+            cardgen::card_from_gguf_path(path, args.model_id.as_deref()).map_err(|e| {
+                if e.is_invalid_input() {
+                    Failure::Invalid(e.into())
+                } else {
+                    Failure::Runtime(e.into())
+                }
+            })?
+        }
+        _ => return not_built("card new --from-hf"),
+    };
+    print!("{}", cardgen::render_card(&card, output));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inventory_probe(args: ProbeArgs) -> CommandResult {

@@ -6,8 +6,13 @@
 //! starting `run-shard` ranks (`engine`, `ring`, `api`).
 
 pub mod card;
+pub mod cardgen;
 pub mod cli;
 pub mod engine;
 pub mod exec;
+pub mod gguf;
 pub mod inventory;
+pub mod load;
 pub mod plan;
+pub mod schema;
+pub mod validate;

@@ -1,9 +1,33 @@
 //! One rank's compute: a contiguous layer range of a GGUF model.
 //!
-//! The ring and the API only know the [`Stage`] and [`Tokenizer`] traits; the
-//! llama.cpp implementation lives behind the `engine` cargo feature.
+//! The ring and the API only know the [`Stage`] and [`Tokenizer`] traits and
+//! the pure-Rust [`Sampler`]; the llama.cpp implementation ([`load`]) lives
+//! behind the `engine` cargo feature. The invariant this module guards:
+//! chaining the stages of a model's layer ranges in order gives, token for
+//! token, what the whole model gives in one stage (proved by
+//! `tests/engine_equivalence.rs` for every architecture in
+//! [`SUPPORTED_ARCHITECTURES`]).
 
-use std::fmt;
+use std::path::PathBuf;
+
+mod sampler;
+
+#[cfg(feature = "engine")]
+mod ffi;
+#[cfg(feature = "engine")]
+mod llama;
+
+pub use sampler::Sampler;
+
+#[cfg(feature = "engine")]
+pub use llama::load;
+
+/// Architectures (GGUF `general.architecture`) whose layer-range stages are
+/// proved equivalent to the whole model by `tests/engine_equivalence.rs`.
+/// Any other architecture is refused at load time: per-layer attributes that
+/// llama.cpp derives from the layer index, or embedding scales applied to
+/// injected hidden rows, could otherwise give wrong output silently.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
 
 /// Input of one forward pass: tokens on the first rank, hidden rows elsewhere.
 pub enum StageInput<'a> {
@@ -16,6 +40,7 @@ pub enum StageInput<'a> {
 }
 
 /// Output of one forward pass.
+#[derive(Debug)]
 pub enum StageOutput {
     /// `n_tokens x n_embd` row-major (non-last ranks).
     Hidden(Vec<f32>),
@@ -23,15 +48,7 @@ pub enum StageOutput {
     Logits(Vec<f32>),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub struct EngineError(pub String);
-
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
+/// One rank's share of a model: its layers, its KV cache, one sequence.
 pub trait Stage: Send {
     fn n_embd(&self) -> usize;
     fn n_vocab(&self) -> usize;
@@ -39,19 +56,30 @@ pub trait Stage: Send {
     fn is_first(&self) -> bool;
     fn is_last(&self) -> bool;
     /// Run `input` at consecutive positions starting at `pos0` (sequence 0).
+    /// Splits into ubatches internally. `pos0` must be the next position of
+    /// the KV cache (0 after `truncate_kv(0)`).
     fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError>;
     /// Drop KV entries at positions >= `from` (0 clears the cache).
     fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError>;
 }
 
+/// Text <-> tokens; available on every rank (rank-local GGUFs keep the
+/// tokenizer metadata).
 pub trait Tokenizer: Send + Sync {
+    /// Render `messages` with the model's chat template (or the
+    /// architecture's built-in one when the GGUF carries none).
     fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, EngineError>;
+    /// Special tokens written in `text` (e.g. `<|im_start|>`) are parsed as
+    /// such; `add_special` adds BOS/EOS where the model asks for them.
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<i32>, EngineError>;
+    /// Bytes of one token (may be a partial UTF-8 sequence); empty for ids
+    /// outside the vocabulary and for control tokens.
     fn token_to_piece(&self, token: i32) -> Vec<u8>;
+    /// End of generation (EOS, EOT, ...); false for ids outside the vocabulary.
     fn is_eog(&self, token: i32) -> bool;
 }
 
@@ -63,8 +91,85 @@ pub struct ChatMessage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
+    /// 0 = greedy (argmax, lowest id on ties).
     pub temperature: f32,
+    /// Nucleus mass in (0, 1]; 1 disables it.
     pub top_p: f32,
+    /// 0 disables it.
     pub top_k: u32,
     pub seed: u64,
+}
+
+/// Per-rank llama.cpp settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Compute threads (decode and batch); 0 = the host's available cores.
+    pub threads: u32,
+    /// Layers of this rank to offload to a GPU: 0 = CPU only, a value at or
+    /// above the rank's layer count (e.g. `u32::MAX`) = all of them plus the
+    /// output layer. Needs a GPU cargo feature; ignored by a CPU build.
+    pub gpu_layers: u32,
+    /// KV cache size in tokens; 0 = the model's training context.
+    pub n_ctx: u32,
+    /// Tokens per llama.cpp decode call (logical and physical batch); 0 = 512.
+    /// Every rank of a ring must use the same value: it fixes where a long
+    /// prompt is cut into ubatches, and so the exact arithmetic.
+    pub n_batch: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            threads: 0,
+            gpu_layers: 0,
+            n_ctx: 4096,
+            n_batch: 512,
+        }
+    }
+}
+
+/// Everything the engine can fail with; each message names the model file.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model file `{}` not found\n\nhint: fetch the model, or check `modelDir` and `ggufFile`", path.display())]
+    ModelNotFound { path: PathBuf },
+    #[error("model file `{}` cannot be read: {reason}", path.display())]
+    ModelUnreadable { path: PathBuf, reason: String },
+    #[error("model file `{}` is not a valid GGUF file: {reason}", path.display())]
+    ModelInvalid { path: PathBuf, reason: String },
+    #[error("model file `{}` is truncated: it has {actual} bytes but its tensors need {expected}\n\nhint: the download or copy was interrupted; fetch it again", path.display())]
+    ModelTruncated {
+        path: PathBuf,
+        actual: u64,
+        expected: u64,
+    },
+    #[error("model file `{}` has architecture `{arch}`, which skulk cannot split into layer ranges yet\n\nhint: supported architectures: {}", path.display(), SUPPORTED_ARCHITECTURES.join(", "))]
+    UnsupportedArchitecture { path: PathBuf, arch: String },
+    #[error("model file `{}`: {reason}", path.display())]
+    LayerRange { path: PathBuf, reason: String },
+    #[error("model file `{}`: llama.cpp could not load it: {reason}", path.display())]
+    Load { path: PathBuf, reason: String },
+    #[error("model `{}`: llama.cpp could not create a context: {reason}", path.display())]
+    Context { path: PathBuf, reason: String },
+    #[error("model `{}`: invalid stage input: {reason}", path.display())]
+    Input { path: PathBuf, reason: String },
+    #[error("model `{}`: positions `{pos0}..{end}` exceed the context of `{n_ctx}` tokens", path.display())]
+    ContextFull {
+        path: PathBuf,
+        pos0: u32,
+        end: u64,
+        n_ctx: u32,
+    },
+    #[error("model `{}`: llama_decode failed with code `{code}`: {reason}", path.display())]
+    Decode {
+        path: PathBuf,
+        code: i32,
+        reason: String,
+    },
+    #[error("model `{}`: KV cache: {reason}", path.display())]
+    Kv { path: PathBuf, reason: String },
+    #[error("model `{}`: chat template: {reason}", path.display())]
+    ChatTemplate { path: PathBuf, reason: String },
+    #[error("model `{}`: tokenizer: {reason}", path.display())]
+    Tokenize { path: PathBuf, reason: String },
 }

@@ -1,0 +1,814 @@
+//! Every call into llama.cpp and ggml (through `llama-cpp-sys-2`) and the only
+//! `unsafe` code of the engine.
+//!
+//! It owns the raw handles (GGUF metadata, model, context, threadpool) and
+//! exposes them as safe types whose methods cannot be misused from safe Rust:
+//! ids are range-checked before they reach C++ code that would abort on
+//! them, buffers are sized from the call's own return values, and a context
+//! never outlives its model (it holds an `Arc`). Error strings come back as
+//! `String`s; `llama.rs` turns them into typed errors that name the file.
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::sync::{Arc, Mutex, Once};
+
+use llama_cpp_sys_2 as sys;
+
+/// llama.cpp error lines kept to explain a failed call (loader errors come
+/// only through the log callback).
+const LOG_KEEP: usize = 16;
+
+struct LogState {
+    /// Incremented per finished error line, so a caller can take the lines
+    /// logged since it started.
+    seq: u64,
+    errors: VecDeque<(u64, String)>,
+    /// Partial line (ggml logs a line in several `CONT` pieces).
+    partial: String,
+    partial_is_error: bool,
+    /// `SKULK_LLAMA_LOG=debug|info|warn|error`: also print to stderr.
+    echo_level: u32,
+}
+
+static LOG: Mutex<LogState> = Mutex::new(LogState {
+    seq: 0,
+    errors: VecDeque::new(),
+    partial: String::new(),
+    partial_is_error: false,
+    echo_level: u32::MAX,
+});
+
+fn log_state() -> std::sync::MutexGuard<'static, LogState> {
+    LOG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: ggml passes a NUL-terminated string valid for this call.
+    let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    // Never unwind into C: everything below is infallible except allocation.
+    let mut st = log_state();
+    if level != sys::GGML_LOG_LEVEL_CONT {
+        st.partial_is_error = level == sys::GGML_LOG_LEVEL_ERROR;
+        if level >= st.echo_level {
+            eprint!("{text}");
+        }
+    } else if st.partial_is_error && sys::GGML_LOG_LEVEL_ERROR >= st.echo_level {
+        eprint!("{text}");
+    }
+    if !st.partial_is_error {
+        return;
+    }
+    st.partial.push_str(&text);
+    while let Some(nl) = st.partial.find('\n') {
+        let line: String = st.partial.drain(..=nl).collect();
+        let line = line.trim().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        st.errors.push_back((seq, line));
+        while st.errors.len() > LOG_KEEP {
+            st.errors.pop_front();
+        }
+    }
+}
+
+/// Sequence number to pass to [`errors_since`] after a call.
+fn log_mark() -> u64 {
+    log_state().seq
+}
+
+/// llama.cpp error lines logged since `mark`, joined; a fallback otherwise.
+fn errors_since(mark: u64, fallback: &str) -> String {
+    let st = log_state();
+    let lines: Vec<&str> = st
+        .errors
+        .iter()
+        .filter(|(s, _)| *s > mark)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    if lines.is_empty() {
+        fallback.to_string()
+    } else {
+        lines.join("; ")
+    }
+}
+
+/// Installs the log callback and initialises the backends, once per process.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let echo = match std::env::var("SKULK_LLAMA_LOG").as_deref() {
+            Ok("debug") => sys::GGML_LOG_LEVEL_DEBUG,
+            Ok("info") => sys::GGML_LOG_LEVEL_INFO,
+            Ok("warn") => sys::GGML_LOG_LEVEL_WARN,
+            Ok("error") => sys::GGML_LOG_LEVEL_ERROR,
+            _ => u32::MAX,
+        };
+        log_state().echo_level = echo;
+        // SAFETY: the callback is a plain function valid for the whole
+        // process and needs no user data; llama_backend_init has no
+        // preconditions and runs once here.
+        unsafe {
+            sys::llama_log_set(Some(log_callback), ptr::null_mut());
+            sys::llama_backend_init();
+        }
+    });
+}
+
+fn c_path(path: &Path) -> Result<CString, String> {
+    let s = path
+        .to_str()
+        .ok_or_else(|| "the path is not valid UTF-8".to_string())?;
+    CString::new(s).map_err(|_| "the path contains a NUL byte".to_string())
+}
+
+// ---------------------------------------------------------------------------
+// GGUF metadata (header only, no tensor data)
+
+/// A GGUF file's header: metadata and tensor infos, read without loading
+/// tensor data.
+pub struct GgufFile {
+    ctx: NonNull<sys::gguf_context>,
+}
+
+/// A metadata value reduced to what the engine checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufValue {
+    Uint(u64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    /// Element type name and length.
+    Array {
+        elem: String,
+        len: usize,
+    },
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<GgufFile, String> {
+        init();
+        let c = c_path(path)?;
+        let params = sys::gguf_init_params {
+            no_alloc: true,
+            ctx: ptr::null_mut(),
+        };
+        let mark = log_mark();
+        // SAFETY: `c` is a valid NUL-terminated path; with no_alloc and a
+        // null ctx out-pointer gguf only parses the header.
+        let raw = unsafe { sys::gguf_init_from_file(c.as_ptr(), params) };
+        NonNull::new(raw)
+            .map(|ctx| GgufFile { ctx })
+            .ok_or_else(|| errors_since(mark, "gguf_init_from_file failed"))
+    }
+
+    fn find(&self, key: &str) -> Option<i64> {
+        let k = CString::new(key).ok()?;
+        // SAFETY: valid context and NUL-terminated key.
+        let id = unsafe { sys::gguf_find_key(self.ctx.as_ptr(), k.as_ptr()) };
+        (id >= 0).then_some(id)
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<GgufValue> {
+        let id = self.find(key)?;
+        let ctx = self.ctx.as_ptr();
+        // SAFETY: `id` was returned by gguf_find_key for this context, and
+        // each getter is called only for the type gguf reports (the getters
+        // abort on a type mismatch).
+        unsafe {
+            let ty = sys::gguf_get_kv_type(ctx, id);
+            Some(match ty {
+                sys::GGUF_TYPE_UINT8 => GgufValue::Uint(sys::gguf_get_val_u8(ctx, id).into()),
+                sys::GGUF_TYPE_UINT16 => GgufValue::Uint(sys::gguf_get_val_u16(ctx, id).into()),
+                sys::GGUF_TYPE_UINT32 => GgufValue::Uint(sys::gguf_get_val_u32(ctx, id).into()),
+                sys::GGUF_TYPE_UINT64 => GgufValue::Uint(sys::gguf_get_val_u64(ctx, id)),
+                sys::GGUF_TYPE_INT8 => GgufValue::Int(sys::gguf_get_val_i8(ctx, id).into()),
+                sys::GGUF_TYPE_INT16 => GgufValue::Int(sys::gguf_get_val_i16(ctx, id).into()),
+                sys::GGUF_TYPE_INT32 => GgufValue::Int(sys::gguf_get_val_i32(ctx, id).into()),
+                sys::GGUF_TYPE_INT64 => GgufValue::Int(sys::gguf_get_val_i64(ctx, id)),
+                sys::GGUF_TYPE_FLOAT32 => GgufValue::Float(sys::gguf_get_val_f32(ctx, id).into()),
+                sys::GGUF_TYPE_FLOAT64 => GgufValue::Float(sys::gguf_get_val_f64(ctx, id)),
+                sys::GGUF_TYPE_BOOL => GgufValue::Bool(sys::gguf_get_val_bool(ctx, id)),
+                sys::GGUF_TYPE_STRING => {
+                    let s = sys::gguf_get_val_str(ctx, id);
+                    GgufValue::Str(CStr::from_ptr(s).to_string_lossy().into_owned())
+                }
+                sys::GGUF_TYPE_ARRAY => {
+                    let elem = sys::gguf_get_arr_type(ctx, id);
+                    let name = sys::gguf_type_name(elem);
+                    let elem = if name.is_null() {
+                        format!("type {elem}")
+                    } else {
+                        CStr::from_ptr(name).to_string_lossy().into_owned()
+                    };
+                    GgufValue::Array {
+                        elem,
+                        len: sys::gguf_get_arr_n(ctx, id),
+                    }
+                }
+                _ => return None,
+            })
+        }
+    }
+
+    /// Bytes the file must have to hold every tensor's data: the data
+    /// section's offset plus the end of the furthest tensor.
+    pub fn data_end(&self) -> u64 {
+        let ctx = self.ctx.as_ptr();
+        // SAFETY: tensor ids 0..n_tensors are valid for this context.
+        unsafe {
+            let n = sys::gguf_get_n_tensors(ctx);
+            let mut end = 0u64;
+            for i in 0..n {
+                let off = sys::gguf_get_tensor_offset(ctx, i) as u64;
+                let size = sys::gguf_get_tensor_size(ctx, i) as u64;
+                end = end.max(off.saturating_add(size));
+            }
+            (sys::gguf_get_data_offset(ctx) as u64).saturating_add(end)
+        }
+    }
+}
+
+impl Drop for GgufFile {
+    fn drop(&mut self) {
+        // SAFETY: the context came from gguf_init_from_file and is freed once.
+        unsafe { sys::gguf_free(self.ctx.as_ptr()) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Model (weights and vocabulary)
+
+/// A loaded llama.cpp model: weights (mmapped or offloaded) and vocabulary.
+pub struct Model {
+    ptr: NonNull<sys::llama_model>,
+    vocab: NonNull<sys::llama_vocab>,
+    n_vocab: i32,
+}
+
+// SAFETY: after loading, llama.cpp never mutates a model: contexts and the
+// vocabulary functions used here (tokenize, token_to_piece, is_eog, chat
+// template, metadata) only read it, and llama.cpp supports several contexts
+// on one model from different threads (llama-server tokenizes on its HTTP
+// threads while a context decodes).
+unsafe impl Send for Model {}
+// SAFETY: see `Send`: every method takes `&self` and only reads.
+unsafe impl Sync for Model {}
+
+impl Model {
+    /// Loads `path` with `n_gpu_layers` layers offloaded (negative: all).
+    pub fn load(path: &Path, n_gpu_layers: i32) -> Result<Model, String> {
+        init();
+        let c = c_path(path)?;
+        let mark = log_mark();
+        // SAFETY: default params are plain data; `c` is a valid path string
+        // that outlives the call.
+        let raw = unsafe {
+            let mut params = sys::llama_model_default_params();
+            params.n_gpu_layers = n_gpu_layers;
+            sys::llama_model_load_from_file(c.as_ptr(), params)
+        };
+        let ptr = NonNull::new(raw).ok_or_else(|| errors_since(mark, "no reason logged"))?;
+        // SAFETY: `ptr` is a live model; its vocab lives as long as it does.
+        let (vocab, n_vocab) = unsafe {
+            let v = sys::llama_model_get_vocab(ptr.as_ptr());
+            (
+                v,
+                if v.is_null() {
+                    0
+                } else {
+                    sys::llama_vocab_n_tokens(v)
+                },
+            )
+        };
+        let Some(vocab) = NonNull::new(vocab.cast_mut()) else {
+            // SAFETY: freeing the model we just loaded, once.
+            unsafe { sys::llama_model_free(ptr.as_ptr()) };
+            return Err("the model has no vocabulary".into());
+        };
+        Ok(Model {
+            ptr,
+            vocab,
+            n_vocab,
+        })
+    }
+
+    pub fn n_embd(&self) -> usize {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_embd(self.ptr.as_ptr()) }.max(0) as usize
+    }
+
+    pub fn n_layer(&self) -> usize {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_layer(self.ptr.as_ptr()) }.max(0) as usize
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab.max(0) as usize
+    }
+
+    /// Sliding-window size (0 when the model has no sliding-window layers).
+    pub fn n_swa(&self) -> u32 {
+        // SAFETY: live model.
+        unsafe { sys::llama_model_n_swa(self.ptr.as_ptr()) }.max(0) as u32
+    }
+
+    /// The chat template stored in the GGUF (`tokenizer.chat_template`).
+    pub fn chat_template(&self) -> Option<String> {
+        // SAFETY: live model; a null name asks for the default template; the
+        // returned string is owned by the model.
+        unsafe {
+            let p = sys::llama_model_chat_template(self.ptr.as_ptr(), ptr::null());
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+
+    /// Renders `messages` (role, content) with `template` (a Jinja source
+    /// that llama.cpp recognises, or a built-in name such as `gemma`).
+    pub fn apply_chat_template(
+        template: &str,
+        messages: &[(String, String)],
+        add_assistant: bool,
+    ) -> Result<String, String> {
+        let tmpl = CString::new(template).map_err(|_| "the template contains a NUL byte")?;
+        let owned: Vec<(CString, CString)> = messages
+            .iter()
+            .map(|(r, c)| Ok((CString::new(r.as_str())?, CString::new(c.as_str())?)))
+            .collect::<Result<_, std::ffi::NulError>>()
+            .map_err(|_| "a message contains a NUL byte".to_string())?;
+        let msgs: Vec<sys::llama_chat_message> = owned
+            .iter()
+            .map(|(r, c)| sys::llama_chat_message {
+                role: r.as_ptr(),
+                content: c.as_ptr(),
+            })
+            .collect();
+        let chars: usize = messages.iter().map(|(r, c)| r.len() + c.len()).sum();
+        let mut buf = vec![0u8; (chars * 2 + 256).min(i32::MAX as usize)];
+        for _ in 0..2 {
+            // SAFETY: `msgs` points into `owned`, alive for the call; the
+            // buffer length passed is the buffer's real length.
+            let n = unsafe {
+                sys::llama_chat_apply_template(
+                    tmpl.as_ptr(),
+                    msgs.as_ptr(),
+                    msgs.len(),
+                    add_assistant,
+                    buf.as_mut_ptr().cast(),
+                    buf.len() as i32,
+                )
+            };
+            if n < 0 {
+                return Err("llama.cpp does not recognise this chat template".into());
+            }
+            let n = n as usize;
+            if n <= buf.len() {
+                buf.truncate(n);
+                return String::from_utf8(buf)
+                    .map_err(|_| "the rendered prompt is not valid UTF-8".into());
+            }
+            buf = vec![0u8; n];
+        }
+        Err("the rendered prompt kept growing".into())
+    }
+
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<i32>, String> {
+        let len = i32::try_from(text.len()).map_err(|_| "the text is over 2 GiB")?;
+        // A token covers at least one byte, plus BOS/EOS.
+        let mut out = vec![0i32; text.len() + 2];
+        for _ in 0..2 {
+            // SAFETY: `text` is valid for `len` bytes (no NUL needed); `out`
+            // has exactly the capacity passed.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.vocab.as_ptr(),
+                    text.as_ptr().cast(),
+                    len,
+                    out.as_mut_ptr(),
+                    out.len().min(i32::MAX as usize) as i32,
+                    add_special,
+                    true,
+                )
+            };
+            if n == i32::MIN {
+                return Err("the token count overflows".into());
+            }
+            if n >= 0 {
+                out.truncate(n as usize);
+                return Ok(out);
+            }
+            out = vec![0i32; n.unsigned_abs() as usize];
+        }
+        Err("the token count kept growing".into())
+    }
+
+    fn valid_token(&self, token: i32) -> bool {
+        (0..self.n_vocab).contains(&token)
+    }
+
+    pub fn token_to_piece(&self, token: i32) -> Vec<u8> {
+        if !self.valid_token(token) {
+            return Vec::new();
+        }
+        let mut buf = vec![0u8; 32];
+        for _ in 0..2 {
+            // SAFETY: `token` is a valid id (llama.cpp aborts on others); the
+            // buffer length passed is its real length.
+            let n = unsafe {
+                sys::llama_token_to_piece(
+                    self.vocab.as_ptr(),
+                    token,
+                    buf.as_mut_ptr().cast(),
+                    buf.len() as i32,
+                    0,
+                    false,
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return buf;
+            }
+            buf = vec![0u8; n.unsigned_abs() as usize];
+        }
+        Vec::new()
+    }
+
+    pub fn is_eog(&self, token: i32) -> bool {
+        // SAFETY: only valid ids reach llama.cpp.
+        self.valid_token(token) && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: every context holds an Arc<Model>, so none is alive now;
+        // the model is freed once.
+        unsafe { sys::llama_model_free(self.ptr.as_ptr()) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Context (KV cache, graph, decode)
+
+/// What the eval callback copies out: the rows of one named graph tensor.
+struct Capture {
+    /// Tensor name, NUL-terminated (`l_out-N`).
+    name: Vec<u8>,
+    n_embd: usize,
+    rows: Vec<f32>,
+    error: Option<String>,
+}
+
+/// ggml calls this for every graph node with `ask = true` ("do you want this
+/// one?") and, for the node we want, with `ask = false` once it is computed.
+/// Returning false then cancels the rest of the graph (the lm_head and the
+/// rest of the model that this rank does not hold), and llama_decode still
+/// succeeds.
+unsafe extern "C" fn capture_callback(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user: *mut c_void,
+) -> bool {
+    if t.is_null() || user.is_null() {
+        return !ask;
+    }
+    // SAFETY: `user` is the Box<Capture> pointer of the context being decoded
+    // on this thread (ggml calls back synchronously from llama_decode, while
+    // the Rust side holds `&mut Context` and does not touch the capture).
+    // `t` is a live tensor of the graph being computed.
+    let (cap, t) = unsafe { (&mut *user.cast::<Capture>(), &*t) };
+    // SAFETY: ggml tensor names are NUL-terminated within their 64 bytes.
+    let name = unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_bytes_with_nul();
+    let wanted = name == cap.name.as_slice();
+    if ask {
+        return wanted;
+    }
+    if !wanted {
+        return true;
+    }
+    let n_rows = t.ne[1].max(0) as usize;
+    let ok_shape = t.type_ == sys::GGML_TYPE_F32
+        && t.ne[0] as usize == cap.n_embd
+        && t.ne[2] == 1
+        && t.ne[3] == 1
+        // SAFETY: `t` is a live tensor.
+        && unsafe { sys::ggml_is_contiguous(t) };
+    if !ok_shape {
+        cap.error = Some(format!(
+            "tensor `{}` has type {} and shape {:?}, expected f32 [{}, n_tokens]",
+            String::from_utf8_lossy(&cap.name[..cap.name.len() - 1]),
+            t.type_,
+            t.ne,
+            cap.n_embd
+        ));
+        return false;
+    }
+    let start = cap.rows.len();
+    cap.rows.resize(start + n_rows * cap.n_embd, 0.0);
+    // SAFETY: the destination has room for exactly ggml_nbytes(t) bytes
+    // (f32, contiguous, n_embd x n_rows, checked above); tensor_get copies
+    // from whatever backend (CPU or GPU) holds the tensor.
+    unsafe {
+        let bytes = sys::ggml_nbytes(t);
+        debug_assert_eq!(bytes, n_rows * cap.n_embd * 4);
+        sys::ggml_backend_tensor_get(t, cap.rows[start..].as_mut_ptr().cast(), 0, bytes);
+    }
+    false
+}
+
+/// Settings of one context.
+pub struct ContextParams {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub threads: i32,
+    /// Stop the graph after this tensor and keep its rows (non-final ranks).
+    pub capture: Option<String>,
+    /// Attach a persistent ggml threadpool polling this long (0-100) instead
+    /// of llama.cpp's default of a fresh pool per graph.
+    pub threadpool_poll: Option<u32>,
+}
+
+/// Whose rows a decode returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outputs {
+    /// Every token (needed so the last local layer keeps every row).
+    All,
+    /// Only the last token of the batch (for its logits).
+    Last,
+    /// None (earlier ubatches of a prompt on the last rank).
+    None,
+}
+
+pub enum Input<'a> {
+    Tokens(&'a [i32]),
+    /// `n_tokens x n_embd` rows.
+    Embd(&'a [f32], usize),
+}
+
+/// A llama.cpp context: KV cache and compute state for one sequence.
+pub struct Context {
+    ptr: NonNull<sys::llama_context>,
+    /// Freed in Drop after the context (the callback may use it until then).
+    capture: Option<NonNull<Capture>>,
+    threadpool: Option<NonNull<sys::ggml_threadpool>>,
+    model: Arc<Model>,
+    n_batch: usize,
+    // Batch buffers, reused between calls.
+    tokens: Vec<i32>,
+    pos: Vec<i32>,
+    n_seq_id: Vec<i32>,
+    seq_zero: Vec<i32>,
+    seq_ptrs: Vec<*mut i32>,
+    logits: Vec<i8>,
+}
+
+// SAFETY: a llama_context may be used from any thread as long as only one
+// thread uses it at a time, which `&mut self` on every decoding method
+// guarantees; the raw pointers in the batch buffers point into this struct's
+// own vectors.
+unsafe impl Send for Context {}
+
+impl Context {
+    pub fn new(model: Arc<Model>, p: &ContextParams) -> Result<Context, String> {
+        let capture = match &p.capture {
+            Some(name) => {
+                let mut bytes = name.as_bytes().to_vec();
+                bytes.push(0);
+                let b = Box::new(Capture {
+                    name: bytes,
+                    n_embd: model.n_embd(),
+                    rows: Vec::new(),
+                    error: None,
+                });
+                Some(NonNull::from(Box::leak(b)))
+            }
+            None => None,
+        };
+        let mark = log_mark();
+        // SAFETY: default params are plain data. The callback's user data is
+        // the leaked Capture box, freed only after llama_free in Drop. The
+        // model outlives the context through `model`.
+        let raw = unsafe {
+            let mut cp = sys::llama_context_default_params();
+            cp.n_ctx = p.n_ctx;
+            cp.n_batch = p.n_batch;
+            cp.n_ubatch = p.n_batch;
+            cp.n_seq_max = 1;
+            cp.n_threads = p.threads;
+            cp.n_threads_batch = p.threads;
+            cp.no_perf = true;
+            if let Some(c) = capture {
+                cp.cb_eval = Some(capture_callback);
+                cp.cb_eval_user_data = c.as_ptr().cast();
+            }
+            sys::llama_init_from_model(model.ptr.as_ptr(), cp)
+        };
+        let Some(ptr) = NonNull::new(raw) else {
+            if let Some(c) = capture {
+                // SAFETY: no context refers to the box; freed once.
+                drop(unsafe { Box::from_raw(c.as_ptr()) });
+            }
+            return Err(errors_since(mark, "llama_init_from_model failed"));
+        };
+        let mut ctx = Context {
+            ptr,
+            capture,
+            threadpool: None,
+            model,
+            n_batch: p.n_batch as usize,
+            tokens: Vec::new(),
+            pos: Vec::new(),
+            n_seq_id: Vec::new(),
+            seq_zero: Vec::new(),
+            seq_ptrs: Vec::new(),
+            logits: Vec::new(),
+        };
+        if let Some(poll) = p.threadpool_poll {
+            // SAFETY: params are plain data; the pool is attached to this
+            // context only and freed in Drop after the context.
+            unsafe {
+                let mut tp = sys::ggml_threadpool_params_default(p.threads);
+                tp.poll = poll.min(100);
+                let pool = sys::ggml_threadpool_new(&mut tp);
+                if let Some(pool) = NonNull::new(pool) {
+                    sys::llama_attach_threadpool(ctx.ptr.as_ptr(), pool.as_ptr(), pool.as_ptr());
+                    ctx.threadpool = Some(pool);
+                }
+            }
+        }
+        Ok(ctx)
+    }
+
+    pub fn n_ctx(&self) -> u32 {
+        // SAFETY: live context.
+        unsafe { sys::llama_n_ctx(self.ptr.as_ptr()) }
+    }
+
+    /// Decodes at most `n_batch` tokens at positions `pos0..`. On success the
+    /// captured rows (if this context captures) were appended to the capture
+    /// buffer; take them with [`Context::take_captured`].
+    pub fn decode(
+        &mut self,
+        input: Input<'_>,
+        pos0: i32,
+        outputs: Outputs,
+    ) -> Result<(), (i32, String)> {
+        let n = match input {
+            Input::Tokens(t) => t.len(),
+            Input::Embd(d, n) => {
+                if d.len() != n * self.model.n_embd() {
+                    return Err((-1, "hidden rows do not match n_embd".into()));
+                }
+                n
+            }
+        };
+        if n == 0 || n > self.n_batch {
+            return Err((
+                -1,
+                format!("batch of {n} tokens, expected 1..={}", self.n_batch),
+            ));
+        }
+        if let Input::Tokens(t) = input {
+            if let Some(bad) = t.iter().find(|&&t| !self.model.valid_token(t)) {
+                return Err((-1, format!("token id `{bad}` is outside the vocabulary")));
+            }
+            self.tokens.clear();
+            self.tokens.extend_from_slice(t);
+        }
+        self.pos.clear();
+        self.pos.extend((0..n as i32).map(|i| pos0 + i));
+        self.n_seq_id.clear();
+        self.n_seq_id.resize(n, 1);
+        self.seq_zero.clear();
+        self.seq_zero.resize(n, 0);
+        let base = self.seq_zero.as_mut_ptr();
+        self.seq_ptrs.clear();
+        // SAFETY: `i < n = seq_zero.len()`, so each pointer is in bounds.
+        self.seq_ptrs.extend((0..n).map(|i| unsafe { base.add(i) }));
+        self.logits.clear();
+        self.logits.resize(n, 0);
+        match outputs {
+            Outputs::All => self.logits.fill(1),
+            Outputs::Last => self.logits[n - 1] = 1,
+            Outputs::None => {}
+        }
+        let (token, embd) = match input {
+            Input::Tokens(_) => (self.tokens.as_mut_ptr(), ptr::null_mut()),
+            // llama_decode only reads `embd`; the cast to *mut is for the
+            // C struct's field type.
+            Input::Embd(d, _) => (ptr::null_mut(), d.as_ptr().cast_mut()),
+        };
+        let batch = sys::llama_batch {
+            n_tokens: n as i32,
+            token,
+            embd,
+            pos: self.pos.as_mut_ptr(),
+            n_seq_id: self.n_seq_id.as_mut_ptr(),
+            seq_id: self.seq_ptrs.as_mut_ptr(),
+            logits: self.logits.as_mut_ptr(),
+        };
+        if let Some(c) = self.capture {
+            // SAFETY: no decode is running; we hold &mut self.
+            unsafe { (*c.as_ptr()).error = None };
+        }
+        let mark = log_mark();
+        // SAFETY: every array of `batch` has `n` elements and lives in `self`
+        // or the caller's borrow for the duration of the call; `embd` rows are
+        // n x n_embd (checked above); token ids are valid.
+        let rc = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch) };
+        if rc != 0 {
+            return Err((rc, errors_since(mark, "no reason logged")));
+        }
+        if let Some(c) = self.capture {
+            // SAFETY: the decode has returned; nothing else refers to it.
+            if let Some(e) = unsafe { (*c.as_ptr()).error.take() } {
+                return Err((0, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows captured since the last call (n_tokens x n_embd).
+    pub fn take_captured(&mut self) -> Vec<f32> {
+        match self.capture {
+            // SAFETY: no decode is running; we hold &mut self.
+            Some(c) => std::mem::take(unsafe { &mut (*c.as_ptr()).rows }),
+            None => Vec::new(),
+        }
+    }
+
+    /// Logits of the last output of the last decode.
+    pub fn last_logits(&self) -> Option<Vec<f32>> {
+        let n = self.model.n_vocab();
+        // SAFETY: live context; -1 selects the last output row, which has
+        // n_vocab floats; null when the last decode had no output.
+        unsafe {
+            let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), -1);
+            (!p.is_null()).then(|| std::slice::from_raw_parts(p, n).to_vec())
+        }
+    }
+
+    fn memory(&self) -> sys::llama_memory_t {
+        // SAFETY: live context; the memory lives as long as the context.
+        unsafe { sys::llama_get_memory(self.ptr.as_ptr()) }
+    }
+
+    /// Removes sequence 0's entries at positions >= `from`.
+    pub fn seq_rm(&mut self, from: i32) -> bool {
+        let mem = self.memory();
+        if mem.is_null() {
+            return false;
+        }
+        // SAFETY: live memory of this context; -1 means "to the end".
+        unsafe { sys::llama_memory_seq_rm(mem, 0, from, -1) }
+    }
+
+    /// Clears the whole cache.
+    pub fn clear(&mut self) {
+        let mem = self.memory();
+        if !mem.is_null() {
+            // SAFETY: live memory of this context.
+            unsafe { sys::llama_memory_clear(mem, true) }
+        }
+    }
+
+    /// Smallest and largest position of sequence 0 in the cache (-1 if empty).
+    pub fn seq_pos_range(&self) -> (i32, i32) {
+        let mem = self.memory();
+        if mem.is_null() {
+            return (-1, -1);
+        }
+        // SAFETY: live memory of this context.
+        unsafe {
+            (
+                sys::llama_memory_seq_pos_min(mem, 0),
+                sys::llama_memory_seq_pos_max(mem, 0),
+            )
+        }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: freed once, context first (it may reference the capture box
+        // and the threadpool), then what it referenced.
+        unsafe {
+            sys::llama_free(self.ptr.as_ptr());
+            if let Some(pool) = self.threadpool {
+                sys::ggml_threadpool_free(pool.as_ptr());
+            }
+            if let Some(c) = self.capture {
+                drop(Box::from_raw(c.as_ptr()));
+            }
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The llama.cpp [`Stage`] and [`Tokenizer`]: one rank runs a rank-local GGUF
+//! (blocks `start..end` of the model renumbered from 0, global tensors kept).
+//!
+//! Invariant: a stage feeds and returns exactly what the whole model computes
+//! at its layer boundary. Non-final ranks stop the graph after their last
+//! layer's output (`l_out-{n-1}`) and mark every token as output (otherwise
+//! llama.cpp drops the rows of non-output tokens inside the last layer);
+//! non-first ranks feed the received rows through `llama_batch.embd`, which
+//! llama.cpp does not scale (Gemma's sqrt(n_embd) applies to token rows
+//! only, and Granite-style `f_embedding_scale` architectures are not
+//! allowed). Each decode holds at most `n_batch` = `n_ubatch` tokens, so the
+//! capture fires once per decode and every rank cuts a long prompt at the
+//! same places as the whole model.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::ffi::{Context, ContextParams, GgufFile, GgufValue, Input, Model, Outputs};
+use super::{
+    ChatMessage, EngineError, EngineOptions, Stage, StageInput, StageOutput, Tokenizer,
+    SUPPORTED_ARCHITECTURES,
+};
+
+/// llama.cpp's default logical batch, used when the options give 0.
+const DEFAULT_N_BATCH: u32 = 512;
+
+/// Gemma 3's built-in sliding-window pattern: every 6th layer is global
+/// (llama.cpp `llama_model_gemma3::load_arch_hparams`, `load_swa_pattern(ml, 6)`).
+const GEMMA3_DEFAULT_SWA_PATTERN: u64 = 6;
+
+/// Persistent ggml threadpool polling level (0-100) for each stage's context,
+/// or `None` for llama.cpp's default (a fresh pool per graph). See the bench
+/// numbers in the report: measured on the 2-core dev machine.
+const THREADPOOL_POLL: Option<u32> = None;
+
+/// Loads the rank-local GGUF at `model_path`, which holds `layers` of a model
+/// of `total_layers`, as one stage plus the tokenizer.
+pub fn load(
+    model_path: &Path,
+    layers: Range<u32>,
+    total_layers: u32,
+    opts: &EngineOptions,
+) -> Result<(Box<dyn Stage>, Arc<dyn Tokenizer>), EngineError> {
+    let path = model_path.to_path_buf();
+    if layers.start >= layers.end || layers.end > total_layers {
+        return Err(EngineError::LayerRange {
+            path,
+            reason: format!(
+                "layer range `{}..{}` is empty or beyond the model's `{total_layers}` layers",
+                layers.start, layers.end
+            ),
+        });
+    }
+    let n_local = (layers.end - layers.start) as usize;
+    let arch = check_file(&path, &layers, total_layers)?;
+
+    let n_gpu_layers = if opts.gpu_layers as usize >= n_local {
+        -1 // all layers and the output layer
+    } else {
+        opts.gpu_layers as i32
+    };
+    let model = Model::load(&path, n_gpu_layers).map_err(|reason| EngineError::Load {
+        path: path.clone(),
+        reason,
+    })?;
+    if model.n_layer() != n_local {
+        return Err(EngineError::LayerRange {
+            path,
+            reason: format!(
+                "llama.cpp loaded `{}` layers, expected `{n_local}`",
+                model.n_layer()
+            ),
+        });
+    }
+    let model = Arc::new(model);
+    let is_first = layers.start == 0;
+    let is_last = layers.end == total_layers;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+    } else {
+        opts.threads.min(i32::MAX as u32) as i32
+    };
+    let n_batch = if opts.n_batch == 0 {
+        DEFAULT_N_BATCH
+    } else {
+        opts.n_batch
+    };
+    let params = ContextParams {
+        n_ctx: opts.n_ctx,
+        n_batch,
+        threads,
+        capture: (!is_last).then(|| format!("l_out-{}", n_local - 1)),
+        threadpool_poll: threadpool_poll(),
+    };
+    let ctx = Context::new(model.clone(), &params).map_err(|reason| EngineError::Context {
+        path: path.clone(),
+        reason,
+    })?;
+    let template = model.chat_template();
+    let stage = LlamaStage {
+        path: path.clone(),
+        n_embd: model.n_embd(),
+        n_vocab: model.n_vocab(),
+        n_ctx: ctx.n_ctx(),
+        n_batch: n_batch as usize,
+        n_swa: model.n_swa(),
+        is_first,
+        is_last,
+        ctx,
+    };
+    let tokenizer = LlamaTokenizer {
+        path,
+        arch,
+        template,
+        model,
+    };
+    Ok((Box::new(stage), Arc::new(tokenizer)))
+}
+
+/// `SKULK_THREADPOOL_POLL=N` overrides [`THREADPOOL_POLL`] (for the bench).
+fn threadpool_poll() -> Option<u32> {
+    match std::env::var("SKULK_THREADPOOL_POLL") {
+        Ok(v) if v == "none" => None,
+        Ok(v) => v.parse().ok().or(THREADPOOL_POLL),
+        Err(_) => THREADPOOL_POLL,
+    }
+}
+
+/// Checks the file before llama.cpp sees it: present, a GGUF, complete, an
+/// allowed architecture, and cut to the rank's layer count with the
+/// per-layer metadata its architecture needs. Returns the architecture.
+fn check_file(path: &Path, layers: &Range<u32>, total_layers: u32) -> Result<String, EngineError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => {
+            return Err(EngineError::ModelUnreadable {
+                path: path.into(),
+                reason: "not a regular file".into(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(EngineError::ModelNotFound { path: path.into() })
+        }
+        Err(e) => {
+            return Err(EngineError::ModelUnreadable {
+                path: path.into(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    if let Err(e) = std::fs::File::open(path) {
+        return Err(EngineError::ModelUnreadable {
+            path: path.into(),
+            reason: e.to_string(),
+        });
+    }
+    let gguf = GgufFile::open(path).map_err(|reason| EngineError::ModelInvalid {
+        path: path.into(),
+        reason,
+    })?;
+    let expected = gguf.data_end();
+    if meta.len() < expected {
+        return Err(EngineError::ModelTruncated {
+            path: path.into(),
+            actual: meta.len(),
+            expected,
+        });
+    }
+    let arch = match gguf.get("general.architecture") {
+        Some(GgufValue::Str(a)) => a,
+        _ => {
+            return Err(EngineError::ModelInvalid {
+                path: path.into(),
+                reason: "no `general.architecture` string".into(),
+            })
+        }
+    };
+    if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+        return Err(EngineError::UnsupportedArchitecture {
+            path: path.into(),
+            arch,
+        });
+    }
+    let n_local = u64::from(layers.end - layers.start);
+    let key = format!("{arch}.block_count");
+    match gguf.get(&key) {
+        Some(GgufValue::Uint(n)) if n == n_local => {}
+        Some(GgufValue::Int(n)) if n >= 0 && n as u64 == n_local => {}
+        other => {
+            return Err(EngineError::LayerRange {
+                path: path.into(),
+                reason: format!(
+                    "`{key}` is {}, but the rank's layer range `{}..{}` has `{n_local}` layers\n\n\
+                     hint: a rank loads its rank-local cut of the model, not the whole file",
+                    other.map_or("missing".to_string(), |v| format!("`{v:?}`")),
+                    layers.start,
+                    layers.end
+                ),
+            })
+        }
+    }
+    // Cuts made by `skulk::gguf::slice_layers` say which range they hold.
+    let slice = ["start", "end", "total_layers"].map(|k| {
+        let key = format!("skulk.slice.{k}");
+        match gguf.get(&key) {
+            Some(GgufValue::Uint(v)) => Some(v),
+            _ => None,
+        }
+    });
+    if let [Some(s), Some(e), Some(t)] = slice {
+        if (s, e, t)
+            != (
+                u64::from(layers.start),
+                u64::from(layers.end),
+                u64::from(total_layers),
+            )
+        {
+            return Err(EngineError::LayerRange {
+                path: path.into(),
+                reason: format!(
+                    "the file was cut for layers `{s}..{e}` of `{t}`, but this rank holds `{}..{}` of `{total_layers}`",
+                    layers.start, layers.end
+                ),
+            });
+        }
+    }
+    if arch == "gemma3" {
+        check_gemma3_swa(path, &gguf, layers)?;
+    }
+    Ok(arch)
+}
+
+/// llama.cpp derives Gemma 3's sliding-window layers from the layer index
+/// (`il % 6 < 5`) unless `gemma3.attention.sliding_window_pattern` is a
+/// per-layer array. A cut renumbered from 0 keeps the right pattern only if
+/// its first layer is a multiple of the period; otherwise the cut must carry
+/// the array (one entry per local layer).
+fn check_gemma3_swa(path: &Path, gguf: &GgufFile, layers: &Range<u32>) -> Result<(), EngineError> {
+    let window = match gguf.get("gemma3.attention.sliding_window") {
+        Some(GgufValue::Uint(w)) => w,
+        Some(GgufValue::Int(w)) => w.max(0) as u64,
+        _ => 0,
+    };
+    if window == 0 {
+        return Ok(());
+    }
+    let n_local = (layers.end - layers.start) as usize;
+    let key = "gemma3.attention.sliding_window_pattern";
+    let period = match gguf.get(key) {
+        Some(GgufValue::Array { len, .. }) if len == n_local => return Ok(()),
+        Some(GgufValue::Array { len, .. }) => {
+            return Err(EngineError::LayerRange {
+                path: path.into(),
+                reason: format!(
+                    "`{key}` has `{len}` entries, expected one per local layer (`{n_local}`)"
+                ),
+            })
+        }
+        Some(GgufValue::Uint(p)) => p,
+        Some(GgufValue::Int(p)) => p.max(0) as u64,
+        _ => GEMMA3_DEFAULT_SWA_PATTERN,
+    };
+    if period == 0 || u64::from(layers.start) % period == 0 {
+        return Ok(());
+    }
+    Err(EngineError::LayerRange {
+        path: path.into(),
+        reason: format!(
+            "layers `{}..{}` start off the sliding-window period `{period}`, but `{key}` is not a per-layer array\n\n\
+             hint: cut the rank-local file with `skulk::gguf::slice_layers`, which writes one \
+             pattern entry per layer from the original layer indices",
+            layers.start, layers.end
+        ),
+    })
+}
+
+struct LlamaStage {
+    path: PathBuf,
+    n_embd: usize,
+    n_vocab: usize,
+    n_ctx: u32,
+    n_batch: usize,
+    n_swa: u32,
+    is_first: bool,
+    is_last: bool,
+    ctx: Context,
+}
+
+impl LlamaStage {
+    fn input_error(&self, reason: impl Into<String>) -> EngineError {
+        EngineError::Input {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Stage for LlamaStage {
+    fn n_embd(&self) -> usize {
+        self.n_embd
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    fn n_ctx(&self) -> u32 {
+        self.n_ctx
+    }
+
+    fn is_first(&self) -> bool {
+        self.is_first
+    }
+
+    fn is_last(&self) -> bool {
+        self.is_last
+    }
+
+    fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError> {
+        let n_tokens = match input {
+            StageInput::Tokens(t) if self.is_first => t.len(),
+            StageInput::Tokens(_) => {
+                return Err(self.input_error("tokens sent to a rank that does not hold layer 0"))
+            }
+            StageInput::Hidden { .. } if self.is_first => {
+                return Err(self.input_error("hidden rows sent to the first rank"))
+            }
+            StageInput::Hidden { data, n_tokens } => {
+                if data.len() != n_tokens * self.n_embd {
+                    return Err(self.input_error(format!(
+                        "`{}` values for `{n_tokens}` rows of `{}`",
+                        data.len(),
+                        self.n_embd
+                    )));
+                }
+                n_tokens
+            }
+        };
+        if n_tokens == 0 {
+            return Err(self.input_error("no tokens"));
+        }
+        let end = u64::from(pos0) + n_tokens as u64;
+        if end > u64::from(self.n_ctx) {
+            return Err(EngineError::ContextFull {
+                path: self.path.clone(),
+                pos0,
+                end,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let (_, pos_max) = self.ctx.seq_pos_range();
+        if i64::from(pos0) != i64::from(pos_max) + 1 {
+            return Err(self.input_error(format!(
+                "input starts at position `{pos0}` but the KV cache holds positions up to `{pos_max}`\n\n\
+                 hint: truncate the KV cache to `{pos0}` first"
+            )));
+        }
+        let mut hidden = Vec::new();
+        let mut start = 0;
+        while start < n_tokens {
+            let n = (n_tokens - start).min(self.n_batch);
+            let chunk = match input {
+                StageInput::Tokens(t) => Input::Tokens(&t[start..start + n]),
+                StageInput::Hidden { data, .. } => {
+                    Input::Embd(&data[start * self.n_embd..(start + n) * self.n_embd], n)
+                }
+            };
+            let final_chunk = start + n == n_tokens;
+            let outputs = match (self.is_last, final_chunk) {
+                (false, _) => Outputs::All,
+                (true, true) => Outputs::Last,
+                (true, false) => Outputs::None,
+            };
+            let p = pos0 as i32 + start as i32;
+            self.ctx
+                .decode(chunk, p, outputs)
+                .map_err(|(code, reason)| EngineError::Decode {
+                    path: self.path.clone(),
+                    code,
+                    reason,
+                })?;
+            if !self.is_last {
+                let rows = self.ctx.take_captured();
+                if rows.len() != n * self.n_embd {
+                    return Err(EngineError::Decode {
+                        path: self.path.clone(),
+                        code: 0,
+                        reason: format!(
+                            "captured `{}` values of the last layer's output, expected `{}`",
+                            rows.len(),
+                            n * self.n_embd
+                        ),
+                    });
+                }
+                if hidden.is_empty() {
+                    hidden = rows;
+                } else {
+                    hidden.extend_from_slice(&rows);
+                }
+            }
+            start += n;
+        }
+        if self.is_last {
+            let logits = self.ctx.last_logits().ok_or_else(|| EngineError::Decode {
+                path: self.path.clone(),
+                code: 0,
+                reason: "llama.cpp returned no logits".into(),
+            })?;
+            Ok(StageOutput::Logits(logits))
+        } else {
+            Ok(StageOutput::Hidden(hidden))
+        }
+    }
+
+    fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError> {
+        if from == 0 {
+            self.ctx.clear();
+            return Ok(());
+        }
+        let from = i32::try_from(from).unwrap_or(i32::MAX);
+        if !self.ctx.seq_rm(from) {
+            self.ctx.clear();
+            return Err(EngineError::Kv {
+                path: self.path.clone(),
+                reason: format!("cannot drop positions from `{from}` on; the cache was cleared"),
+            });
+        }
+        // A sliding-window cache forgets positions older than its window; if
+        // it already forgot some that the token at `from` attends to, keeping
+        // the rest would give a different answer than recomputing them (the
+        // same test as llama-server's).
+        let (pos_min, pos_max) = self.ctx.seq_pos_range();
+        let needed = i64::from(from) - i64::from(self.n_swa);
+        if self.n_swa > 0 && pos_max >= 0 && i64::from(pos_min) > needed.max(0) {
+            self.ctx.clear();
+            return Err(EngineError::Kv {
+                path: self.path.clone(),
+                reason: format!(
+                    "the sliding-window cache no longer holds positions before `{pos_min}`, so the \
+                     prefix up to `{from}` cannot be kept; the cache was cleared\n\n\
+                     hint: send the whole prompt again from position 0"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+struct LlamaTokenizer {
+    path: PathBuf,
+    arch: String,
+    /// The GGUF's own template, if any.
+    template: Option<String>,
+    model: Arc<Model>,
+}
+
+impl Tokenizer for LlamaTokenizer {
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
+        // GGUFs without a template get their family's llama.cpp built-in one
+        // (the Gemma 3 270M GGUF from PyPI carries none).
+        let template = match (&self.template, self.arch.as_str()) {
+            (Some(t), _) => t.as_str(),
+            (None, "gemma3") => "gemma",
+            (None, _) => "chatml",
+        };
+        let msgs: Vec<(String, String)> = messages
+            .iter()
+            .map(|m| (m.role.clone(), m.content.clone()))
+            .collect();
+        Model::apply_chat_template(template, &msgs, add_generation_prompt).map_err(|reason| {
+            EngineError::ChatTemplate {
+                path: self.path.clone(),
+                reason,
+            }
+        })
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<i32>, EngineError> {
+        self.model
+            .tokenize(text, add_special)
+            .map_err(|reason| EngineError::Tokenize {
+                path: self.path.clone(),
+                reason,
+            })
+    }
+
+    fn token_to_piece(&self, token: i32) -> Vec<u8> {
+        self.model.token_to_piece(token)
+    }
+
+    fn is_eog(&self, token: i32) -> bool {
+        self.model.is_eog(token)
+    }
+}

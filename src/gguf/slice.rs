@@ -1,0 +1,373 @@
+//! The layer-range slicer: cuts a rank-local GGUF holding layers `[start,
+//! end)` of a model, streamed from the full file.
+//!
+//! What the cut keeps (the llama.cpp loader must accept it as a model of
+//! `end - start` layers):
+//! - tensors `blk.start..end-1.*`, renamed `blk.0..`; every tensor not under
+//!   `blk.` (the loader requires `token_embd` even on ranks that never embed;
+//!   `output_norm`, `output`, `rope_freqs`, ...);
+//! - every metadata key, with `<arch>.block_count = end - start` and each
+//!   `<arch>.*` array whose length equals the original block count (per-layer
+//!   head counts, feed-forward widths, sliding-window patterns) cut to
+//!   `[start, end)`; plus `skulk.slice.{start,end,total_layers}` (u32);
+//! - keys whose meaning depends on the global layer index rewritten for the
+//!   range: the sliding-window pattern of architectures where llama.cpp
+//!   derives it from the layer index (materialised as a per-layer bool array,
+//!   which the loader reads in preference), `leading_dense_block_count` and
+//!   `nextn_predict_layers` (counts of leading/trailing special layers).
+//!
+//! Not handled (the engine must refuse such models rather than run them
+//! wrong): llama.cpp behaviour keyed on the total layer count (e.g. Gemma 3
+//! 27B's attention scale, EXAONE 4's 64-layer sliding window) and other
+//! index-periodic settings (e.g. Llama 4's MoE interleave and no-RoPE steps).
+//!
+//! Invariants: peak memory is the header plus one fixed copy buffer,
+//! independent of the model's size; the destination appears only complete
+//! (written to a temporary file in its directory, synced, renamed), and the
+//! temporary file is removed on any error.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::GgufError;
+use super::read::{GgufHeader, TensorInfo};
+use super::value::{Array, Value};
+use super::write::{alignment_of, layout_offsets, write_header, write_padding};
+
+/// Tensor data is copied through one buffer of this size: large enough that
+/// per-call overhead vanishes against disk throughput, small enough to be
+/// noise in a rank's memory.
+pub const COPY_BUFFER_BYTES: usize = 1 << 20;
+
+/// Metadata keys skulk adds to a slice (all u32).
+pub const KEY_SLICE_START: &str = "skulk.slice.start";
+pub const KEY_SLICE_END: &str = "skulk.slice.end";
+pub const KEY_SLICE_TOTAL: &str = "skulk.slice.total_layers";
+
+/// Architectures whose llama.cpp loader derives sliding-window layers from
+/// the layer index when the GGUF has no per-layer pattern array: (arch,
+/// default period, dense_first), from the `load_swa_pattern(ml, period,
+/// dense_first)` calls in llama.cpp's `src/models/*.cpp` (llama-cpp-sys-2
+/// 0.1.161). Layer `il` is SWA when `period == 0` or, dense first,
+/// `il % period != 0`, else `il % period < period - 1`
+/// (`llama_hparams::set_swa_pattern`). A scalar pattern key overrides the
+/// period.
+const SWA_PERIODIC: &[(&str, u64, bool)] = &[
+    ("afmoe", 4, false),
+    ("cohere2", 4, false),
+    ("cohere2moe", 4, true),
+    ("exaone-moe", 4, false),
+    ("exaone4", 4, false),
+    ("gemma-embedding", 6, false),
+    ("gemma2", 2, false),
+    ("gemma3", 6, false),
+    ("gemma3n", 5, false),
+    ("gpt-oss", 2, false),
+    ("laguna", 4, true),
+    ("llama4", 4, false),
+    ("mellum", 4, false),
+    ("modern-bert", 3, true),
+    ("muse-glimmer", 4, false),
+    ("olmo2", 4, false),
+    ("plamo3", 8, false),
+    ("smallthinker", 4, true),
+];
+
+fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
+    period == 0
+        || if dense_first {
+            il % period != 0
+        } else {
+            il % period < period - 1
+        }
+}
+
+/// What a slice contains, decided from the source header alone.
+#[derive(Debug, Clone)]
+pub struct SlicePlan {
+    pub metadata: Vec<(String, Value)>,
+    /// Output tensor infos, offsets laid out for the output file.
+    pub tensors: Vec<TensorInfo>,
+    /// For each output tensor, its data offset in the source's data section.
+    pub source_offsets: Vec<u64>,
+    /// Per-layer metadata arrays that were cut.
+    pub sliced_arrays: Vec<String>,
+    /// Keys rewritten for the range (besides the block count and the cut
+    /// arrays).
+    pub rewritten_keys: Vec<String>,
+    /// Data section size of the output (padded).
+    pub data_bytes: u64,
+}
+
+/// What [`slice_layers`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceReport {
+    /// Size of the output file.
+    pub bytes_written: u64,
+    /// Tensors in the output (layer tensors plus global ones).
+    pub tensors_kept: usize,
+    /// Of those, the `blk.*` tensors.
+    pub layer_tensors: usize,
+    /// Per-layer metadata arrays that were cut to the range.
+    pub sliced_arrays: Vec<String>,
+    /// Keys rewritten for the range (see [`SlicePlan::rewritten_keys`]).
+    pub rewritten_keys: Vec<String>,
+}
+
+/// `blk.<n>.<rest>` -> `(n, rest)`.
+fn layer_of(name: &str) -> Option<(u64, &str)> {
+    let (n, rest) = name.strip_prefix("blk.")?.split_once('.')?;
+    Some((n.parse().ok()?, rest))
+}
+
+/// Decide the slice `[start, end)` of `header` (pure).
+pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan, GgufError> {
+    let total = header.block_count()?;
+    let (s, e) = (u64::from(start), u64::from(end));
+    if s >= e || e > total {
+        return Err(GgufError::BadRange {
+            path: header.path.clone(),
+            start: s,
+            end: e,
+            total,
+        });
+    }
+    let arch = header.architecture()?;
+    let arch_prefix = format!("{arch}.");
+    let block_count_key = format!("{arch_prefix}block_count");
+    let swa_key = format!("{arch_prefix}attention.sliding_window_pattern");
+    let dense_lead_key = format!("{arch_prefix}leading_dense_block_count");
+    let nextn_key = format!("{arch_prefix}nextn_predict_layers");
+
+    // The per-layer SWA flags of the range, when llama.cpp would otherwise
+    // derive them from the (now shifted) layer index.
+    let swa_pattern = match (
+        SWA_PERIODIC.iter().find(|p| p.0 == arch),
+        header.get(&swa_key),
+    ) {
+        (Some(_), Some(Value::Array(_))) | (None, _) => None,
+        (Some(&(_, default, dense_first)), scalar) => {
+            let period = match scalar {
+                None => default,
+                Some(v) => v.as_u64().ok_or_else(|| GgufError::KeyType {
+                    path: header.path.clone(),
+                    key: swa_key.clone(),
+                    expected: "an integer period or a per-layer array",
+                    found: format!("a {} (`{v}`)", v.value_type().name()),
+                })?,
+            };
+            Some(Value::Array(Array::Bool(
+                (s..e).map(|il| is_swa(il, period, dense_first)).collect(),
+            )))
+        }
+    };
+
+    let mut metadata = Vec::with_capacity(header.metadata.len() + 4);
+    let mut sliced_arrays = Vec::new();
+    let mut rewritten_keys = Vec::new();
+    for (key, value) in &header.metadata {
+        if key.starts_with("skulk.slice.") {
+            continue;
+        }
+        let value = if *key == block_count_key {
+            value
+                .with_uint(e - s)
+                .expect("block_count was read as an unsigned integer")
+        } else if *key == swa_key && swa_pattern.is_some() {
+            rewritten_keys.push(key.clone());
+            swa_pattern.clone().expect("checked")
+        } else if (*key == dense_lead_key || *key == nextn_key) && value.as_u64().is_some() {
+            let n = value.as_u64().expect("checked");
+            // Leading dense layers: those of [0, n) inside the range; trailing
+            // next-token-prediction layers: those of [total - n, total).
+            let inside = if *key == dense_lead_key {
+                n.min(e).saturating_sub(s)
+            } else {
+                e.saturating_sub(total.saturating_sub(n).max(s))
+            };
+            rewritten_keys.push(key.clone());
+            value
+                .with_uint(inside)
+                .expect("no larger than the original")
+        } else {
+            match value {
+                Value::Array(a) if key.starts_with(&arch_prefix) && a.len() as u64 == total => {
+                    sliced_arrays.push(key.clone());
+                    Value::Array(a.slice(s as usize..e as usize))
+                }
+                v => v.clone(),
+            }
+        };
+        metadata.push((key.clone(), value));
+    }
+    if let (Some(pattern), None) = (&swa_pattern, header.get(&swa_key)) {
+        rewritten_keys.push(swa_key.clone());
+        metadata.push((swa_key.clone(), pattern.clone()));
+    }
+    let total_u32 = u32::try_from(total).map_err(|_| GgufError::KeyType {
+        path: header.path.clone(),
+        key: block_count_key.clone(),
+        expected: "a u32 layer count",
+        found: format!("`{total}`"),
+    })?;
+    metadata.push((KEY_SLICE_START.into(), Value::U32(start)));
+    metadata.push((KEY_SLICE_END.into(), Value::U32(end)));
+    metadata.push((KEY_SLICE_TOTAL.into(), Value::U32(total_u32)));
+
+    let mut tensors = Vec::new();
+    let mut source_offsets = Vec::new();
+    for t in &header.tensors {
+        let name = match layer_of(&t.name) {
+            Some((n, rest)) if (s..e).contains(&n) => format!("blk.{}.{rest}", n - s),
+            Some(_) => continue,
+            None => t.name.clone(),
+        };
+        tensors.push(TensorInfo {
+            name,
+            dims: t.dims.clone(),
+            ggml_type: t.ggml_type,
+            offset: 0,
+        });
+        source_offsets.push(t.offset);
+    }
+    let data_bytes = layout_offsets(&mut tensors, alignment_of(&metadata)).map_err(|i| {
+        GgufError::UnknownTensorType {
+            path: header.path.clone(),
+            tensor: tensors[i].name.clone(),
+            ggml_type: tensors[i].ggml_type.0,
+        }
+    })?;
+    Ok(SlicePlan {
+        metadata,
+        tensors,
+        source_offsets,
+        sliced_arrays,
+        rewritten_keys,
+        data_bytes,
+    })
+}
+
+/// A file in the destination's directory, removed on drop unless persisted.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    fn create(dst: &Path) -> Result<TempFile, GgufError> {
+        let dir = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = dst
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut attempt = 0u32;
+        loop {
+            let path = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file: Some(file),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {
+                    attempt += 1
+                }
+                Err(error) => {
+                    return Err(GgufError::Io {
+                        op: "create",
+                        path,
+                        error,
+                    })
+                }
+            }
+        }
+    }
+
+    fn persist(mut self, dst: &Path) -> Result<(), GgufError> {
+        drop(self.file.take());
+        fs::rename(&self.path, dst).map_err(|error| GgufError::Io {
+            op: "rename into place",
+            path: dst.to_path_buf(),
+            error,
+        })?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Write the GGUF holding layers `[start, end)` of `src` to `dst` (see the
+/// module documentation for what it contains).
+pub fn slice_layers(
+    src: &Path,
+    dst: &Path,
+    start: u32,
+    end: u32,
+) -> Result<SliceReport, GgufError> {
+    let header = GgufHeader::read(src)?;
+    let plan = plan_slice(&header, start, end)?;
+    let alignment = alignment_of(&plan.metadata);
+
+    let src_err = |op, error| GgufError::Io {
+        op,
+        path: src.to_path_buf(),
+        error,
+    };
+    let mut input = File::open(src).map_err(|e| src_err("open", e))?;
+    let tmp = TempFile::create(dst)?;
+    let dst_err = |error| GgufError::Io {
+        op: "write",
+        path: tmp.path.clone(),
+        error,
+    };
+    let file = tmp.file.as_ref().expect("open until persisted");
+    let mut out = BufWriter::with_capacity(64 << 10, file);
+    let data_offset = write_header(&mut out, &plan.metadata, &plan.tensors).map_err(dst_err)?;
+
+    let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+    let mut pos = 0u64;
+    for (t, &src_offset) in plan.tensors.iter().zip(&plan.source_offsets) {
+        debug_assert_eq!(pos, t.offset);
+        let mut left = t.n_bytes().expect("plan_slice checked the types");
+        input
+            .seek(SeekFrom::Start(header.data_offset + src_offset))
+            .map_err(|e| src_err("seek in", e))?;
+        while left > 0 {
+            let chunk = &mut buf[..left.min(COPY_BUFFER_BYTES as u64) as usize];
+            input.read_exact(chunk).map_err(|e| src_err("read", e))?;
+            out.write_all(chunk).map_err(dst_err)?;
+            left -= chunk.len() as u64;
+        }
+        pos += t.n_bytes().expect("checked");
+        pos += write_padding(&mut out, pos, alignment).map_err(dst_err)?;
+    }
+    debug_assert_eq!(pos, plan.data_bytes);
+    out.flush().map_err(dst_err)?;
+    drop(out);
+    file.sync_all().map_err(dst_err)?;
+    tmp.persist(dst)?;
+
+    Ok(SliceReport {
+        bytes_written: data_offset + pos,
+        tensors_kept: plan.tensors.len(),
+        layer_tensors: plan
+            .tensors
+            .iter()
+            .filter(|t| layer_of(&t.name).is_some())
+            .count(),
+        sliced_arrays: plan.sliced_arrays,
+        rewritten_keys: plan.rewritten_keys,
+    })
+}

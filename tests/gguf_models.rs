@@ -1,0 +1,202 @@
+//! The GGUF reader and slicer on the real test models (SmolLM2-135M Q4_1 and
+//! Gemma 3 270M Q4_K_M), fetched by `scripts/fetch-test-models` into
+//! `$SKULK_TEST_MODELS` (default `/root/.cache/skulk/test-models`). When a
+//! model is absent the test says so on stderr and passes.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use skulk::gguf::{
+    slice_layers, Array, GgufHeader, Value, KEY_SLICE_END, KEY_SLICE_START, KEY_SLICE_TOTAL,
+};
+
+const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+
+fn model(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SKULK_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
+    let path = dir.join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: test model {} is absent; run scripts/fetch-test-models",
+            path.display()
+        );
+        None
+    }
+}
+
+fn tensor_data(path: &Path, h: &GgufHeader, name: &str) -> Vec<u8> {
+    let t = h
+        .tensor(name)
+        .unwrap_or_else(|| panic!("{}: no tensor {name}", path.display()));
+    let mut f = File::open(path).unwrap();
+    f.seek(SeekFrom::Start(h.data_offset + t.offset)).unwrap();
+    let mut v = vec![0u8; t.n_bytes().unwrap() as usize];
+    f.read_exact(&mut v).unwrap();
+    v
+}
+
+/// Every tensor lies inside the file, sized by its type, and tensors do not
+/// overlap (the gap to the next one is alignment padding only).
+fn check_tensor_sizes(h: &GgufHeader) {
+    let mut by_offset: Vec<_> = h.tensors.iter().collect();
+    by_offset.sort_by_key(|t| t.offset);
+    for pair in by_offset.windows(2) {
+        let end = pair[0].offset + pair[0].n_bytes().expect("known type");
+        assert!(
+            end <= pair[1].offset && pair[1].offset - end < h.alignment,
+            "{} -> {}",
+            pair[0].name,
+            pair[1].name
+        );
+    }
+    let last = by_offset.last().unwrap();
+    assert!(h.data_offset + last.offset + last.n_bytes().unwrap() <= h.file_len);
+}
+
+#[test]
+fn smollm2_header() {
+    let Some(path) = model(SMOLLM2) else { return };
+    let h = GgufHeader::read(&path).unwrap();
+    assert_eq!(h.version, 3);
+    assert_eq!(h.architecture().unwrap(), "llama");
+    assert_eq!(h.block_count().unwrap(), 30);
+    assert_eq!(h.embedding_length().unwrap(), 576);
+    assert_eq!(h.head_count_kv().unwrap(), Some(3));
+    assert_eq!(h.context_length().unwrap(), Some(8192));
+    assert_eq!(h.quantization().unwrap().as_deref(), Some("Q4_1"));
+    assert_eq!(h.tensors.len(), 272);
+    assert_eq!(
+        (h.alignment, h.data_offset, h.file_len),
+        (32, 1_785_664, 98_362_432)
+    );
+    assert_eq!(
+        h.tensor("blk.0.ffn_down.weight").unwrap().n_bytes(),
+        Some(552_960)
+    );
+    check_tensor_sizes(&h);
+}
+
+#[test]
+fn gemma3_header() {
+    let Some(path) = model(GEMMA3) else { return };
+    let h = GgufHeader::read(&path).unwrap();
+    assert_eq!(h.architecture().unwrap(), "gemma3");
+    assert_eq!(h.block_count().unwrap(), 18);
+    assert_eq!(h.embedding_length().unwrap(), 640);
+    assert_eq!(h.head_count_kv().unwrap(), Some(1));
+    assert_eq!(h.context_length().unwrap(), Some(32768));
+    assert_eq!(h.quantization().unwrap().as_deref(), Some("Q4_K_M"));
+    assert_eq!(h.tensors.len(), 236);
+    assert_eq!(h.data_offset, 6_525_120);
+    check_tensor_sizes(&h);
+}
+
+/// Slice `src` at `cuts` and check that the parts together are the source.
+fn slice_and_check(src: &Path, cuts: &[u32]) {
+    let sh = GgufHeader::read(src).unwrap();
+    let total = sh.block_count().unwrap() as u32;
+    let bc_key = sh.arch_key("block_count").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer_bytes = 0u64;
+    for w in cuts.windows(2) {
+        let (s, e) = (w[0], w[1]);
+        let dst = dir.path().join(format!("part-{s}-{e}.gguf"));
+        let report = slice_layers(src, &dst, s, e).unwrap();
+        let h = GgufHeader::read(&dst).unwrap();
+        assert_eq!(report.bytes_written, h.file_len);
+        assert_eq!(h.block_count().unwrap(), u64::from(e - s));
+        assert_eq!(h.get(KEY_SLICE_START), Some(&Value::U32(s)));
+        assert_eq!(h.get(KEY_SLICE_END), Some(&Value::U32(e)));
+        assert_eq!(h.get(KEY_SLICE_TOTAL), Some(&Value::U32(total)));
+        // All other metadata (tokenizer, chat template, hyperparameters) is kept.
+        let changed = |k: &String| {
+            *k == bc_key || k.starts_with("skulk.") || report.rewritten_keys.contains(k)
+        };
+        let kept: Vec<_> = h.metadata.iter().filter(|(k, _)| !changed(k)).collect();
+        let orig: Vec<_> = sh.metadata.iter().filter(|(k, _)| !changed(k)).collect();
+        assert_eq!(kept, orig);
+
+        // Expected tensors: the globals, and the range's blocks renamed.
+        let mut expected = Vec::new();
+        for t in &sh.tensors {
+            match t.name.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+                Some((n, rest)) => {
+                    let n: u32 = n.parse().unwrap();
+                    if (s..e).contains(&n) {
+                        expected.push((format!("blk.{}.{rest}", n - s), t));
+                    }
+                }
+                None => expected.push((t.name.clone(), t)),
+            }
+        }
+        let names: Vec<_> = h.tensors.iter().map(|t| t.name.clone()).collect();
+        assert_eq!(
+            names,
+            expected.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(report.tensors_kept, expected.len());
+        for (name, orig) in &expected {
+            let t = h.tensor(name).unwrap();
+            assert_eq!(
+                (&t.dims, t.ggml_type),
+                (&orig.dims, orig.ggml_type),
+                "{name}"
+            );
+            assert!(
+                tensor_data(&dst, &h, name) == tensor_data(src, &sh, &orig.name),
+                "data of {name}"
+            );
+            if name.starts_with("blk.") {
+                layer_bytes += t.n_bytes().unwrap();
+            }
+        }
+    }
+    let src_layer_bytes: u64 = sh
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("blk."))
+        .map(|t| t.n_bytes().unwrap())
+        .sum();
+    assert_eq!(
+        layer_bytes, src_layer_bytes,
+        "the parts' layers add up to the source's"
+    );
+}
+
+#[test]
+fn smollm2_slices_in_three() {
+    let Some(path) = model(SMOLLM2) else { return };
+    slice_and_check(&path, &[0, 10, 20, 30]);
+}
+
+#[test]
+fn gemma3_slices_in_two() {
+    let Some(path) = model(GEMMA3) else { return };
+    slice_and_check(&path, &[0, 9, 18]);
+}
+
+/// Gemma 3's sliding-window layers follow the global index (period 6, the
+/// sixth layer global), so each slice carries them explicitly.
+#[test]
+fn gemma3_slice_keeps_the_global_sliding_window_pattern() {
+    let Some(path) = model(GEMMA3) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("part.gguf");
+    let report = slice_layers(&path, &dst, 9, 18).unwrap();
+    assert_eq!(
+        report.rewritten_keys,
+        ["gemma3.attention.sliding_window_pattern"]
+    );
+    let h = GgufHeader::read(&dst).unwrap();
+    let expected: Vec<bool> = (9..18).map(|il| il % 6 < 5).collect();
+    assert_eq!(
+        h.get("gemma3.attention.sliding_window_pattern"),
+        Some(&Value::Array(Array::Bool(expected)))
+    );
+}
