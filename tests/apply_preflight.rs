@@ -47,7 +47,7 @@ fn unknown_host_keys_are_refused_and_not_recorded() {
         "--known-hosts",
         s(&kh),
         "--remote-skulk",
-        SKULK,
+        skulk_bin(),
     ])
     .expect(2);
     assert!(
@@ -100,7 +100,7 @@ fn changed_host_keys_are_refused_even_when_accepting_new_ones() {
         s(&kh),
         "--accept-new-host-keys",
         "--remote-skulk",
-        SKULK,
+        skulk_bin(),
     ])
     .expect(2);
     for i in 1..=N {
@@ -132,7 +132,7 @@ fn new_host_keys_are_recorded_with_the_flag_and_a_dry_run_starts_nothing() {
         s(&kh),
         "--accept-new-host-keys",
         "--remote-skulk",
-        SKULK,
+        skulk_bin(),
         "--dry-run",
         "--timeout",
         "77",
@@ -166,7 +166,8 @@ fn new_host_keys_are_recorded_with_the_flag_and_a_dry_run_starts_nothing() {
         }
         assert!(
             section.contains(&format!(
-                "{SKULK} run-shard --plan \"$d\"/plan.json --node h{i} --secret-file \"$d\"/secret --formation-timeout 77"
+                "{} run-shard --plan \"$d\"/plan.json --node h{i} --secret-file \"$d\"/secret --formation-timeout 77",
+                skulk_bin()
             )),
             "{section}"
         );
@@ -223,7 +224,7 @@ fn install_is_part_of_the_dry_run_where_skulk_is_missing() {
     );
     assert!(
         r.stdout
-            .contains(&format!("scp {SKULK} -> {}", dest.display())),
+            .contains(&format!("scp {} -> {}", skulk_bin(), dest.display())),
         "{}",
         r.stdout
     );

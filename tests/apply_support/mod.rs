@@ -12,7 +12,15 @@ use skulk::plan::{PlanDocument, PlanRequest};
 
 use super::hosts::TestHosts;
 
-pub const SKULK: &str = env!("CARGO_BIN_EXE_skulk");
+/// The skulk binary under test: cargo's, or `SKULK_TEST_BIN` (for runs
+/// where several checkouts share one target directory and cargo's copy may
+/// be another checkout's).
+pub fn skulk_bin() -> &'static str {
+    static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("SKULK_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skulk").to_owned())
+    });
+    &BIN
+}
 
 /// The SmolLM2 test model's card (figures from its GGUF header and size;
 /// the same card as `cards/local--SmolLM2-135M-Instruct.Q4_1.yaml`).
@@ -184,7 +192,7 @@ pub fn skulk(args: &[&str]) -> Run {
 }
 
 pub fn skulk_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut c = Command::new(SKULK);
+    let mut c = Command::new(skulk_bin());
     c.args(args)
         .env_remove("SKULK_API_KEY")
         .env("NO_COLOR", "1");
@@ -208,7 +216,7 @@ pub fn host_flags(h: &TestHosts) -> Vec<String> {
 pub fn apply_args(h: &TestHosts, plan: &Path, extra: &[&str]) -> Vec<String> {
     let mut a = vec!["apply".to_owned(), s(plan).to_owned()];
     a.extend(host_flags(h));
-    a.extend(["--remote-skulk".to_owned(), SKULK.to_owned()]);
+    a.extend(["--remote-skulk".to_owned(), skulk_bin().to_owned()]);
     a.extend(extra.iter().map(|x| x.to_string()));
     a
 }
