@@ -568,10 +568,37 @@ fn card_new(args: CardNewArgs) -> CommandResult {
                 }
             })?
         }
-        _ => return not_built("card new --from-hf"),
+        (None, Some(repo)) => card_from_hf(repo, &args)?,
+        (None, None) => unreachable!("clap requires one source"),
     };
     print!("{}", cardgen::render_card(&card, output));
     Ok(ExitCode::SUCCESS)
+}
+
+fn card_from_hf(repo: &str, args: &CardNewArgs) -> Result<crate::card::ModelCard, Failure> {
+    use crate::hub::{Hub, RepoId};
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let repo = RepoId::parse(repo).map_err(|e| runtime(e.into()))?;
+    let hub = Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(e.into()))?;
+    let revision = args.revision.as_deref().unwrap_or("main");
+    rt.block_on(crate::cardgen::card_from_hf(
+        &hub,
+        &repo,
+        revision,
+        args.gguf_file.as_deref(),
+        args.model_id.as_deref(),
+    ))
+    .map_err(|e| {
+        if e.is_invalid_input() {
+            Failure::Invalid(e.into())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    })
 }
 
 fn inventory_probe(args: ProbeArgs) -> CommandResult {
