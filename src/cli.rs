@@ -42,6 +42,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run one rank of a plan (started by `skulk apply`, or by hand)
     RunShard(RunShardArgs),
+    /// Download the model of one rank of a plan onto this host (what
+    /// `skulk apply --fetch` runs on each host that lacks it)
+    #[command(hide = true)]
+    FetchModel(FetchModelArgs),
     /// Create and inspect model cards
     #[command(subcommand)]
     Card(CardCommand),
@@ -228,6 +232,16 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FetchModelArgs {
+    /// Plan document
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// This host's name in the plan
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
 pub struct RunShardArgs {
     /// Plan document
     #[arg(long, value_name = "FILE")]
@@ -385,6 +399,7 @@ fn run(command: Command) -> CommandResult {
         Command::Down(args) => down(args),
         Command::Logs(args) => logs(args),
         Command::RunShard(args) => run_shard(args),
+        Command::FetchModel(args) => fetch_model(args),
         Command::Card(CardCommand::New(args)) => card_new(args),
         Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
     }
@@ -501,6 +516,54 @@ fn logs(args: LogsArgs) -> CommandResult {
         lines: DEFAULT_LINES,
     };
     logs::logs(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fetch_model(args: FetchModelArgs) -> CommandResult {
+    use crate::plan::document::{PlanDocument, RankSelector};
+    let invalid =
+        |e: String| Failure::Invalid(anyhow::anyhow!("plan `{}`: {e}", args.plan.display()));
+    let text = std::fs::read_to_string(&args.plan).map_err(|e| invalid(e.to_string()))?;
+    let doc = PlanDocument::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+    let spec = doc
+        .rank_spec(RankSelector::Node(&args.node))
+        .map_err(|e| invalid(e.to_string()))?;
+    let dir = match spec.model_dir.strip_prefix('~') {
+        Some(rest) => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(rest.trim_start_matches('/'))
+        }
+        None => PathBuf::from(&spec.model_dir),
+    };
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let hub = crate::hub::Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(e.into()))?;
+    let report = rt
+        .block_on(crate::fetch::fetch_card(
+            &hub,
+            &spec.model_card,
+            "main",
+            &dir,
+            crate::fetch::ProgressMode::Lines,
+        ))
+        .map_err(|e| runtime(e.into()))?;
+    for f in &report.files {
+        eprintln!(
+            "{}: {} bytes{}",
+            f.path.display(),
+            f.size,
+            if f.already_present {
+                " (already present)"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

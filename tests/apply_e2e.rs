@@ -4,6 +4,8 @@
 //! run one at a time (a running plan is "a different plan" to any other).
 
 mod apply_support;
+#[path = "fake_hub/mod.rs"]
+mod fake_hub;
 mod hosts;
 
 use std::fs;
@@ -135,6 +137,94 @@ fn a_rank_that_cannot_start_fails_apply_which_stops_the_others_and_shows_its_log
         !runs_dir(&plan).join("h1/secret").exists(),
         "down removes the secret"
     );
+}
+
+/// `--fetch` downloads a missing model on the host through its own skulk,
+/// from the hub this machine is configured for (`HF_ENDPOINT` reaches the
+/// host on stdin). Two local ranks (this machine, no SSH) and a fake hub.
+#[test]
+fn fetch_downloads_a_missing_model_on_the_hosts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let hub = fake_hub::FakeHub::start(vec![(
+        "org/tiny-GGUF",
+        fake_hub::FakeRepo {
+            files: vec![fake_hub::FakeFile::new("tiny.Q4_0.gguf", data.clone())],
+            token: None,
+        },
+    )]);
+    let card = format!(
+        "modelId: org/tiny-GGUF\nstorageSize: {{inBytes: {}}}\nnLayers: 2\nhiddenSize: 8\nsupportsTensor: false\ntasks: [TextGeneration]\nggufFile: tiny.Q4_0.gguf\nplacement:\n  compatibleBackends: [llama_cpp-cpu]\n",
+        data.len()
+    );
+    let sc = Scratch::new();
+    let specs: Vec<HostSpec> = (1..=2)
+        .map(|i| HostSpec {
+            name: format!("l{i}"),
+            address: format!("127.0.0.{}", 10 + i),
+            model_dir: Some(sc.path(&format!("models-l{i}"))),
+            local: true,
+        })
+        .collect();
+    let inv = sc.inventory_with(None, &specs);
+    let plan = sc.plan_card(&card, &inv, &["l1", "l2"], ring_port(23));
+    let env = [("HF_ENDPOINT", hub.url.as_str())];
+    let base = ["apply", s(&plan), "--remote-skulk", skulk_bin()];
+
+    // Without --fetch: preflight names both hosts' missing files.
+    let r = skulk_env(&base, &env).expect(2);
+    assert!(
+        r.stderr.contains("preflight failed on 2 of 2 hosts"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("pass `--fetch`"), "{}", r.stderr);
+    // A dry run shows the fetch, and fetches nothing.
+    let mut dry = base.to_vec();
+    dry.extend(["--fetch", "--dry-run"]);
+    let r = skulk_env(&dry, &env).expect(0);
+    assert_eq!(
+        r.stdout.matches("### fetch model").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("fetch-model --plan \"$d\"/plan.json --node l1"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains(&hub.url),
+        "settings travel on stdin: {}",
+        r.stdout
+    );
+    assert!(hub.log().is_empty(), "a dry run downloads nothing");
+    // With it: both hosts download, then the ranks start (and, the file
+    // being no real GGUF, exit; apply reports that).
+    let mut run = base.to_vec();
+    run.extend(["--fetch", "--timeout", "30"]);
+    let r = skulk_env(&run, &env);
+    for spec in &specs {
+        let file = spec
+            .model_dir
+            .as_ref()
+            .unwrap()
+            .join("org--tiny-GGUF/tiny.Q4_0.gguf");
+        let got =
+            fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), r.stderr));
+        assert!(got == data, "fetched file differs");
+        assert!(
+            r.stderr
+                .contains(&format!("{}: fetching `org/tiny-GGUF`", spec.name)),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = r.expect(2);
+    assert!(r.stderr.contains("the ring did not form"), "{}", r.stderr);
+    skulk(&["down", s(&plan)]).expect(0);
 }
 
 /// The main flow of issue 5: plan, apply, a chat completion with the

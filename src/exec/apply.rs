@@ -218,18 +218,7 @@ pub fn apply(
     for (r, c) in dep.ranks.iter().zip(&checked) {
         match c {
             Err(e) => failures.push(e.clone()),
-            Ok((_, v)) => {
-                failures.extend(v.problems.iter().map(|p| on_host(r, p)));
-                if v.fetch {
-                    failures.push(on_host(
-                        r,
-                        format!(
-                            "model file `{}` is missing and `--fetch` cannot download it yet: this skulk has no model downloader\n\nhint: copy the file there by hand",
-                            r.model.path()
-                        ),
-                    ));
-                }
-            }
+            Ok((_, v)) => failures.extend(v.problems.iter().map(|p| on_host(r, p))),
         }
     }
     if !failures.is_empty() {
@@ -239,7 +228,7 @@ pub fn apply(
             .zip(&checked)
             .filter(|(_, c)| match c {
                 Err(_) => true,
-                Ok((_, v)) => !v.problems.is_empty() || v.fetch,
+                Ok((_, v)) => !v.problems.is_empty(),
             })
             .count();
         return Err(ExecError::runtime(
@@ -253,6 +242,7 @@ pub fn apply(
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let local_exe = std::env::current_exe()
         .map_err(|e| ExecError::runtime("cannot find this skulk binary", vec![e.to_string()]));
+    let hf_env = script::hf_env_assignments(|k| std::env::var(k).ok());
     let steps: Vec<HostSteps> = dep
         .ranks
         .iter()
@@ -272,7 +262,10 @@ pub fn apply(
                 .map(|i| i.dest.clone())
                 .or_else(|| f.skulk.clone())
                 .unwrap_or_default();
-            HostSteps::new(dep, r, s, &secret, install, skulk)
+            let fetch = v
+                .fetch
+                .then(|| script::fetch(&r.layout(&dep.digest), &skulk, &r.node, hf_env.clone()));
+            HostSteps::new(dep, r, s, &secret, install, fetch, skulk)
         })
         .collect();
 
@@ -318,6 +311,44 @@ pub fn apply(
         return Err(ExecError::runtime(
             "installing skulk failed; nothing was started",
             install_failures,
+        ));
+    }
+
+    // Fetch where needed (the fetch reads the plan copy), then check the
+    // model again as preflight does.
+    let fetch_failures: Vec<String> = par_map(&zip(dep, &hosts), |(r, h)| {
+        let st = &steps[r.rank as usize];
+        let fetch = st.fetch.as_ref()?;
+        eprintln!(
+            "{}: fetching `{}` into `{}`",
+            r.node, dep.model_id, r.model.dir
+        );
+        let result = h
+            .perform_checked(&st.write[0])
+            .and_then(|_| h.perform_checked(fetch))
+            .and_then(|_| h.perform_checked(&script::preflight(r, &s.skulk)));
+        match result {
+            Err(e) => Some(on_host(r, format!("fetching the model failed: {e}"))),
+            Ok(out) => {
+                let again = PreflightOptions {
+                    fetch: false,
+                    skip_ports: true,
+                    ..opts.clone()
+                };
+                let facts = Facts::parse(&out.stdout_str());
+                let v = preflight::check(dep, r, &facts, &again, &place);
+                (!v.problems.is_empty())
+                    .then(|| on_host(r, format!("after fetching: {}", v.problems.join("; "))))
+            }
+        }
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    if !fetch_failures.is_empty() {
+        return Err(ExecError::runtime(
+            "fetching the model failed; nothing was started",
+            fetch_failures,
         ));
     }
 
@@ -389,6 +420,7 @@ impl Install {
 /// What `apply` does on one host after preflight.
 struct HostSteps {
     install: Option<Install>,
+    fetch: Option<Action>,
     write: Vec<Action>,
     launch: Action,
 }
@@ -400,6 +432,7 @@ impl HostSteps {
         s: &ApplySettings,
         secret: &str,
         install: Option<Install>,
+        fetch: Option<Action>,
         skulk: String,
     ) -> HostSteps {
         let layout = r.layout(&dep.digest);
@@ -437,6 +470,7 @@ impl HostSteps {
         );
         HostSteps {
             install,
+            fetch,
             write,
             launch,
         }
@@ -472,6 +506,10 @@ fn print_dry_run(
         if let Some(i) = &st.install {
             actions.extend(i.actions());
             actions.push(script::version_of(&i.dest));
+        }
+        if let Some(f) = &st.fetch {
+            actions.push(st.write[0].clone());
+            actions.push(f.clone());
         }
         actions.extend(st.write.iter().cloned());
         actions.push(st.launch.clone());

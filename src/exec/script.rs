@@ -157,6 +157,36 @@ pub fn version_of(path: &str) -> Action {
     )
 }
 
+/// The Hugging Face settings of this machine that `--fetch` hands to the
+/// hosts (`HF_TOKEN` is a secret, so all of them travel on stdin, as shell
+/// assignments the fetch script evaluates).
+pub const HF_ENV: [&str; 3] = ["HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE"];
+
+/// `export NAME='value'` lines for the set variables of [`HF_ENV`].
+pub fn hf_env_assignments(get: impl Fn(&str) -> Option<String>) -> Vec<u8> {
+    HF_ENV
+        .iter()
+        .filter_map(|k| get(k).map(|v| format!("export {k}={}\n", shell_quote(&v))))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Downloads the rank's model on the host with the host's skulk
+/// (`skulk fetch-model`, reading the plan copy in the run directory).
+pub fn fetch(layout: &RunLayout, skulk: &str, node: &str, hf_env: Vec<u8>) -> Action {
+    Action::run_with_stdin(
+        "fetch model",
+        format!(
+            "eval \"$(cat)\"\nd={}\nexec {} fetch-model --plan \"$d\"/plan.json --node {} 2>&1\n",
+            layout.dir.sh(),
+            shell_quote(skulk),
+            shell_quote(node)
+        ),
+        hf_env,
+        "this machine's HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE where set, as `export` lines",
+    )
+}
+
 /// Settings of one launch that are not in the plan.
 #[derive(Clone, Debug)]
 pub struct LaunchSettings {
@@ -801,6 +831,37 @@ mod tests {
         let from = run(&log_from(&layout, 0));
         assert!(from.starts_with("size="), "{from}");
         assert!(from.contains("=== "), "{from}");
+    }
+
+    #[test]
+    fn hf_settings_reach_the_fetch_on_stdin_only() {
+        let env = hf_env_assignments(|k| (k != "HF_HUB_OFFLINE").then(|| format!("v'{k}")));
+        let text = String::from_utf8(env.clone()).unwrap();
+        assert_eq!(
+            text,
+            "export HF_ENDPOINT='v'\\''HF_ENDPOINT'\nexport HF_TOKEN='v'\\''HF_TOKEN'\n"
+        );
+        let d = fixtures::deployment(1);
+        let a = fetch(
+            &d.ranks[0].layout(&d.digest),
+            "/bin/echo",
+            "h1",
+            env.clone(),
+        );
+        assert!(!a.to_string().contains("HF_TOKEN'"), "{a}");
+        // The evaluated assignments reach the command's environment.
+        let Action::Run { script, .. } = a else {
+            panic!()
+        };
+        let script = script.replace("exec /bin/echo", "exec env #");
+        let out = LocalTransport::new("here")
+            .run(&script, Some(&env))
+            .unwrap();
+        assert!(
+            out.stdout_str().contains("HF_TOKEN=v'HF_TOKEN\n"),
+            "{}",
+            out.stdout_str()
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct HostSpec {
     pub address: String,
     /// `None`: no modelDir line (the default `~/.cache/skulk/models`).
     pub model_dir: Option<PathBuf>,
+    /// `connection: local` (spawned on this machine) instead of SSH.
+    pub local: bool,
 }
 
 /// One test's scratch space: its own directory, model directories,
@@ -110,19 +112,31 @@ impl Scratch {
                 name: format!("h{i}"),
                 address: h.addrs[i - 1].clone(),
                 model_dir: Some(self.model_dir(&format!("models-h{i}"), real)),
+                local: false,
             })
             .collect()
     }
 
     pub fn inventory(&self, h: &TestHosts, specs: &[HostSpec]) -> PathBuf {
+        self.inventory_with(Some(h), specs)
+    }
+
+    /// An inventory of `specs`; SSH entries log in as the test hosts say.
+    pub fn inventory_with(&self, h: Option<&TestHosts>, specs: &[HostSpec]) -> PathBuf {
         let mut y = String::from("hosts:\n");
         for s in specs {
+            let connection = match (s.local, h) {
+                (true, _) => "local".to_owned(),
+                (false, Some(h)) => format!(
+                    "ssh\n    ssh: {{user: {}, port: 22, identityFile: {}}}",
+                    h.user,
+                    h.key.display()
+                ),
+                (false, None) => panic!("SSH host `{}` without test hosts", s.name),
+            };
             y.push_str(&format!(
-                "  - name: {}\n    address: {}\n    connection: ssh\n    ssh: {{user: {}, port: 22, identityFile: {}}}\n    memory: {{total: 4GiB, available: 3GiB}}\n    threads: 1\n    backends: [llama_cpp-cpu]\n",
-                s.name,
-                s.address,
-                h.user,
-                h.key.display()
+                "  - name: {}\n    address: {}\n    connection: {connection}\n    memory: {{total: 4GiB, available: 3GiB}}\n    threads: 1\n    backends: [llama_cpp-cpu]\n",
+                s.name, s.address,
             ));
             if let Some(d) = &s.model_dir {
                 y.push_str(&format!("    modelDir: {}\n", d.display()));
