@@ -204,7 +204,7 @@ pub fn apply(
     let place = preflight::skulk_place(explicit.as_deref());
     let checked: Vec<Result<(Facts, Verdict), String>> = par_map(&zip(dep, &hosts), |(r, h)| {
         let facts = h
-            .perform_checked(&script::preflight(r, &s.skulk))
+            .perform_checked(&script::preflight(r, &skulk_for(r, &s.skulk)))
             .map(|o| Facts::parse(&o.stdout_str()))
             .map_err(|e| transport(&e))?;
         let mut o = opts.clone();
@@ -249,7 +249,7 @@ pub fn apply(
         .zip(&facts)
         .map(|(r, (f, v))| {
             let install = if v.install {
-                let dest = s.skulk.install_path().resolve(&f.home);
+                let dest = skulk_for(r, &s.skulk).install_path().resolve(&f.home);
                 Some(Install {
                     local: local_exe.as_ref().ok().cloned().unwrap_or_default(),
                     dest,
@@ -326,7 +326,7 @@ pub fn apply(
         let result = h
             .perform_checked(&st.write[0])
             .and_then(|_| h.perform_checked(fetch))
-            .and_then(|_| h.perform_checked(&script::preflight(r, &s.skulk)));
+            .and_then(|_| h.perform_checked(&script::preflight(r, &skulk_for(r, &s.skulk))));
         match result {
             Err(e) => Some(on_host(r, format!("fetching the model failed: {e}"))),
             Ok(out) => {
@@ -627,6 +627,23 @@ fn fail(dep: &Deployment, hosts: &[Host], w: WaitFailure) -> ExecError {
         failures,
     )
     .with_hint("`skulk logs` with the plan shows the ranks' whole logs")
+}
+
+/// The skulk a rank runs: on a `connection: local` host, without an explicit
+/// `--remote-skulk`, this very binary (the machine is the same, so there is
+/// nothing to install and no version to mismatch); elsewhere `chosen`.
+fn skulk_for(rank: &RankTarget, chosen: &SkulkLocation) -> SkulkLocation {
+    match (&rank.connection, chosen) {
+        (super::remote::Connection::Local, SkulkLocation::Default) => {
+            match std::env::current_exe() {
+                Ok(exe) => {
+                    SkulkLocation::At(RemotePath::Absolute(exe.to_string_lossy().into_owned()))
+                }
+                Err(_) => SkulkLocation::Default,
+            }
+        }
+        _ => chosen.clone(),
+    }
 }
 
 /// The host skulk path an explicit `--remote-skulk` names.
