@@ -42,6 +42,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run one rank of a plan (started by `skulk apply`, or by hand)
     RunShard(RunShardArgs),
+    /// Download the model of one rank of a plan onto this host (what
+    /// `skulk apply --fetch` runs on each host that lacks it)
+    #[command(hide = true)]
+    FetchModel(FetchModelArgs),
     /// Create and inspect model cards
     #[command(subcommand)]
     Card(CardCommand),
@@ -179,6 +183,10 @@ pub struct ApplyArgs {
     /// File holding the API bearer token (also: SKULK_API_KEY)
     #[arg(long, value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
+    /// Path of skulk on the hosts, and where `--install` puts it (default:
+    /// ~/.local/bin/skulk if present, else skulk on the login PATH)
+    #[arg(long, value_name = "PATH")]
+    pub remote_skulk: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +229,16 @@ pub struct LogsArgs {
     /// known_hosts file (default: ~/.ssh/known_hosts)
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchModelArgs {
+    /// Plan document
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// This host's name in the plan
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +399,7 @@ fn run(command: Command) -> CommandResult {
         Command::Down(args) => down(args),
         Command::Logs(args) => logs(args),
         Command::RunShard(args) => run_shard(args),
+        Command::FetchModel(args) => fetch_model(args),
         Command::Card(CardCommand::New(args)) => card_new(args),
         Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
     }
@@ -392,44 +411,424 @@ fn not_built(name: &str) -> CommandResult {
     )))
 }
 
-fn validate(_args: ValidateArgs) -> CommandResult {
-    not_built("validate")
+fn validate(args: ValidateArgs) -> CommandResult {
+    use crate::validate::{self, Outcome, RunError, Settings};
+    let settings = Settings {
+        paths: args.paths,
+        format: match args.format {
+            ReportFormat::Text => validate::ReportFormat::Text,
+            ReportFormat::Json => validate::ReportFormat::Json,
+            ReportFormat::Github => validate::ReportFormat::Github,
+        },
+        deny_warnings: args.deny_warnings,
+    };
+    let mut out = std::io::stdout().lock();
+    match validate::run(&settings, &mut out) {
+        Ok(Outcome::Valid) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::Invalid) => Ok(ExitCode::from(1)),
+        Ok(Outcome::Unreadable) => Ok(ExitCode::from(2)),
+        Err(err @ RunError::Collect(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+        Err(err @ RunError::Write(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+    }
 }
 
-fn schema(_args: SchemaArgs) -> CommandResult {
-    not_built("schema")
+fn schema(args: SchemaArgs) -> CommandResult {
+    let kind = match args.kind {
+        SchemaKind::Card => crate::schema::SchemaKind::Card,
+        SchemaKind::Inventory => crate::schema::SchemaKind::Inventory,
+        SchemaKind::Plan => crate::schema::SchemaKind::Plan,
+    };
+    match crate::schema::schema_text(kind) {
+        Some(text) => {
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the schema: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => not_built(&format!("schema {}", kind.name())),
+    }
 }
 
-fn plan(_args: PlanArgs) -> CommandResult {
-    not_built("plan")
+fn plan(args: PlanArgs) -> CommandResult {
+    use crate::plan::{self, InstanceKind, PlanDocument, PlanRequest, Sharding};
+    let card_value = load_checked(&args.card, "card")?;
+    let card: crate::card::ModelCard = crate::card::camelize_keys(card_value)
+        .map_err(anyhow::Error::new)
+        .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
+        .map_err(|e| Failure::Invalid(e.context(format!("{}", args.card.display()))))?;
+    let inventory_value = load_checked(&args.inventory, "inventory")?;
+    let inventory = crate::inventory::parse(&inventory_value)
+        .map_err(|e| Failure::Invalid(anyhow::anyhow!("{}: {e}", args.inventory.display())))?;
+    let request = PlanRequest {
+        sharding: match args.sharding {
+            ShardingArg::Pipeline => Sharding::Pipeline,
+            ShardingArg::Tensor => Sharding::Tensor,
+        },
+        instance: match args.instance {
+            InstanceArg::Ring => InstanceKind::Ring,
+            InstanceArg::Jaccl => InstanceKind::Jaccl,
+        },
+        min_nodes: args.min_nodes,
+        exclude: args.exclude,
+        nodes: args.nodes,
+        layers: args.layers,
+        context: args.context,
+        port: args.port,
+        api_bind: args.api_bind,
+        api_port: args.api_port,
+    };
+    let placed = plan::plan(&card, &inventory, &request).map_err(|e| {
+        if e.is_usage() {
+            Failure::Runtime(e.into())
+        } else {
+            Failure::Invalid(e.into())
+        }
+    })?;
+    for note in &placed.notes {
+        let _ = writeln!(std::io::stderr(), "note: {note}");
+    }
+    let document = PlanDocument::from_plan(&placed);
+    if let Some(path) = &args.out {
+        write_atomically(path, document.to_json().as_bytes()).map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!("cannot write `{}`: {e}", path.display()))
+        })?;
+    }
+    let text = match args.output {
+        OutputFormat::Table => plan::table::render(&placed, color_stdout()),
+        OutputFormat::Json => document.to_json(),
+        OutputFormat::Yaml => document.to_yaml(),
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the plan: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn apply(_args: ApplyArgs) -> CommandResult {
-    not_built("apply")
+/// Loads a file of a known kind with the checks of `skulk validate`; every
+/// error, with its position, fails the command (exit 1; exit 2 when the
+/// file cannot be read).
+fn load_checked(path: &std::path::Path, kind: &str) -> Result<serde_json::Value, Failure> {
+    use crate::validate::DiagnosticSeverity;
+    let report = crate::validate::validate_file_as(path, kind);
+    if report.errors() > 0 {
+        let lines: Vec<String> = report
+            .problems
+            .iter()
+            .filter(|d| d.severity == DiagnosticSeverity::Error)
+            .map(|d| {
+                let mut line = report.path.clone();
+                if let Some(location) = d.location {
+                    line.push_str(&format!(":{location}"));
+                }
+                line.push_str(": ");
+                if !d.pointer.is_empty() {
+                    line.push_str(&format!("{}: ", d.pointer));
+                }
+                line.push_str(&d.message);
+                line
+            })
+            .collect();
+        let error = anyhow::anyhow!("{}", lines.join("\n"));
+        return Err(if report.unreadable {
+            Failure::Runtime(error)
+        } else {
+            Failure::Invalid(error)
+        });
+    }
+    crate::load::load(path)
+        .map(|(_, value)| value)
+        .map_err(|e| Failure::Runtime(e.into()))
 }
 
-fn status(_args: StatusArgs) -> CommandResult {
-    not_built("status")
+/// Colour only for a terminal, and never with `NO_COLOR` set (no-color.org).
+fn color_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn down(_args: DownArgs) -> CommandResult {
-    not_built("down")
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, so `path` is either the old file or the whole new one.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let temporary = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
 }
 
-fn logs(_args: LogsArgs) -> CommandResult {
-    not_built("logs")
+fn apply(args: ApplyArgs) -> CommandResult {
+    use crate::exec::apply::{self, ApplySettings};
+    let dep = load_deployment(&args.plan)?;
+    let settings = ApplySettings {
+        connect: connect_settings(args.known_hosts, args.accept_new_host_keys),
+        install: args.install,
+        fetch: args.fetch,
+        dry_run: args.dry_run,
+        replace: args.replace,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        api_key: api_key(args.api_key_file.as_deref())?,
+        skulk: apply::skulk_location(args.remote_skulk.as_deref()),
+    };
+    apply::apply(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn run_shard(_args: RunShardArgs) -> CommandResult {
-    not_built("run-shard")
+fn status(args: StatusArgs) -> CommandResult {
+    use crate::exec::status;
+    let dep = load_deployment(&args.plan)?;
+    let key = api_key(None)?;
+    let report = status::status(
+        &dep,
+        &connect_settings(args.known_hosts, false),
+        key.as_deref(),
+    );
+    let text = match args.output {
+        OutputFormat::Table => status::render_table(&report),
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&report).expect("status serialises") + "\n"
+        }
+        OutputFormat::Yaml => serde_yaml_ng::to_string(&report).expect("status serialises"),
+    };
+    print!("{text}");
+    Ok(if report.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
-fn card_new(_args: CardNewArgs) -> CommandResult {
-    not_built("card new")
+fn down(args: DownArgs) -> CommandResult {
+    use crate::exec::down::{self, DownSettings};
+    let dep = load_deployment(&args.plan)?;
+    let settings = DownSettings {
+        connect: connect_settings(args.known_hosts, false),
+        purge: args.purge,
+        timeout: std::time::Duration::from_secs(args.timeout),
+    };
+    down::down(&dep, &settings).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn inventory_probe(_args: ProbeArgs) -> CommandResult {
-    not_built("inventory probe")
+fn logs(args: LogsArgs) -> CommandResult {
+    use crate::exec::logs::{self, LogsSettings, DEFAULT_LINES};
+    let dep = load_deployment(&args.plan)?;
+    let settings = LogsSettings {
+        connect: connect_settings(args.known_hosts, false),
+        node: args.node,
+        follow: args.follow,
+        lines: DEFAULT_LINES,
+    };
+    logs::logs(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fetch_model(args: FetchModelArgs) -> CommandResult {
+    use crate::plan::document::{PlanDocument, RankSelector};
+    let invalid =
+        |e: String| Failure::Invalid(anyhow::anyhow!("plan `{}`: {e}", args.plan.display()));
+    let text = std::fs::read_to_string(&args.plan).map_err(|e| invalid(e.to_string()))?;
+    let doc = PlanDocument::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+    let spec = doc
+        .rank_spec(RankSelector::Node(&args.node))
+        .map_err(|e| invalid(e.to_string()))?;
+    let dir = match spec.model_dir.strip_prefix('~') {
+        Some(rest) => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(rest.trim_start_matches('/'))
+        }
+        None => PathBuf::from(&spec.model_dir),
+    };
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let hub = crate::hub::Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(e.into()))?;
+    let report = rt
+        .block_on(crate::fetch::fetch_card(
+            &hub,
+            &spec.model_card,
+            "main",
+            &dir,
+            crate::fetch::ProgressMode::Lines,
+        ))
+        .map_err(|e| runtime(e.into()))?;
+    for f in &report.files {
+        eprintln!(
+            "{}: {} bytes{}",
+            f.path.display(),
+            f.size,
+            if f.already_present {
+                " (already present)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a plan document for `apply`, `status`, `down` and `logs`.
+fn load_deployment(path: &std::path::Path) -> Result<crate::exec::target::Deployment, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::Invalid(anyhow::anyhow!(
+            "cannot read plan `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    crate::exec::target::Deployment::from_plan_json(path, bytes).map_err(exec_failure)
+}
+
+fn connect_settings(
+    known_hosts: Option<PathBuf>,
+    accept_new_host_keys: bool,
+) -> crate::exec::remote::ConnectSettings {
+    crate::exec::remote::ConnectSettings {
+        known_hosts,
+        accept_new_host_keys,
+        ..Default::default()
+    }
+}
+
+/// The API bearer token: `--api-key-file`, else `SKULK_API_KEY`.
+fn api_key(file: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+    let key = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| {
+            Failure::Invalid(anyhow::anyhow!(
+                "cannot read API key file `{}`: {e}",
+                f.display()
+            ))
+        })?,
+        None => std::env::var("SKULK_API_KEY").unwrap_or_default(),
+    };
+    let key = key.trim();
+    Ok((!key.is_empty()).then(|| key.to_owned()))
+}
+
+fn exec_failure(e: crate::exec::ExecError) -> Failure {
+    match e {
+        crate::exec::ExecError::Invalid(m) => Failure::Invalid(anyhow::anyhow!(m)),
+        e => Failure::Runtime(anyhow::Error::new(e)),
+    }
+}
+
+fn run_shard(args: RunShardArgs) -> CommandResult {
+    use crate::run_shard::{self, SecretSource, Selector, Settings};
+    let selector = match (args.node, args.rank) {
+        (Some(node), _) => Selector::Node(node),
+        (None, Some(rank)) => Selector::Rank(rank),
+        (None, None) => unreachable!("clap requires --node or --rank"),
+    };
+    let settings = Settings {
+        plan: args.plan,
+        selector,
+        secret: match args.secret_file {
+            Some(path) => SecretSource::File(path),
+            None => SecretSource::EnvOrStdin,
+        },
+        api_key_file: args.api_key_file,
+        threads: args.threads,
+        formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
+        cache_dir: args.cache_dir,
+    };
+    match run_shard::run(settings) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) if err.is_invalid_input() => Err(Failure::Invalid(err.into())),
+        Err(err) => Err(Failure::Runtime(err.into())),
+    }
+}
+
+fn card_new(args: CardNewArgs) -> CommandResult {
+    use crate::cardgen::{self, CardOutput};
+    let output = match args.output {
+        CardFormat::Yaml => CardOutput::Yaml,
+        CardFormat::Json => CardOutput::Json,
+    };
+    let card = match (&args.from_gguf, &args.from_hf) {
+        (Some(path), _) => {
+            cardgen::card_from_gguf_path(path, args.model_id.as_deref()).map_err(|e| {
+                if e.is_invalid_input() {
+                    Failure::Invalid(e.into())
+                } else {
+                    Failure::Runtime(e.into())
+                }
+            })?
+        }
+        (None, Some(repo)) => card_from_hf(repo, &args)?,
+        (None, None) => unreachable!("clap requires one source"),
+    };
+    print!("{}", cardgen::render_card(&card, output));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn card_from_hf(repo: &str, args: &CardNewArgs) -> Result<crate::card::ModelCard, Failure> {
+    use crate::hub::{Hub, RepoId};
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let repo = RepoId::parse(repo).map_err(|e| runtime(e.into()))?;
+    let hub = Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(e.into()))?;
+    let revision = args.revision.as_deref().unwrap_or("main");
+    rt.block_on(crate::cardgen::card_from_hf(
+        &hub,
+        &repo,
+        revision,
+        args.gguf_file.as_deref(),
+        args.model_id.as_deref(),
+    ))
+    .map_err(|e| {
+        if e.is_invalid_input() {
+            Failure::Invalid(e.into())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    })
+}
+
+fn inventory_probe(args: ProbeArgs) -> CommandResult {
+    use crate::exec::probe::{self, ProbeSettings, ProbeTarget};
+    let targets = args
+        .hosts
+        .iter()
+        .map(|h| ProbeTarget::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    let settings = ProbeSettings {
+        connect: connect_settings(args.known_hosts, args.accept_new_host_keys),
+        identity_file: args.identity,
+    };
+    let entries = probe::probe(&targets, &settings).map_err(exec_failure)?;
+    if probe::build_backends(false, "").is_empty() {
+        eprintln!(
+            "warning: this skulk is built without the llama.cpp engine, so it offers no backends"
+        );
+    }
+    print!("{}", probe::to_yaml(&entries));
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -492,6 +492,12 @@ fn with_failure(
                 }),
             };
             match failure {
+                // The engine thread dropped the request because the rank is
+                // failing: say why, not that the client was too slow.
+                Ok(None) if failed.borrow().is_some() => {
+                    let e = failed.borrow().clone().expect("checked Some");
+                    Some((Event::Error(e), None))
+                }
                 Ok(ev) => {
                     let ev = ev?;
                     let more = matches!(ev, Event::Text(_));

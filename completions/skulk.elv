@@ -1,0 +1,249 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[skulk] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'skulk'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'skulk'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand validate 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
+            cand schema 'Print a generated JSON schema'
+            cand plan 'Place a model on an inventory: ranks, layer ranges, ports, memory'
+            cand apply 'Start every rank of a plan (over SSH or locally) and wait for the API'
+            cand status 'Show the state of every rank of a plan'
+            cand down 'Stop every rank of a plan and clean up'
+            cand logs 'Show the ranks'' logs'
+            cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+            cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+            cand card 'Create and inspect model cards'
+            cand inventory 'Inspect hosts for an inventory'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;validate'= {
+            cand --format 'How problems are reported'
+            cand --deny-warnings 'Exit 1 when there are warnings'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;schema'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;plan'= {
+            cand --card 'Model card file (YAML, JSON or TOML)'
+            cand --inventory 'Inventory file (YAML or JSON)'
+            cand --sharding 'How the model is split'
+            cand --instance 'Instance kind (jaccl needs RDMA interfaces in the inventory)'
+            cand --min-nodes 'Use at least this many hosts'
+            cand --exclude 'Never use this host (repeatable)'
+            cand --nodes 'Use exactly these hosts, in this ring order'
+            cand --layers 'Manual layer split over the chosen hosts in ring order'
+            cand --context 'Context tokens to budget for (GGUF models default to at most 8192)'
+            cand --port 'Ring port shared by all ranks (default: derived from the inputs)'
+            cand --api-bind 'Address the API binds to (default: rank 0''s address)'
+            cand --api-port 'API port'
+            cand -o 'Output format'
+            cand --output 'Output format'
+            cand --out 'Also write the plan document (JSON) to this file'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;apply'= {
+            cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand --timeout 'Seconds to wait for the ring to form and the API to answer'
+            cand --api-key-file 'File holding the API bearer token (also: SKULK_API_KEY)'
+            cand --remote-skulk 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)'
+            cand --accept-new-host-keys 'Trust hosts missing from known_hosts and record their keys'
+            cand --install 'Copy this skulk binary to hosts where it is missing or differs'
+            cand --fetch 'Download the model on hosts that lack it'
+            cand --dry-run 'Print what would run where, start nothing'
+            cand --replace 'Stop a different plan running on the same hosts first'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;status'= {
+            cand -o 'Output format'
+            cand --output 'Output format'
+            cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;down'= {
+            cand --timeout 'Seconds to wait for a graceful stop before killing'
+            cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand --purge 'Also remove the rank-local shard caches'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;logs'= {
+            cand --node 'Only this host'
+            cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand -f 'Keep printing new lines'
+            cand --follow 'Keep printing new lines'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;run-shard'= {
+            cand --plan 'Plan document'
+            cand --node 'This host''s name in the plan'
+            cand --rank 'This rank''s number in the plan'
+            cand --secret-file 'File holding the ring secret (else read from SKULK_RING_SECRET or stdin)'
+            cand --api-key-file 'File holding the API bearer token (else SKULK_API_KEY; rank 0 only)'
+            cand --threads 'Compute threads (default: the plan''s, else the host''s cores)'
+            cand --formation-timeout 'Seconds to wait for the ring to form'
+            cand --cache-dir 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;fetch-model'= {
+            cand --plan 'Plan document'
+            cand --node 'This host''s name in the plan'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;card'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand new 'Derive a card from a GGUF file or a Hugging Face repository'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;card;new'= {
+            cand --from-gguf 'Local GGUF file (only its header is read)'
+            cand --from-hf 'Hugging Face repository `ORG/NAME`'
+            cand --revision 'Repository revision (branch, tag or commit)'
+            cand --gguf-file 'GGUF file in the repository (default: the preferred quant)'
+            cand --model-id 'Model id of the card (default: `local/<file stem>` or the repository)'
+            cand -o 'Output format'
+            cand --output 'Output format'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;card;help'= {
+            cand new 'Derive a card from a GGUF file or a Hugging Face repository'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;card;help;new'= {
+        }
+        &'skulk;card;help;help'= {
+        }
+        &'skulk;inventory'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand probe 'Connect to hosts over SSH and print inventory entries for them'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;inventory;probe'= {
+            cand -i 'SSH identity file'
+            cand --identity 'SSH identity file'
+            cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand --accept-new-host-keys 'Trust hosts missing from known_hosts and record their keys'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;inventory;help'= {
+            cand probe 'Connect to hosts over SSH and print inventory entries for them'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;inventory;help;probe'= {
+        }
+        &'skulk;inventory;help;help'= {
+        }
+        &'skulk;completions'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;help'= {
+            cand validate 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
+            cand schema 'Print a generated JSON schema'
+            cand plan 'Place a model on an inventory: ranks, layer ranges, ports, memory'
+            cand apply 'Start every rank of a plan (over SSH or locally) and wait for the API'
+            cand status 'Show the state of every rank of a plan'
+            cand down 'Stop every rank of a plan and clean up'
+            cand logs 'Show the ranks'' logs'
+            cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+            cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+            cand card 'Create and inspect model cards'
+            cand inventory 'Inspect hosts for an inventory'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;help;validate'= {
+        }
+        &'skulk;help;schema'= {
+        }
+        &'skulk;help;plan'= {
+        }
+        &'skulk;help;apply'= {
+        }
+        &'skulk;help;status'= {
+        }
+        &'skulk;help;down'= {
+        }
+        &'skulk;help;logs'= {
+        }
+        &'skulk;help;run-shard'= {
+        }
+        &'skulk;help;fetch-model'= {
+        }
+        &'skulk;help;card'= {
+            cand new 'Derive a card from a GGUF file or a Hugging Face repository'
+        }
+        &'skulk;help;card;new'= {
+        }
+        &'skulk;help;inventory'= {
+            cand probe 'Connect to hosts over SSH and print inventory entries for them'
+        }
+        &'skulk;help;inventory;probe'= {
+        }
+        &'skulk;help;completions'= {
+        }
+        &'skulk;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

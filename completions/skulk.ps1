@@ -1,0 +1,291 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'skulk'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'skulk' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules')
+            [CompletionResult]::new('schema', 'schema', [CompletionResultType]::ParameterValue, 'Print a generated JSON schema')
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Place a model on an inventory: ranks, layer ranges, ports, memory')
+            [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Start every rank of a plan (over SSH or locally) and wait for the API')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the state of every rank of a plan')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every rank of a plan and clean up')
+            [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Show the ranks'' logs')
+            [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
+            [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
+            [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
+            [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;validate' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'How problems are reported')
+            [CompletionResult]::new('--deny-warnings', '--deny-warnings', [CompletionResultType]::ParameterName, 'Exit 1 when there are warnings')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;schema' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;plan' {
+            [CompletionResult]::new('--card', '--card', [CompletionResultType]::ParameterName, 'Model card file (YAML, JSON or TOML)')
+            [CompletionResult]::new('--inventory', '--inventory', [CompletionResultType]::ParameterName, 'Inventory file (YAML or JSON)')
+            [CompletionResult]::new('--sharding', '--sharding', [CompletionResultType]::ParameterName, 'How the model is split')
+            [CompletionResult]::new('--instance', '--instance', [CompletionResultType]::ParameterName, 'Instance kind (jaccl needs RDMA interfaces in the inventory)')
+            [CompletionResult]::new('--min-nodes', '--min-nodes', [CompletionResultType]::ParameterName, 'Use at least this many hosts')
+            [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Never use this host (repeatable)')
+            [CompletionResult]::new('--nodes', '--nodes', [CompletionResultType]::ParameterName, 'Use exactly these hosts, in this ring order')
+            [CompletionResult]::new('--layers', '--layers', [CompletionResultType]::ParameterName, 'Manual layer split over the chosen hosts in ring order')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Context tokens to budget for (GGUF models default to at most 8192)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Ring port shared by all ranks (default: derived from the inputs)')
+            [CompletionResult]::new('--api-bind', '--api-bind', [CompletionResultType]::ParameterName, 'Address the API binds to (default: rank 0''s address)')
+            [CompletionResult]::new('--api-port', '--api-port', [CompletionResultType]::ParameterName, 'API port')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Also write the plan document (JSON) to this file')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;apply' {
+            [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form and the API to answer')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'File holding the API bearer token (also: SKULK_API_KEY)')
+            [CompletionResult]::new('--remote-skulk', '--remote-skulk', [CompletionResultType]::ParameterName, 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)')
+            [CompletionResult]::new('--accept-new-host-keys', '--accept-new-host-keys', [CompletionResultType]::ParameterName, 'Trust hosts missing from known_hosts and record their keys')
+            [CompletionResult]::new('--install', '--install', [CompletionResultType]::ParameterName, 'Copy this skulk binary to hosts where it is missing or differs')
+            [CompletionResult]::new('--fetch', '--fetch', [CompletionResultType]::ParameterName, 'Download the model on hosts that lack it')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would run where, start nothing')
+            [CompletionResult]::new('--replace', '--replace', [CompletionResultType]::ParameterName, 'Stop a different plan running on the same hosts first')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;status' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;down' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for a graceful stop before killing')
+            [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('--purge', '--purge', [CompletionResultType]::ParameterName, 'Also remove the rank-local shard caches')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;logs' {
+            [CompletionResult]::new('--node', '--node', [CompletionResultType]::ParameterName, 'Only this host')
+            [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing new lines')
+            [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing new lines')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;run-shard' {
+            [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Plan document')
+            [CompletionResult]::new('--node', '--node', [CompletionResultType]::ParameterName, 'This host''s name in the plan')
+            [CompletionResult]::new('--rank', '--rank', [CompletionResultType]::ParameterName, 'This rank''s number in the plan')
+            [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'File holding the ring secret (else read from SKULK_RING_SECRET or stdin)')
+            [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'File holding the API bearer token (else SKULK_API_KEY; rank 0 only)')
+            [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Compute threads (default: the plan''s, else the host''s cores)')
+            [CompletionResult]::new('--formation-timeout', '--formation-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form')
+            [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;fetch-model' {
+            [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Plan document')
+            [CompletionResult]::new('--node', '--node', [CompletionResultType]::ParameterName, 'This host''s name in the plan')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;card' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('new', 'new', [CompletionResultType]::ParameterValue, 'Derive a card from a GGUF file or a Hugging Face repository')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;card;new' {
+            [CompletionResult]::new('--from-gguf', '--from-gguf', [CompletionResultType]::ParameterName, 'Local GGUF file (only its header is read)')
+            [CompletionResult]::new('--from-hf', '--from-hf', [CompletionResultType]::ParameterName, 'Hugging Face repository `ORG/NAME`')
+            [CompletionResult]::new('--revision', '--revision', [CompletionResultType]::ParameterName, 'Repository revision (branch, tag or commit)')
+            [CompletionResult]::new('--gguf-file', '--gguf-file', [CompletionResultType]::ParameterName, 'GGUF file in the repository (default: the preferred quant)')
+            [CompletionResult]::new('--model-id', '--model-id', [CompletionResultType]::ParameterName, 'Model id of the card (default: `local/<file stem>` or the repository)')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;card;help' {
+            [CompletionResult]::new('new', 'new', [CompletionResultType]::ParameterValue, 'Derive a card from a GGUF file or a Hugging Face repository')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;card;help;new' {
+            break
+        }
+        'skulk;card;help;help' {
+            break
+        }
+        'skulk;inventory' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH and print inventory entries for them')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;inventory;probe' {
+            [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'SSH identity file')
+            [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'SSH identity file')
+            [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('--accept-new-host-keys', '--accept-new-host-keys', [CompletionResultType]::ParameterName, 'Trust hosts missing from known_hosts and record their keys')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;inventory;help' {
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH and print inventory entries for them')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;inventory;help;probe' {
+            break
+        }
+        'skulk;inventory;help;help' {
+            break
+        }
+        'skulk;completions' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;help' {
+            [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules')
+            [CompletionResult]::new('schema', 'schema', [CompletionResultType]::ParameterValue, 'Print a generated JSON schema')
+            [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Place a model on an inventory: ranks, layer ranges, ports, memory')
+            [CompletionResult]::new('apply', 'apply', [CompletionResultType]::ParameterValue, 'Start every rank of a plan (over SSH or locally) and wait for the API')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the state of every rank of a plan')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every rank of a plan and clean up')
+            [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Show the ranks'' logs')
+            [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
+            [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
+            [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
+            [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;help;validate' {
+            break
+        }
+        'skulk;help;schema' {
+            break
+        }
+        'skulk;help;plan' {
+            break
+        }
+        'skulk;help;apply' {
+            break
+        }
+        'skulk;help;status' {
+            break
+        }
+        'skulk;help;down' {
+            break
+        }
+        'skulk;help;logs' {
+            break
+        }
+        'skulk;help;run-shard' {
+            break
+        }
+        'skulk;help;fetch-model' {
+            break
+        }
+        'skulk;help;card' {
+            [CompletionResult]::new('new', 'new', [CompletionResultType]::ParameterValue, 'Derive a card from a GGUF file or a Hugging Face repository')
+            break
+        }
+        'skulk;help;card;new' {
+            break
+        }
+        'skulk;help;inventory' {
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH and print inventory entries for them')
+            break
+        }
+        'skulk;help;inventory;probe' {
+            break
+        }
+        'skulk;help;completions' {
+            break
+        }
+        'skulk;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,101 @@
+//! `skulk plan -o table`: a plan for people.
+//!
+//! One row per rank with its memory arithmetic (the same numbers the
+//! infeasible-plan errors show), then the context limit, the ring port and
+//! the API endpoint. Pure: the caller decides about colour (a terminal and
+//! no `NO_COLOR`) and prints. Widths never depend on the terminal, so the
+//! output is the same bytes wherever it is rendered.
+
+use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, Table};
+
+use super::{join_host_port, Plan};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / GIB)
+}
+
+/// Renders the plan as a table and a few summary lines.
+pub fn render(plan: &Plan, color: bool) -> String {
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    if color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    let header = [
+        "rank",
+        "host",
+        "address",
+        "layers",
+        "count",
+        "weights GiB",
+        "KV GiB",
+        "need GiB",
+        "usable GiB",
+        "headroom",
+        "backend",
+    ];
+    table.set_header(header.iter().map(|h| {
+        let cell = Cell::new(h);
+        if color {
+            cell.add_attribute(Attribute::Bold)
+        } else {
+            cell
+        }
+    }));
+    for rank in &plan.ranks {
+        let headroom = rank.usable as i128 - rank.memory.need as i128;
+        let headroom_text = format!("{:+.2}", headroom as f64 / GIB);
+        let mut headroom_cell = Cell::new(headroom_text);
+        if color && headroom < 0 {
+            headroom_cell = headroom_cell.fg(Color::Red);
+        }
+        table.add_row(vec![
+            Cell::new(rank.rank),
+            Cell::new(&rank.host.name),
+            Cell::new(&rank.host.address),
+            Cell::new(format!("[{}, {})", rank.start_layer, rank.end_layer)),
+            Cell::new(rank.layer_count()),
+            Cell::new(gib(rank.memory.weights)),
+            Cell::new(gib(rank.memory.kv)),
+            Cell::new(gib(rank.memory.need)),
+            Cell::new(gib(rank.usable)),
+            headroom_cell,
+            Cell::new(&rank.resolved_backend),
+        ]);
+    }
+    for index in [0, 4, 5, 6, 7, 8, 9] {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+
+    let mut out = format!(
+        "{} on {} host{}: {} sharding, {} instance, engine {}\n",
+        plan.card.model_id,
+        plan.ranks.len(),
+        if plan.ranks.len() == 1 { "" } else { "s" },
+        plan.sharding,
+        plan.instance,
+        plan.engine
+    );
+    out.push_str(&table.to_string());
+    out.push('\n');
+    let context = match plan.context_token_limit {
+        Some(limit) => format!("{limit} tokens"),
+        None => "not bounded by the card or by memory".to_string(),
+    };
+    out.push_str(&format!(
+        "context limit: {context} (KV memory reserved for {} tokens)\n",
+        plan.kv_budget_tokens
+    ));
+    out.push_str(&format!("ring port: {}\n", plan.ring_port));
+    out.push_str(&format!(
+        "API: http://{}/v1\n",
+        join_host_port(&plan.api.address, plan.api.port)
+    ));
+    out
+}
