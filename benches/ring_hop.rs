@@ -6,6 +6,9 @@
 //!
 //! `cargo bench --no-default-features --bench ring_hop`
 
+// One-rank layer lists read as what they are.
+#![allow(clippy::single_range_in_vec_init)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
