@@ -371,6 +371,35 @@ fn a_host_with_no_room_for_context_is_an_error() {
 }
 
 #[test]
+fn a_set_whose_integer_split_fails_gives_way_to_a_larger_one() {
+    // Two hosts fit by continuous shares, but `a` gets 3 of 4 layers and
+    // then has no room for context; three hosts work.
+    let c = card(
+        json!({"nLayers": 4, "numKeyValueHeads": 8, "storageSize": {"inBytes": 13 * GIB}, "ggufFile": "m.gguf"}),
+    );
+    let p = plan(
+        &c,
+        &vram_hosts(&[("a", "10GiB"), ("b", "6GiB"), ("c", "6GiB")]),
+        &PlanRequest::default(),
+    )
+    .unwrap();
+    assert_eq!(counts(&p), [2, 1, 1]);
+    let two = PlanRequest {
+        nodes: Some(vec!["a".into(), "b".into()]),
+        ..Default::default()
+    };
+    let message = err(plan(
+        &c,
+        &vram_hosts(&[("a", "10GiB"), ("b", "6GiB"), ("c", "6GiB")]),
+        &two,
+    ));
+    assert!(
+        message.starts_with("host `a` (rank 0) has no memory left for any context"),
+        "{message}"
+    );
+}
+
+#[test]
 fn tensor_sharding_rules() {
     let hosts = vram_hosts(&[("a", "16GiB"), ("b", "16GiB"), ("c", "16GiB")]);
     let tensor = |nodes: &[&str]| PlanRequest {
@@ -923,12 +952,20 @@ proptest! {
             prop_assert!(model.raw_weights_fit(u64::from(r.layer_count()), u4));
             prop_assert!(u128::from(r.memory.weights) * 4 <= u4);
         }
-        // Fewest hosts: no smaller set of the largest hosts fits.
-        let mut all: Vec<u128> = inventory.hosts().iter().map(usable_quarters).collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
+        // Fewest hosts: no smaller set of the largest hosts makes a plan.
+        let mut by_memory: Vec<(u128, usize)> = inventory
+            .hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (usable_quarters(h), i))
+            .collect();
+        by_memory.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         for k in min_nodes.unwrap_or(1) as usize..p.ranks.len() {
-            let top: u128 = all[..k].iter().sum();
-            prop_assert!(k as u64 > u64::from(n_layers) || !model.pipeline_set_fits(top, all[k - 1]));
+            let mut top: Vec<usize> = by_memory[..k].iter().map(|&(_, i)| i).collect();
+            top.sort_unstable();
+            let nodes = top.iter().map(|&i| inventory.hosts()[i].name.clone()).collect();
+            let smaller = PlanRequest { nodes: Some(nodes), ..Default::default() };
+            prop_assert!(plan(&c, &inventory, &smaller).is_err(), "{k} hosts would do");
         }
         // Byte-identical output for identical input; no-op re-plan.
         let text = PlanDocument::from_plan(&p).to_json();
