@@ -438,9 +438,8 @@ fn plan(args: PlanArgs) -> CommandResult {
         .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
         .map_err(|e| Failure::Invalid(e.context(format!("{}", args.card.display()))))?;
     let inventory_value = load_checked(&args.inventory, "inventory")?;
-    let inventory = crate::inventory::parse(&inventory_value).map_err(|e| {
-        Failure::Invalid(anyhow::anyhow!("{}: {e}", args.inventory.display()))
-    })?;
+    let inventory = crate::inventory::parse(&inventory_value)
+        .map_err(|e| Failure::Invalid(anyhow::anyhow!("{}: {e}", args.inventory.display())))?;
     let request = PlanRequest {
         sharding: match args.sharding {
             ShardingArg::Pipeline => Sharding::Pipeline,
@@ -535,9 +534,9 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
     let temporary = dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
