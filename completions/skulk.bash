@@ -28,6 +28,9 @@ _skulk() {
             skulk,down)
                 cmd="skulk__subcmd__down"
                 ;;
+            skulk,fetch-model)
+                cmd="skulk__subcmd__fetch__subcmd__model"
+                ;;
             skulk,help)
                 cmd="skulk__subcmd__help"
                 ;;
@@ -75,6 +78,9 @@ _skulk() {
                 ;;
             skulk__subcmd__help,down)
                 cmd="skulk__subcmd__help__subcmd__down"
+                ;;
+            skulk__subcmd__help,fetch-model)
+                cmd="skulk__subcmd__help__subcmd__fetch__subcmd__model"
                 ;;
             skulk__subcmd__help,help)
                 cmd="skulk__subcmd__help__subcmd__help"
@@ -125,7 +131,7 @@ _skulk() {
 
     case "${cmd}" in
         skulk)
-            opts="-h -V --help --version validate schema plan apply status down logs run-shard card inventory completions help"
+            opts="-h -V --help --version validate schema plan apply status down logs run-shard fetch-model card inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,7 +145,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__apply)
-            opts="-h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --help --version"
+            opts="-h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,6 +160,10 @@ _skulk() {
                     return 0
                     ;;
                 --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-skulk)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -298,8 +308,30 @@ _skulk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        skulk__subcmd__fetch__subcmd__model)
+            opts="-h -V --plan --node --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --plan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         skulk__subcmd__help)
-            opts="validate schema plan apply status down logs run-shard card inventory completions help"
+            opts="validate schema plan apply status down logs run-shard fetch-model card inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,6 +401,20 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__help__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__help__subcmd__fetch__subcmd__model)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -30,6 +30,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand down 'Stop every rank of a plan and clean up'
             cand logs 'Show the ranks'' logs'
             cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+            cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
             cand card 'Create and inspect model cards'
             cand inventory 'Inspect hosts for an inventory'
             cand completions 'Print a shell completion script'
@@ -74,6 +75,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
             cand --timeout 'Seconds to wait for the ring to form and the API to answer'
             cand --api-key-file 'File holding the API bearer token (also: SKULK_API_KEY)'
+            cand --remote-skulk 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)'
             cand --accept-new-host-keys 'Trust hosts missing from known_hosts and record their keys'
             cand --install 'Copy this skulk binary to hosts where it is missing or differs'
             cand --fetch 'Download the model on hosts that lack it'
@@ -121,6 +123,14 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --threads 'Compute threads (default: the plan''s, else the host''s cores)'
             cand --formation-timeout 'Seconds to wait for the ring to form'
             cand --cache-dir 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;fetch-model'= {
+            cand --plan 'Plan document'
+            cand --node 'This host''s name in the plan'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -196,6 +206,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand down 'Stop every rank of a plan and clean up'
             cand logs 'Show the ranks'' logs'
             cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+            cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
             cand card 'Create and inspect model cards'
             cand inventory 'Inspect hosts for an inventory'
             cand completions 'Print a shell completion script'
@@ -216,6 +227,8 @@ set edit:completion:arg-completer[skulk] = {|@words|
         &'skulk;help;logs'= {
         }
         &'skulk;help;run-shard'= {
+        }
+        &'skulk;help;fetch-model'= {
         }
         &'skulk;help;card'= {
             cand new 'Derive a card from a GGUF file or a Hugging Face repository'

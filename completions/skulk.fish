@@ -34,6 +34,7 @@ complete -c skulk -n "__fish_skulk_needs_command" -f -a "status" -d 'Show the st
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "down" -d 'Stop every rank of a plan and clean up'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "logs" -d 'Show the ranks\' logs'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+complete -c skulk -n "__fish_skulk_needs_command" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "card" -d 'Create and inspect model cards'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "inventory" -d 'Inspect hosts for an inventory'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -69,6 +70,7 @@ complete -c skulk -n "__fish_skulk_using_subcommand plan" -s V -l version -d 'Pr
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l timeout -d 'Seconds to wait for the ring to form and the API to answer' -r
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l api-key-file -d 'File holding the API bearer token (also: SKULK_API_KEY)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -l remote-skulk -d 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l accept-new-host-keys -d 'Trust hosts missing from known_hosts and record their keys'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l install -d 'Copy this skulk binary to hosts where it is missing or differs'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l fetch -d 'Download the model on hosts that lack it'
@@ -102,6 +104,10 @@ complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-time
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -l plan -d 'Plan document' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -l node -d 'This host\'s name in the plan' -r
+complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s h -l help -d 'Print help'
+complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -f -a "new" -d 'Derive a card from a GGUF file or a Hugging Face repository'
@@ -130,17 +136,18 @@ complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_s
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "schema" -d 'Print a generated JSON schema'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "plan" -d 'Place a model on an inventory: ranks, layer ranges, ports, memory'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "apply" -d 'Start every rank of a plan (over SSH or locally) and wait for the API'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "status" -d 'Show the state of every rank of a plan'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "down" -d 'Stop every rank of a plan and clean up'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "logs" -d 'Show the ranks\' logs'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "card" -d 'Create and inspect model cards'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "inventory" -d 'Inspect hosts for an inventory'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard card inventory completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "schema" -d 'Print a generated JSON schema'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "plan" -d 'Place a model on an inventory: ranks, layer ranges, ports, memory'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "apply" -d 'Start every rank of a plan (over SSH or locally) and wait for the API'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "status" -d 'Show the state of every rank of a plan'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "down" -d 'Stop every rank of a plan and clean up'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "logs" -d 'Show the ranks\' logs'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "card" -d 'Create and inspect model cards'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "inventory" -d 'Inspect hosts for an inventory'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from card" -f -a "new" -d 'Derive a card from a GGUF file or a Hugging Face repository'
 complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "probe" -d 'Connect to hosts over SSH and print inventory entries for them'

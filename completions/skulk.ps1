@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every rank of a plan and clean up')
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Show the ranks'' logs')
             [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
+            [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
             [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
             [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -81,6 +82,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form and the API to answer')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'File holding the API bearer token (also: SKULK_API_KEY)')
+            [CompletionResult]::new('--remote-skulk', '--remote-skulk', [CompletionResultType]::ParameterName, 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)')
             [CompletionResult]::new('--accept-new-host-keys', '--accept-new-host-keys', [CompletionResultType]::ParameterName, 'Trust hosts missing from known_hosts and record their keys')
             [CompletionResult]::new('--install', '--install', [CompletionResultType]::ParameterName, 'Copy this skulk binary to hosts where it is missing or differs')
             [CompletionResult]::new('--fetch', '--fetch', [CompletionResultType]::ParameterName, 'Download the model on hosts that lack it')
@@ -132,6 +134,15 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Compute threads (default: the plan''s, else the host''s cores)')
             [CompletionResult]::new('--formation-timeout', '--formation-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form')
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;fetch-model' {
+            [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Plan document')
+            [CompletionResult]::new('--node', '--node', [CompletionResultType]::ParameterName, 'This host''s name in the plan')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -219,6 +230,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every rank of a plan and clean up')
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Show the ranks'' logs')
             [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
+            [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
             [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
             [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -247,6 +259,9 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;help;run-shard' {
+            break
+        }
+        'skulk;help;fetch-model' {
             break
         }
         'skulk;help;card' {

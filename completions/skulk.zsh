@@ -76,6 +76,7 @@ _arguments "${_arguments_options[@]}" : \
 '--known-hosts=[known_hosts file (default\: ~/.ssh/known_hosts)]:FILE:_files' \
 '--timeout=[Seconds to wait for the ring to form and the API to answer]:SECS:_default' \
 '--api-key-file=[File holding the API bearer token (also\: SKULK_API_KEY)]:FILE:_files' \
+'--remote-skulk=[Path of skulk on the hosts, and where \`--install\` puts it (default\: ~/.local/bin/skulk if present, else skulk on the login PATH)]:PATH:_default' \
 '--accept-new-host-keys[Trust hosts missing from known_hosts and record their keys]' \
 '--install[Copy this skulk binary to hosts where it is missing or differs]' \
 '--fetch[Download the model on hosts that lack it]' \
@@ -135,6 +136,16 @@ _arguments "${_arguments_options[@]}" : \
 '--threads=[Compute threads (default\: the plan'\''s, else the host'\''s cores)]:N:_default' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
 '--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+&& ret=0
+;;
+(fetch-model)
+_arguments "${_arguments_options[@]}" : \
+'--plan=[Plan document]:FILE:_files' \
+'--node=[This host'\''s name in the plan]:NAME:_default' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -310,6 +321,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(fetch-model)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (card)
 _arguments "${_arguments_options[@]}" : \
 ":: :_skulk__subcmd__help__subcmd__card_commands" \
@@ -378,6 +393,7 @@ _skulk_commands() {
 'down:Stop every rank of a plan and clean up' \
 'logs:Show the ranks'\'' logs' \
 'run-shard:Run one rank of a plan (started by \`skulk apply\`, or by hand)' \
+'fetch-model:Download the model of one rank of a plan onto this host (what \`skulk apply --fetch\` runs on each host that lacks it)' \
 'card:Create and inspect model cards' \
 'inventory:Inspect hosts for an inventory' \
 'completions:Print a shell completion script' \
@@ -431,6 +447,11 @@ _skulk__subcmd__down_commands() {
     local commands; commands=()
     _describe -t commands 'skulk down commands' commands "$@"
 }
+(( $+functions[_skulk__subcmd__fetch-model_commands] )) ||
+_skulk__subcmd__fetch-model_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk fetch-model commands' commands "$@"
+}
 (( $+functions[_skulk__subcmd__help_commands] )) ||
 _skulk__subcmd__help_commands() {
     local commands; commands=(
@@ -442,6 +463,7 @@ _skulk__subcmd__help_commands() {
 'down:Stop every rank of a plan and clean up' \
 'logs:Show the ranks'\'' logs' \
 'run-shard:Run one rank of a plan (started by \`skulk apply\`, or by hand)' \
+'fetch-model:Download the model of one rank of a plan onto this host (what \`skulk apply --fetch\` runs on each host that lacks it)' \
 'card:Create and inspect model cards' \
 'inventory:Inspect hosts for an inventory' \
 'completions:Print a shell completion script' \
@@ -475,6 +497,11 @@ _skulk__subcmd__help__subcmd__completions_commands() {
 _skulk__subcmd__help__subcmd__down_commands() {
     local commands; commands=()
     _describe -t commands 'skulk help down commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__help__subcmd__fetch-model_commands] )) ||
+_skulk__subcmd__help__subcmd__fetch-model_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk help fetch-model commands' commands "$@"
 }
 (( $+functions[_skulk__subcmd__help__subcmd__help_commands] )) ||
 _skulk__subcmd__help__subcmd__help_commands() {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::card::{Memory, ModelCard, ModelTask, PlacementCardConfig};
 use crate::gguf::{GgufError, GgufHeader};
+use crate::hub::{Hub, HubError, RepoId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardGenError {
@@ -37,6 +38,23 @@ pub enum CardGenError {
         dir: PathBuf,
     },
 
+    #[error(transparent)]
+    Hub(Box<HubError>),
+
+    #[error("`{file}` of `{repo}`: {what}")]
+    Config {
+        repo: String,
+        file: String,
+        what: String,
+    },
+
+    #[error("`{repo}` has no GGUF file `{file}`{available}")]
+    NoSuchGguf {
+        repo: String,
+        file: String,
+        available: String,
+    },
+
     #[error("cannot {op} `{path}`: {error}")]
     Io {
         op: &'static str,
@@ -45,14 +63,23 @@ pub enum CardGenError {
     },
 }
 
+impl From<HubError> for CardGenError {
+    fn from(e: HubError) -> CardGenError {
+        CardGenError::Hub(Box::new(e))
+    }
+}
+
 impl CardGenError {
     /// Whether the input itself is wrong (exit 1) rather than unreadable (2).
     pub fn is_invalid_input(&self) -> bool {
         match self {
             CardGenError::Gguf(GgufError::Io { .. }) | CardGenError::Io { .. } => false,
+            CardGenError::Hub(e) => matches!(**e, HubError::Gguf { .. }),
             CardGenError::Gguf(_)
             | CardGenError::Field { .. }
-            | CardGenError::MissingShards { .. } => true,
+            | CardGenError::MissingShards { .. }
+            | CardGenError::Config { .. }
+            | CardGenError::NoSuchGguf { .. } => true,
         }
     }
 }
@@ -393,6 +420,237 @@ pub fn card_from_gguf_path(path: &Path, model_id: Option<&str>) -> Result<ModelC
         storage,
         model_id.unwrap_or(&default_id),
     )
+}
+
+/// Facts a card takes from a transformers `config.json` (reference 1.3,
+/// step 2): the first present of the layer-count keys; `text_config`'s
+/// values override the top level's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFacts {
+    pub layer_count: u64,
+    pub hidden_size: Option<u64>,
+    pub num_key_value_heads: Option<u64>,
+    pub max_position_embeddings: Option<u64>,
+    pub architectures: Vec<String>,
+}
+
+/// Layer-count keys in the order the Python Skulk tries them.
+const LAYER_KEYS: [&str; 6] = [
+    "num_hidden_layers",
+    "num_layers",
+    "n_layer",
+    "n_layers",
+    "num_decoder_layers",
+    "decoder_layers",
+];
+
+/// Architectures the Python Skulk serves with tensor parallelism (reference
+/// 1.3: `architectures` must be exactly one of these).
+const TENSOR_ARCHITECTURES: [&str; 13] = [
+    "Glm4MoeLiteForCausalLM",
+    "GlmMoeDsaForCausalLM",
+    "DeepseekV32ForCausalLM",
+    "DeepseekV3ForCausalLM",
+    "Qwen3NextForCausalLM",
+    "Qwen3MoeForCausalLM",
+    "Qwen3_5MoeForConditionalGeneration",
+    "Qwen3_5ForConditionalGeneration",
+    "MiniMaxM2ForCausalLM",
+    "LlamaForCausalLM",
+    "GptOssForCausalLM",
+    "Step3p5ForCausalLM",
+    "NemotronHForCausalLM",
+];
+
+/// Read [`ConfigFacts`] from a parsed `config.json` (pure). The error names
+/// the missing or malformed key.
+pub fn config_facts(config: &serde_json::Value) -> Result<ConfigFacts, String> {
+    let text = config.get("text_config").filter(|t| t.is_object());
+    let get = |key: &str| text.and_then(|t| t.get(key)).or_else(|| config.get(key));
+    let uint = |key: &str| -> Result<Option<u64>, String> {
+        match get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(Some)
+                .ok_or_else(|| format!("`{key}` is `{v}`, not a positive integer")),
+        }
+    };
+    let mut layer_count = None;
+    for key in LAYER_KEYS {
+        if let Some(n) = uint(key)? {
+            layer_count = Some(n);
+            break;
+        }
+    }
+    let layer_count = layer_count.ok_or_else(|| {
+        format!(
+            "no layer count (none of {})",
+            LAYER_KEYS.map(|k| format!("`{k}`")).join(", ")
+        )
+    })?;
+    let architectures = match get("architectures") {
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(ConfigFacts {
+        layer_count,
+        hidden_size: uint("hidden_size")?,
+        num_key_value_heads: uint("num_key_value_heads")?,
+        max_position_embeddings: uint("max_position_embeddings")?,
+        architectures,
+    })
+}
+
+/// The card of a safetensors (non-GGUF) repository (pure): placement is the
+/// card default, as the Python Skulk leaves it.
+pub fn card_from_config(
+    facts: &ConfigFacts,
+    repo: &str,
+    storage_bytes: u64,
+    model_id: &str,
+) -> Result<ModelCard, CardGenError> {
+    let config_error = |what: String| CardGenError::Config {
+        repo: repo.to_string(),
+        file: "config.json".into(),
+        what,
+    };
+    let u32_of = |key: &str, v: u64| {
+        u32::try_from(v).map_err(|_| config_error(format!("`{key}` is `{v}`, too large")))
+    };
+    let hidden_size = facts
+        .hidden_size
+        .ok_or_else(|| config_error("no `hidden_size`; a card needs the hidden size".into()))?;
+    let supports_tensor = facts.architectures.len() == 1
+        && TENSOR_ARCHITECTURES.contains(&facts.architectures[0].as_str());
+    Ok(ModelCard {
+        model_id: model_id.to_string(),
+        storage_size: Memory::from_bytes(storage_bytes),
+        n_layers: u32_of("num_hidden_layers", facts.layer_count)?,
+        hidden_size: u32_of("hidden_size", hidden_size)?,
+        supports_tensor,
+        num_key_value_heads: facts
+            .num_key_value_heads
+            .map(|n| u32_of("num_key_value_heads", n))
+            .transpose()?,
+        tasks: vec![ModelTask::TextGeneration],
+        components: None,
+        family: String::new(),
+        quantization: String::new(),
+        base_model: String::new(),
+        gguf_file: None,
+        capabilities: Vec::new(),
+        context_length: facts.max_position_embeddings.unwrap_or(0),
+        uses_cfg: false,
+        trust_remote_code: true,
+        is_custom: false,
+        vision: None,
+        reasoning: None,
+        modalities: None,
+        tooling: None,
+        runtime: None,
+        placement: PlacementCardConfig::default(),
+    })
+}
+
+/// Derive the card of a hub repository (`card new --from-hf`). A GGUF
+/// repository gives a GGUF card for `gguf_file` (default: the preferred
+/// quant), sized by its whole shard group, with the structure read from the
+/// GGUF header by range requests; any other repository a card from its
+/// `config.json`, sized by `model.safetensors.index.json`'s
+/// `metadata.total_size` (else the sum of its `.safetensors` files).
+pub async fn card_from_hf(
+    hub: &Hub,
+    repo: &RepoId,
+    revision: &str,
+    gguf_file: Option<&str>,
+    model_id: Option<&str>,
+) -> Result<ModelCard, CardGenError> {
+    let files = hub.list_files(repo, revision).await?;
+    let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let size_of = |name: &str| files.iter().find(|f| f.path == name).map_or(0, |f| f.size);
+    let repo_name = repo.to_string();
+    let model_id = model_id.unwrap_or(&repo_name);
+
+    if let Some(chosen) = gguf_file.or_else(|| select_preferred_gguf(names.iter().copied())) {
+        if !names.contains(&chosen) {
+            let ggufs: Vec<String> = names
+                .iter()
+                .filter(|n| is_model_gguf(n))
+                .map(|n| format!("`{n}`"))
+                .collect();
+            return Err(CardGenError::NoSuchGguf {
+                repo: repo_name.clone(),
+                file: chosen.to_string(),
+                available: if ggufs.is_empty() {
+                    "; it has no GGUF files".into()
+                } else {
+                    format!("; it has {}", ggufs.join(", "))
+                },
+            });
+        }
+        let (group, missing) = shard_group(chosen, &names);
+        if !missing.is_empty() {
+            let shard = shard_name(chosen).expect("only split names miss shards");
+            return Err(CardGenError::MissingShards {
+                path: PathBuf::from(chosen),
+                base: shard.base.to_string(),
+                count: shard.count,
+                verb: if missing.len() == 1 { "is" } else { "are" },
+                missing: missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dir: PathBuf::from(format!("{}/{repo_name}", hub.endpoint())),
+            });
+        }
+        let first = &group[0];
+        let storage: u64 = group.iter().map(|g| size_of(g)).sum();
+        let header = hub
+            .gguf_header(repo, revision, first, size_of(first))
+            .await?;
+        let facts = GgufFacts::from_header(&header)?;
+        return card_from_gguf(&facts, &header.path, first, storage, model_id);
+    }
+
+    let config_bytes = hub.read(repo, revision, "config.json", None).await?;
+    let json = |file: &str, bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| CardGenError::Config {
+            repo: repo_name.clone(),
+            file: file.to_string(),
+            what: format!("not JSON: {e}"),
+        })
+    };
+    let config = json("config.json", &config_bytes)?;
+    let facts = config_facts(&config).map_err(|what| CardGenError::Config {
+        repo: repo_name.clone(),
+        file: "config.json".into(),
+        what,
+    })?;
+    const INDEX: &str = "model.safetensors.index.json";
+    let storage = if names.contains(&INDEX) {
+        let index = json(INDEX, &hub.read(repo, revision, INDEX, None).await?)?;
+        index
+            .pointer("/metadata/total_size")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| CardGenError::Config {
+                repo: repo_name.clone(),
+                file: INDEX.into(),
+                what: "no integer `metadata.total_size`".into(),
+            })?
+    } else {
+        files
+            .iter()
+            .filter(|f| f.path.ends_with(".safetensors"))
+            .map(|f| f.size)
+            .sum()
+    };
+    card_from_config(&facts, &repo_name, storage, model_id)
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run one rank of a plan (started by `skulk apply`, or by hand)
     RunShard(RunShardArgs),
+    /// Download the model of one rank of a plan onto this host (what
+    /// `skulk apply --fetch` runs on each host that lacks it)
+    #[command(hide = true)]
+    FetchModel(FetchModelArgs),
     /// Create and inspect model cards
     #[command(subcommand)]
     Card(CardCommand),
@@ -179,6 +183,10 @@ pub struct ApplyArgs {
     /// File holding the API bearer token (also: SKULK_API_KEY)
     #[arg(long, value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
+    /// Path of skulk on the hosts, and where `--install` puts it (default:
+    /// ~/.local/bin/skulk if present, else skulk on the login PATH)
+    #[arg(long, value_name = "PATH")]
+    pub remote_skulk: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +229,16 @@ pub struct LogsArgs {
     /// known_hosts file (default: ~/.ssh/known_hosts)
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchModelArgs {
+    /// Plan document
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// This host's name in the plan
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +399,7 @@ fn run(command: Command) -> CommandResult {
         Command::Down(args) => down(args),
         Command::Logs(args) => logs(args),
         Command::RunShard(args) => run_shard(args),
+        Command::FetchModel(args) => fetch_model(args),
         Command::Card(CardCommand::New(args)) => card_new(args),
         Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
     }
@@ -557,24 +576,188 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     result
 }
 
-fn apply(_args: ApplyArgs) -> CommandResult {
-    not_built("apply")
+fn apply(args: ApplyArgs) -> CommandResult {
+    use crate::exec::apply::{self, ApplySettings};
+    let dep = load_deployment(&args.plan)?;
+    let settings = ApplySettings {
+        connect: connect_settings(args.known_hosts, args.accept_new_host_keys),
+        install: args.install,
+        fetch: args.fetch,
+        dry_run: args.dry_run,
+        replace: args.replace,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        api_key: api_key(args.api_key_file.as_deref())?,
+        skulk: apply::skulk_location(args.remote_skulk.as_deref()),
+    };
+    apply::apply(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn status(_args: StatusArgs) -> CommandResult {
-    not_built("status")
+fn status(args: StatusArgs) -> CommandResult {
+    use crate::exec::status;
+    let dep = load_deployment(&args.plan)?;
+    let key = api_key(None)?;
+    let report = status::status(
+        &dep,
+        &connect_settings(args.known_hosts, false),
+        key.as_deref(),
+    );
+    let text = match args.output {
+        OutputFormat::Table => status::render_table(&report),
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&report).expect("status serialises") + "\n"
+        }
+        OutputFormat::Yaml => serde_yaml_ng::to_string(&report).expect("status serialises"),
+    };
+    print!("{text}");
+    Ok(if report.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
-fn down(_args: DownArgs) -> CommandResult {
-    not_built("down")
+fn down(args: DownArgs) -> CommandResult {
+    use crate::exec::down::{self, DownSettings};
+    let dep = load_deployment(&args.plan)?;
+    let settings = DownSettings {
+        connect: connect_settings(args.known_hosts, false),
+        purge: args.purge,
+        timeout: std::time::Duration::from_secs(args.timeout),
+    };
+    down::down(&dep, &settings).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn logs(_args: LogsArgs) -> CommandResult {
-    not_built("logs")
+fn logs(args: LogsArgs) -> CommandResult {
+    use crate::exec::logs::{self, LogsSettings, DEFAULT_LINES};
+    let dep = load_deployment(&args.plan)?;
+    let settings = LogsSettings {
+        connect: connect_settings(args.known_hosts, false),
+        node: args.node,
+        follow: args.follow,
+        lines: DEFAULT_LINES,
+    };
+    logs::logs(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn run_shard(_args: RunShardArgs) -> CommandResult {
-    not_built("run-shard")
+fn fetch_model(args: FetchModelArgs) -> CommandResult {
+    use crate::plan::document::{PlanDocument, RankSelector};
+    let invalid =
+        |e: String| Failure::Invalid(anyhow::anyhow!("plan `{}`: {e}", args.plan.display()));
+    let text = std::fs::read_to_string(&args.plan).map_err(|e| invalid(e.to_string()))?;
+    let doc = PlanDocument::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+    let spec = doc
+        .rank_spec(RankSelector::Node(&args.node))
+        .map_err(|e| invalid(e.to_string()))?;
+    let dir = match spec.model_dir.strip_prefix('~') {
+        Some(rest) => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(rest.trim_start_matches('/'))
+        }
+        None => PathBuf::from(&spec.model_dir),
+    };
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let hub = crate::hub::Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(e.into()))?;
+    let report = rt
+        .block_on(crate::fetch::fetch_card(
+            &hub,
+            &spec.model_card,
+            "main",
+            &dir,
+            crate::fetch::ProgressMode::Lines,
+        ))
+        .map_err(|e| runtime(e.into()))?;
+    for f in &report.files {
+        eprintln!(
+            "{}: {} bytes{}",
+            f.path.display(),
+            f.size,
+            if f.already_present {
+                " (already present)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a plan document for `apply`, `status`, `down` and `logs`.
+fn load_deployment(path: &std::path::Path) -> Result<crate::exec::target::Deployment, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::Invalid(anyhow::anyhow!(
+            "cannot read plan `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    crate::exec::target::Deployment::from_plan_json(path, bytes).map_err(exec_failure)
+}
+
+fn connect_settings(
+    known_hosts: Option<PathBuf>,
+    accept_new_host_keys: bool,
+) -> crate::exec::remote::ConnectSettings {
+    crate::exec::remote::ConnectSettings {
+        known_hosts,
+        accept_new_host_keys,
+        ..Default::default()
+    }
+}
+
+/// The API bearer token: `--api-key-file`, else `SKULK_API_KEY`.
+fn api_key(file: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+    let key = match file {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| {
+            Failure::Invalid(anyhow::anyhow!(
+                "cannot read API key file `{}`: {e}",
+                f.display()
+            ))
+        })?,
+        None => std::env::var("SKULK_API_KEY").unwrap_or_default(),
+    };
+    let key = key.trim();
+    Ok((!key.is_empty()).then(|| key.to_owned()))
+}
+
+fn exec_failure(e: crate::exec::ExecError) -> Failure {
+    match e {
+        crate::exec::ExecError::Invalid(m) => Failure::Invalid(anyhow::anyhow!(m)),
+        e => Failure::Runtime(anyhow::Error::new(e)),
+    }
+}
+
+fn run_shard(args: RunShardArgs) -> CommandResult {
+    use crate::run_shard::{self, SecretSource, Selector, Settings};
+    let selector = match (args.node, args.rank) {
+        (Some(node), _) => Selector::Node(node),
+        (None, Some(rank)) => Selector::Rank(rank),
+        (None, None) => unreachable!("clap requires --node or --rank"),
+    };
+    let settings = Settings {
+        plan: args.plan,
+        selector,
+        secret: match args.secret_file {
+            Some(path) => SecretSource::File(path),
+            None => SecretSource::EnvOrStdin,
+        },
+        api_key_file: args.api_key_file,
+        threads: args.threads,
+        formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
+        cache_dir: args.cache_dir,
+    };
+    match run_shard::run(settings) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) if err.is_invalid_input() => Err(Failure::Invalid(err.into())),
+        Err(err) => Err(Failure::Runtime(err.into())),
+    }
 }
 
 fn card_new(args: CardNewArgs) -> CommandResult {
@@ -593,14 +776,59 @@ fn card_new(args: CardNewArgs) -> CommandResult {
                 }
             })?
         }
-        _ => return not_built("card new --from-hf"),
+        (None, Some(repo)) => card_from_hf(repo, &args)?,
+        (None, None) => unreachable!("clap requires one source"),
     };
     print!("{}", cardgen::render_card(&card, output));
     Ok(ExitCode::SUCCESS)
 }
 
-fn inventory_probe(_args: ProbeArgs) -> CommandResult {
-    not_built("inventory probe")
+fn card_from_hf(repo: &str, args: &CardNewArgs) -> Result<crate::card::ModelCard, Failure> {
+    use crate::hub::{Hub, RepoId};
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let repo = RepoId::parse(repo).map_err(|e| runtime(e.into()))?;
+    let hub = Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| runtime(e.into()))?;
+    let revision = args.revision.as_deref().unwrap_or("main");
+    rt.block_on(crate::cardgen::card_from_hf(
+        &hub,
+        &repo,
+        revision,
+        args.gguf_file.as_deref(),
+        args.model_id.as_deref(),
+    ))
+    .map_err(|e| {
+        if e.is_invalid_input() {
+            Failure::Invalid(e.into())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    })
+}
+
+fn inventory_probe(args: ProbeArgs) -> CommandResult {
+    use crate::exec::probe::{self, ProbeSettings, ProbeTarget};
+    let targets = args
+        .hosts
+        .iter()
+        .map(|h| ProbeTarget::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    let settings = ProbeSettings {
+        connect: connect_settings(args.known_hosts, args.accept_new_host_keys),
+        identity_file: args.identity,
+    };
+    let entries = probe::probe(&targets, &settings).map_err(exec_failure)?;
+    if probe::build_backends(false, "").is_empty() {
+        eprintln!(
+            "warning: this skulk is built without the llama.cpp engine, so it offers no backends"
+        );
+    }
+    print!("{}", probe::to_yaml(&entries));
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -5,14 +5,20 @@
 //! pure planner (`plan`), rendered (`render`), and executed (`exec`) by
 //! starting `run-shard` ranks (`engine`, `ring`, `api`).
 
+pub mod api;
 pub mod card;
 pub mod cardgen;
 pub mod cli;
 pub mod engine;
 pub mod exec;
+pub mod fetch;
 pub mod gguf;
+pub mod hub;
 pub mod inventory;
 pub mod load;
 pub mod plan;
+pub mod ring;
+pub mod run_shard;
 pub mod schema;
+pub mod shard;
 pub mod validate;

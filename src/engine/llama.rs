@@ -25,6 +25,34 @@ use super::{
 /// llama.cpp's default logical batch, used when the options give 0.
 const DEFAULT_N_BATCH: u32 = 512;
 
+/// Bound on a non-final rank's logits output buffer. Such a rank marks every
+/// token as output, and llama.cpp then reserves, zero-fills and copies
+/// `n_batch x n_vocab` f32 logits per decode even though the graph stops
+/// before the lm_head: 96 MiB at 512 tokens for SmolLM2's 49k vocabulary,
+/// 512 MiB for Gemma 3's 262k, more than the 270M model's weights. Capping
+/// the batch at `budget / (4 * n_vocab)` tokens (SmolLM2 341, Llama 3 130,
+/// Gemma 3 64) bounds it; prefill on CPU loses little at these sizes (see
+/// the bench numbers in the report).
+const LOGITS_BUDGET_BYTES: usize = 64 << 20;
+
+/// Smallest batch the cap may give, so huge vocabularies still prefill in
+/// reasonable chunks.
+const MIN_N_BATCH: u32 = 16;
+
+/// Tokens per decode call: the requested batch, capped by the logits budget.
+/// A function of the request and the vocabulary only, so every rank of a
+/// model (and the whole model in one process) cuts prompts at the same
+/// places, which keeps their arithmetic identical.
+fn effective_n_batch(requested: u32, n_vocab: usize) -> u32 {
+    let requested = if requested == 0 {
+        DEFAULT_N_BATCH
+    } else {
+        requested
+    };
+    let cap = (LOGITS_BUDGET_BYTES / (4 * n_vocab.max(1))).min(u32::MAX as usize) as u32;
+    requested.min(cap.max(MIN_N_BATCH))
+}
+
 /// Gemma 3's built-in sliding-window pattern: every 6th layer is global
 /// (llama.cpp `llama_model_gemma3::load_arch_hparams`, `load_swa_pattern(ml, 6)`).
 const GEMMA3_DEFAULT_SWA_PATTERN: u64 = 6;
@@ -36,6 +64,8 @@ const THREADPOOL_POLL: Option<u32> = None;
 
 /// Loads the rank-local GGUF at `model_path`, which holds `layers` of a model
 /// of `total_layers`, as one stage plus the tokenizer.
+// The return type is the interface the ring codes against, spelled out.
+#[allow(clippy::type_complexity)]
 pub fn load(
     model_path: &Path,
     layers: Range<u32>,
@@ -81,11 +111,7 @@ pub fn load(
     } else {
         opts.threads.min(i32::MAX as u32) as i32
     };
-    let n_batch = if opts.n_batch == 0 {
-        DEFAULT_N_BATCH
-    } else {
-        opts.n_batch
-    };
+    let n_batch = effective_n_batch(opts.n_batch, model.n_vocab());
     let params = ContextParams {
         n_ctx: opts.n_ctx,
         n_batch,
@@ -495,5 +521,21 @@ impl Tokenizer for LlamaTokenizer {
 
     fn is_eog(&self, token: i32) -> bool {
         self.model.is_eog(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_is_capped_by_the_logits_budget_of_the_vocabulary() {
+        assert_eq!(effective_n_batch(0, 49152), 341);
+        assert_eq!(effective_n_batch(512, 49152), 341);
+        assert_eq!(effective_n_batch(64, 49152), 64);
+        assert_eq!(effective_n_batch(512, 262144), 64);
+        assert_eq!(effective_n_batch(512, 32000), 512);
+        assert_eq!(effective_n_batch(512, 10_000_000), MIN_N_BATCH);
+        assert_eq!(effective_n_batch(5, 10_000_000), 5);
     }
 }

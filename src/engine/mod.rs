@@ -112,8 +112,11 @@ pub struct EngineOptions {
     /// KV cache size in tokens; 0 = the model's training context.
     pub n_ctx: u32,
     /// Tokens per llama.cpp decode call (logical and physical batch); 0 = 512.
-    /// Every rank of a ring must use the same value: it fixes where a long
-    /// prompt is cut into ubatches, and so the exact arithmetic.
+    /// Capped so that a non-final rank's logits buffer (`n_batch x n_vocab`
+    /// f32, which llama.cpp fills although the graph stops early) stays
+    /// within 64 MiB. Every rank of a ring must use the same value: it fixes
+    /// where a long prompt is cut into ubatches, and so the exact arithmetic
+    /// (the cap depends only on this value and the vocabulary).
     pub n_batch: u32,
 }
 

@@ -371,11 +371,40 @@ pub fn plan(
     check_flags(&ctx, inventory)?;
 
     let skips = eligibility(&ctx);
-    let chosen = match &request.nodes {
-        Some(names) => fixed_hosts(&ctx, inventory, names, &skips)?,
-        None => search_hosts(&ctx, &skips)?,
-    };
-    build_plan(&ctx, chosen)
+    match &request.nodes {
+        Some(names) => {
+            let chosen = fixed_hosts(&ctx, inventory, names, &skips)?;
+            build_plan(&ctx, chosen)
+        }
+        None => search_and_build(&ctx, &skips),
+    }
+}
+
+/// The fewest hosts whose memory fits the continuous share can still fail
+/// the integer checks (whole layers per host, room for the context). Then
+/// one more host is tried, and so on, so "fewest hosts that fit" holds for
+/// the whole plan. When no larger set works either, the first failure is
+/// the one reported: it names the hosts and the arithmetic that failed.
+fn search_and_build(ctx: &Context<'_>, skips: &[Option<Skip>]) -> Result<Plan, PlanError> {
+    let mut first_failure: Option<PlanError> = None;
+    let mut floor = None;
+    loop {
+        let chosen = match search_hosts(ctx, skips, floor) {
+            Ok(chosen) => chosen,
+            Err(e) => return Err(first_failure.unwrap_or(e)),
+        };
+        let size = chosen.len();
+        match build_plan(ctx, chosen) {
+            Ok(plan) => return Ok(plan),
+            Err(e @ PlanError::Infeasible(_))
+                if ctx.request.layers.is_none() && size < ctx.hosts.len() =>
+            {
+                first_failure.get_or_insert(e);
+                floor = Some(size + 1);
+            }
+            Err(e) => return Err(first_failure.unwrap_or(e)),
+        }
+    }
 }
 
 fn check_flags(ctx: &Context<'_>, inventory: &Inventory) -> Result<(), PlanError> {
@@ -718,12 +747,21 @@ fn rdma_islands(ctx: &Context<'_>, candidates: &[Candidate<'_>]) -> Vec<Vec<usiz
 }
 
 /// Finds the fewest hosts that fit.
-fn search_hosts(ctx: &Context<'_>, skips: &[Option<Skip>]) -> Result<Vec<usize>, PlanError> {
+/// `floor`: try only sets of at least this many hosts (a retry after a
+/// smaller set failed the integer checks).
+fn search_hosts(
+    ctx: &Context<'_>,
+    skips: &[Option<Skip>],
+    floor: Option<usize>,
+) -> Result<Vec<usize>, PlanError> {
     let request = ctx.request;
     let total = ctx.hosts.len();
     let (min_k, max_k) = match &request.layers {
         Some(layers) => (layers.len(), layers.len()),
-        None => (request.min_nodes.unwrap_or(1) as usize, total),
+        None => (
+            (request.min_nodes.unwrap_or(1) as usize).max(floor.unwrap_or(0)),
+            total,
+        ),
     };
     if min_k > total {
         return Err(infeasible(format!(

@@ -952,20 +952,26 @@ proptest! {
             prop_assert!(model.raw_weights_fit(u64::from(r.layer_count()), u4));
             prop_assert!(u128::from(r.memory.weights) * 4 <= u4);
         }
-        // Fewest hosts: no smaller set of the largest hosts makes a plan.
-        let mut by_memory: Vec<(u128, usize)> = inventory
+        // Fewest hosts: no smaller set of the largest hosts fits, either by
+        // the continuous share or, when it does, as a whole plan (whole
+        // layers, context) on exactly those hosts.
+        let mut order: Vec<(u128, usize)> = inventory
             .hosts()
             .iter()
             .enumerate()
             .map(|(i, h)| (usable_quarters(h), i))
             .collect();
-        by_memory.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         for k in min_nodes.unwrap_or(1) as usize..p.ranks.len() {
-            let mut top: Vec<usize> = by_memory[..k].iter().map(|&(_, i)| i).collect();
-            top.sort_unstable();
-            let nodes = top.iter().map(|&i| inventory.hosts()[i].name.clone()).collect();
-            let smaller = PlanRequest { nodes: Some(nodes), ..Default::default() };
-            prop_assert!(plan(&c, &inventory, &smaller).is_err(), "{k} hosts would do");
+            let top: u128 = order[..k].iter().map(|o| o.0).sum();
+            if k as u64 > u64::from(n_layers) || !model.pipeline_set_fits(top, order[k - 1].0) {
+                continue;
+            }
+            let mut members: Vec<usize> = order[..k].iter().map(|o| o.1).collect();
+            members.sort_unstable();
+            let names = members.iter().map(|&i| inventory.hosts()[i].name.clone()).collect();
+            let fixed = PlanRequest { nodes: Some(names), ..Default::default() };
+            prop_assert!(plan(&c, &inventory, &fixed).is_err(), "{k} hosts would do");
         }
         // Byte-identical output for identical input; no-op re-plan.
         let text = PlanDocument::from_plan(&p).to_json();
@@ -974,4 +980,29 @@ proptest! {
         let parsed = PlanDocument::from_json(&text).unwrap();
         prop_assert_eq!(parsed.to_json(), text);
     }
+}
+
+/// Two hosts fit the continuous share (5 GiB x 1.10 + 0.25 GiB <= 6.5 GiB
+/// each), but 3 whole layers split 2 + 1, and 2 layers are 6.67 GiB of raw
+/// weights on a 6.5 GiB host: the planner must go on to three hosts rather
+/// than report the model as infeasible.
+#[test]
+fn a_set_that_fails_the_whole_layer_check_makes_the_planner_try_one_more_host() {
+    let card = card(json!({
+        "storageSize": {"inBytes": 10 * GIB},
+        "nLayers": 3,
+        "ggufFile": "m.gguf"
+    }));
+    let hosts = vram_hosts(&[("a", "6.5GiB"), ("b", "6.5GiB"), ("c", "6.5GiB")]);
+    let plan = plan(&card, &hosts, &PlanRequest::default()).unwrap();
+    assert_eq!(counts(&plan), [1, 1, 1]);
+
+    // With only two hosts there is no larger set: the whole-layer failure is
+    // what the error reports.
+    let two = vram_hosts(&[("a", "6.5GiB"), ("b", "6.5GiB")]);
+    let message = err(super::plan(&card, &two, &PlanRequest::default()));
+    assert!(
+        message.contains("cannot hold its 2 of 3 layers"),
+        "{message}"
+    );
 }

@@ -1,0 +1,300 @@
+//! `skulk inventory probe`: connect to hosts and print inventory entries
+//! filled from what they report (memory from `/proc/meminfo`, cores from
+//! `nproc`, GPU memory from `nvidia-smi`), with the backends this skulk
+//! build offers on them, so users need not type those numbers.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::error::{transport, ExecError};
+use super::fleet::par_map;
+use super::remote::{ConnectSettings, Connection, Host};
+use super::script::{self, meminfo_field, Report};
+
+/// One `[user@]host[:port]` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeTarget {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl ProbeTarget {
+    /// Parses `[user@]host[:port]`; an IPv6 address with a port is `[addr]:port`.
+    pub fn parse(s: &str) -> Result<ProbeTarget, String> {
+        let (user, rest) = match s.rsplit_once('@') {
+            Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
+            Some(_) => return Err(format!("`{s}`: empty user name before `@`")),
+            None => (None, s),
+        };
+        let bad_port = |p: &str| format!("`{s}`: `{p}` is not a port number");
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}`: `[` without `]`"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p.parse().map_err(|_| bad_port(p))?),
+                None if after.is_empty() => None,
+                None => return Err(format!("`{s}`: unexpected `{after}` after `]`")),
+            };
+            (h.to_owned(), port)
+        } else if rest.matches(':').count() == 1 {
+            let (h, p) = rest.split_once(':').expect("one colon");
+            (h.to_owned(), Some(p.parse().map_err(|_| bad_port(p))?))
+        } else {
+            (rest.to_owned(), None)
+        };
+        if host.is_empty() {
+            return Err(format!("`{s}`: no host name"));
+        }
+        Ok(ProbeTarget { user, host, port })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProbeSettings {
+    pub connect: ConnectSettings,
+    pub identity_file: Option<PathBuf>,
+}
+
+/// An inventory entry (the inventory's YAML shape).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub name: String,
+    pub address: String,
+    pub connection: &'static str,
+    #[serde(skip_serializing_if = "SshEntry::is_empty")]
+    pub ssh: SshEntry,
+    pub memory: MemoryEntry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vram: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    pub backends: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SshEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+}
+
+impl SshEntry {
+    fn is_empty(&self) -> bool {
+        *self == SshEntry::default()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct MemoryEntry {
+    pub total: String,
+    pub available: String,
+}
+
+#[derive(Serialize)]
+struct Inventory<'a> {
+    hosts: &'a [Entry],
+}
+
+/// Probes every target; prints nothing itself. Fails listing every host
+/// that could not be probed.
+pub fn probe(targets: &[ProbeTarget], s: &ProbeSettings) -> Result<Vec<Entry>, ExecError> {
+    let results = par_map(targets, |t| probe_one(t, s));
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().cloned())
+        .collect();
+    if !failures.is_empty() {
+        return Err(ExecError::runtime(
+            format!("cannot probe {} of {} hosts", failures.len(), targets.len()),
+            failures,
+        ));
+    }
+    let mut entries: Vec<Entry> = results.into_iter().map(|r| r.expect("checked")).collect();
+    // Host names must be unique in an inventory.
+    for i in 1..entries.len() {
+        let base = entries[i].name.clone();
+        let mut k = 2;
+        while entries[..i].iter().any(|e| e.name == entries[i].name) {
+            entries[i].name = format!("{base}-{k}");
+            k += 1;
+        }
+    }
+    Ok(entries)
+}
+
+/// The entries as an inventory document.
+pub fn to_yaml(entries: &[Entry]) -> String {
+    serde_yaml_ng::to_string(&Inventory { hosts: entries }).expect("inventory entries serialise")
+}
+
+fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<Entry, String> {
+    let conn = Connection::Ssh {
+        user: t.user.clone(),
+        port: t.port,
+        identity_file: s.identity_file.clone(),
+    };
+    let name = t.host.split('.').next().unwrap_or(&t.host).to_owned();
+    let host = Host::connect(&name, &t.host, &conn, &s.connect).map_err(|e| transport(&e))?;
+    let out = host
+        .perform_checked(&script::probe())
+        .map_err(|e| transport(&e))?;
+    entry_from(t, s, &Report::parse(&out.stdout_str()))
+        .map_err(|m| format!("host `{}`: {m}", t.host))
+}
+
+/// Builds the entry from the probe script's report.
+pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entry, String> {
+    let meminfo = r.section("meminfo");
+    let (total, available) = match (
+        meminfo_field(&meminfo, "MemTotal"),
+        meminfo_field(&meminfo, "MemAvailable"),
+    ) {
+        (Some(t), Some(a)) => (t, a),
+        _ => match r.number("memsize") {
+            // macOS: no "available" counter comparable to Linux's; the
+            // total is what the inventory's usable-memory rule caps anyway.
+            Some(m) => (m, m),
+            None => return Err("reported no memory size (no /proc/meminfo, no hw.memsize)".into()),
+        },
+    };
+    let gpu_mib: Vec<u64> = r
+        .section("nvidia")
+        .iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let vram = (!gpu_mib.is_empty()).then(|| size(gpu_mib.iter().sum::<u64>() << 20));
+    let hostname = r.get("hostname").unwrap_or("").trim();
+    let name = hostname
+        .split('.')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&t.host);
+    let os = r
+        .get("uname")
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    Ok(Entry {
+        name: name.to_owned(),
+        address: t.host.clone(),
+        connection: "ssh",
+        ssh: SshEntry {
+            user: t.user.clone(),
+            port: t.port,
+            identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
+        },
+        memory: MemoryEntry {
+            total: size(total),
+            available: size(available),
+        },
+        vram,
+        threads: r.number("cores").map(|c| c as u32).filter(|&c| c > 0),
+        backends: build_backends(!gpu_mib.is_empty(), &os),
+    })
+}
+
+/// The backend tags (reference section 1.1) this build of skulk can run on
+/// a host with (or without) an NVIDIA GPU and the given `uname -s`.
+pub fn build_backends(nvidia_gpu: bool, os: &str) -> Vec<String> {
+    let mut b = Vec::new();
+    if !cfg!(feature = "engine") {
+        return b;
+    }
+    if cfg!(feature = "cuda") && nvidia_gpu {
+        b.push("llama_cpp-cuda".to_owned());
+    }
+    if cfg!(feature = "metal") && os == "Darwin" {
+        b.push("llama_cpp-metal".to_owned());
+    }
+    if cfg!(feature = "vulkan") {
+        b.push("llama_cpp-vulkan".to_owned());
+    }
+    b.push("llama_cpp-cpu".to_owned());
+    b
+}
+
+/// Bytes as an inventory size, rounded down: `NGiB` when whole, else `NMiB`.
+pub fn size(bytes: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+    if bytes % GIB == 0 {
+        format!("{}GiB", bytes / GIB)
+    } else {
+        format!("{}MiB", bytes / MIB)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        let t = |user: Option<&str>, host: &str, port| ProbeTarget {
+            user: user.map(str::to_owned),
+            host: host.to_owned(),
+            port,
+        };
+        assert_eq!(ProbeTarget::parse("h").unwrap(), t(None, "h", None));
+        assert_eq!(
+            ProbeTarget::parse("u@h:2222").unwrap(),
+            t(Some("u"), "h", Some(2222))
+        );
+        assert_eq!(
+            ProbeTarget::parse("fd00::1").unwrap(),
+            t(None, "fd00::1", None)
+        );
+        assert_eq!(
+            ProbeTarget::parse("u@[fd00::1]:22").unwrap(),
+            t(Some("u"), "fd00::1", Some(22))
+        );
+        assert!(ProbeTarget::parse("h:x")
+            .unwrap_err()
+            .contains("`x` is not a port number"));
+        assert!(ProbeTarget::parse("@h").is_err());
+    }
+
+    #[test]
+    fn an_entry_is_built_from_the_report() {
+        let r = Report::parse(
+            "hostname=gpu-1.lan\nuname=Linux x86_64\ncores=16\nmemsize=\n::begin meminfo\nMemTotal: 33554432 kB\nMemAvailable: 30000000 kB\n::end\n::begin nvidia\n24576\n::end\n",
+        );
+        let s = ProbeSettings {
+            connect: ConnectSettings::default(),
+            identity_file: Some("~/.ssh/k".into()),
+        };
+        let t = ProbeTarget::parse("skulk@10.0.0.5").unwrap();
+        let e = entry_from(&t, &s, &r).unwrap();
+        assert_eq!(e.name, "gpu-1");
+        assert_eq!(
+            e.memory,
+            MemoryEntry {
+                total: "32GiB".into(),
+                available: "29296MiB".into()
+            }
+        );
+        assert_eq!(e.vram.as_deref(), Some("24GiB"));
+        assert_eq!(e.threads, Some(16));
+        let yaml = to_yaml(&[e]);
+        assert!(
+            yaml.contains("ssh:\n    user: skulk\n    identityFile: ~/.ssh/k\n"),
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn sizes_round_down() {
+        assert_eq!(size(3 << 30), "3GiB");
+        assert_eq!(size((3 << 30) + (1 << 20) + 5), "3073MiB");
+    }
+}

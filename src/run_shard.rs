@@ -1,0 +1,400 @@
+//! `skulk run-shard`: turns a verified plan document and this host's files
+//! into [`ShardSettings`] and runs the rank.
+//!
+//! Everything a rank does before joining the ring happens here, in order:
+//! read and verify the plan, pick this rank's spec, refuse what the llama.cpp
+//! engine cannot run, find and check the model file (`<modelDir>/<org>--<name>/
+//! <ggufFile>`, sizes against the card), cut the rank-local GGUF into the
+//! shard cache (keyed by a model fingerprint and the layer range), read the
+//! ring secret and API key (environment, a file or standard input; never a
+//! command line), and resolve the addresses. Every error names the host and
+//! the path or field involved.
+
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::cardgen::shard_name;
+use crate::engine::EngineOptions;
+use crate::inventory::GpuLayers;
+use crate::plan::document::{PlanDocument, RankSelector, RankSpec};
+use crate::ring::WireFormat;
+use crate::shard::{self, ApiSettings, ShardSettings, DEFAULT_QUEUE_CAPACITY};
+
+/// Environment variable holding the ring secret (set by `skulk apply`).
+pub const SECRET_ENV: &str = "SKULK_RING_SECRET";
+/// Environment variable holding the API bearer token.
+pub const API_KEY_ENV: &str = "SKULK_API_KEY";
+
+/// Context budget when neither the plan nor the card gives one: llama.cpp
+/// preallocates `n_ctx`, and this is the planner's GGUF cap.
+const FALLBACK_CONTEXT: u32 = 8192;
+
+/// Bytes hashed at each end of the model file for its cache fingerprint: the
+/// GGUF header (names, shapes, offsets) lives at the start, and the last
+/// tensor's data at the end.
+const FINGERPRINT_WINDOW: u64 = 1 << 20;
+
+/// Which rank of the plan this process runs.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Node(String),
+    Rank(u32),
+}
+
+/// Where the ring secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// `--secret-file`.
+    File(PathBuf),
+    /// `SKULK_RING_SECRET`, else standard input when it is not a terminal.
+    EnvOrStdin,
+}
+
+/// Resolved `run-shard` settings (no clap types).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub plan: PathBuf,
+    pub selector: Selector,
+    pub secret: SecretSource,
+    pub api_key_file: Option<PathBuf>,
+    pub threads: Option<u32>,
+    pub formation_timeout: Duration,
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunShardError {
+    /// The plan file is unreadable or invalid (exit 1).
+    #[error("plan `{path}`: {message}")]
+    Plan { path: PathBuf, message: String },
+    /// Anything on this host (exit 2).
+    #[error("host `{host}`: {message}")]
+    Host { host: String, message: String },
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
+}
+
+impl RunShardError {
+    /// Whether the plan document itself is at fault (exit 1).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, RunShardError::Plan { .. })
+    }
+}
+
+/// Run one rank until the ring stops or fails.
+pub fn run(settings: Settings) -> Result<(), RunShardError> {
+    let shard = resolve(&settings)?;
+    eprintln!(
+        "skulk run-shard: rank {}/{} layers {}..{} of {} from `{}`",
+        shard.rank,
+        shard.world_size,
+        shard.layers.start,
+        shard.layers.end,
+        shard.total_layers,
+        shard.model_path.display()
+    );
+    shard::run_shard(shard)?;
+    Ok(())
+}
+
+/// Everything up to, but not including, starting the rank.
+pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
+    let plan_err = |message: String| RunShardError::Plan {
+        path: settings.plan.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&settings.plan)
+        .map_err(|e| plan_err(format!("cannot read it: {e}")))?;
+    let document = PlanDocument::from_json(&text).map_err(|e| plan_err(e.to_string()))?;
+    let selector = match &settings.selector {
+        Selector::Node(node) => RankSelector::Node(node),
+        Selector::Rank(rank) => RankSelector::Rank(*rank),
+    };
+    let spec = document
+        .rank_spec(selector)
+        .map_err(|e| plan_err(e.to_string()))?;
+    check_runnable(&spec).map_err(plan_err)?;
+    let host_err = |message: String| RunShardError::Host {
+        host: spec.node.clone(),
+        message,
+    };
+
+    let model_path = model_file(&spec).map_err(host_err)?;
+    check_model_size(&spec, &model_path).map_err(host_err)?;
+    let layers = spec.start_layer..spec.end_layer;
+    let cache_dir = match &settings.cache_dir {
+        Some(dir) => dir.clone(),
+        None => home_dir().map_err(host_err)?.join(".cache/skulk/shards"),
+    };
+    let key = model_fingerprint(&model_path).map_err(host_err)?;
+    let local =
+        shard::rank_local_gguf(&model_path, &key, layers.clone(), spec.n_layers, &cache_dir)
+            .map_err(|e| host_err(format!("cannot cut the rank-local model: {e}")))?;
+
+    let secret = if spec.world_size > 1 {
+        read_secret(&settings.secret).map_err(host_err)?
+    } else {
+        Vec::new()
+    };
+    let api = if spec.rank == 0 {
+        Some(ApiSettings {
+            bind_addr: resolve_ip(&spec.api.address).map_err(host_err)?,
+            port: spec.api.port,
+            api_key: read_api_key(settings.api_key_file.as_deref()).map_err(host_err)?,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        })
+    } else {
+        None
+    };
+    let next_addr = match &spec.next {
+        Some(peer) => resolve_ip(&peer.address).map_err(host_err)?,
+        None => resolve_ip(&spec.address).map_err(host_err)?,
+    };
+    let context_limit = context_limit(&spec);
+    Ok(ShardSettings {
+        rank: spec.rank,
+        world_size: spec.world_size,
+        bind_addr: resolve_ip(&spec.address).map_err(host_err)?,
+        next_addr,
+        ring_port: spec.ring_port,
+        plan_digest: spec.plan_digest.clone(),
+        secret,
+        layers,
+        total_layers: spec.n_layers,
+        model_path: local,
+        model_id: spec.model_card.model_id.clone(),
+        engine: EngineOptions {
+            threads: settings.threads.or(spec.threads).unwrap_or(0),
+            gpu_layers: match spec.gpu_layers {
+                GpuLayers::All => u32::MAX,
+                GpuLayers::Count(n) => n,
+            },
+            n_ctx: context_limit,
+            n_batch: 0,
+        },
+        context_limit,
+        api,
+        formation_deadline: settings.formation_timeout,
+        wire: WireFormat::F32,
+    })
+}
+
+/// What this build's engine can run: pipeline ring plans of GGUF models on
+/// llama.cpp.
+fn check_runnable(spec: &RankSpec) -> Result<(), String> {
+    use crate::plan::{InstanceKind, Sharding};
+    if spec.instance != InstanceKind::Ring {
+        return Err("skulk's engine runs ring instances only; this plan is a jaccl (RDMA) instance for an MLX cluster".into());
+    }
+    if spec.sharding != Sharding::Pipeline {
+        return Err("skulk's engine runs pipeline (layer-range) sharding only; this plan uses tensor sharding".into());
+    }
+    if spec.gguf_file.is_none() {
+        return Err(format!(
+            "the card `{}` has no `ggufFile`; skulk's llama.cpp engine runs GGUF models only",
+            spec.model_card.model_id
+        ));
+    }
+    if let Some(backend) = &spec.resolved_backend {
+        if crate::card::backend_engine(backend) != "llama_cpp" {
+            return Err(format!(
+                "rank {} resolved to backend `{backend}`, which this engine (llama_cpp) cannot run",
+                spec.rank
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `<modelDir>/<org>--<name>/<ggufFile>` with `~` expanded.
+fn model_file(spec: &RankSpec) -> Result<PathBuf, String> {
+    let dir = expand_home(&spec.model_dir)?;
+    let file = spec.gguf_file.as_deref().unwrap_or_default();
+    Ok(dir.join(&spec.normalized_model_id).join(file))
+}
+
+/// The model file (or its whole shard group) must exist with the card's size.
+fn check_model_size(spec: &RankSpec, path: &Path) -> Result<(), String> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let files: Vec<PathBuf> = match shard_name(&file_name) {
+        Some(group) => (1..=group.count)
+            .map(|i| path.with_file_name(group.part(i)))
+            .collect(),
+        None => vec![path.to_path_buf()],
+    };
+    let mut total = 0u64;
+    for file in &files {
+        let meta = std::fs::metadata(file).map_err(|e| {
+            format!(
+                "model file `{}` is missing or unreadable: {e}\n\nhint: copy it there, or run `skulk apply --fetch` to download it",
+                file.display()
+            )
+        })?;
+        total += meta.len();
+    }
+    if files.len() > 1 {
+        return Err(format!(
+            "model `{}` is split into {} files; the rank-local cut of split GGUFs is not supported yet\n\nhint: merge them with llama.cpp's `gguf-split --merge`",
+            path.display(),
+            files.len()
+        ));
+    }
+    let expected = spec.model_card.storage_size.in_bytes;
+    if expected > 0 && total != expected {
+        return Err(format!(
+            "model file `{}` has {total} bytes but the card says `storageSize.inBytes: {expected}` (truncated or a different file)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A cheap, content-derived key for the shard cache: sha256 over the file
+/// size and its first and last MiB. A changed model changes its header or
+/// its size; hashing gigabytes at every start would not be cheap.
+fn model_fingerprint(path: &Path) -> Result<String, String> {
+    let fail = |e: std::io::Error| format!("cannot read model file `{}`: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let len = file.metadata().map_err(fail)?.len();
+    let mut hasher = Sha256::new();
+    hasher.update(len.to_le_bytes());
+    let mut buf = vec![0u8; FINGERPRINT_WINDOW.min(len) as usize];
+    file.read_exact(&mut buf).map_err(fail)?;
+    hasher.update(&buf);
+    file.seek(SeekFrom::Start(len - buf.len() as u64))
+        .map_err(fail)?;
+    file.read_exact(&mut buf).map_err(fail)?;
+    hasher.update(&buf);
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn context_limit(spec: &RankSpec) -> u32 {
+    let limit = spec
+        .context_token_limit
+        .or_else(|| Some(spec.model_card.context_length).filter(|&n| n > 0))
+        .unwrap_or(u64::from(FALLBACK_CONTEXT));
+    u32::try_from(limit).unwrap_or(u32::MAX)
+}
+
+fn read_secret(source: &SecretSource) -> Result<Vec<u8>, String> {
+    let secret = match source {
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the ring secret file `{}`: {e}", path.display()))?,
+        SecretSource::EnvOrStdin => match std::env::var(SECRET_ENV) {
+            Ok(value) => value,
+            Err(_) if !std::io::stdin().is_terminal() => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("cannot read the ring secret from standard input: {e}"))?;
+                text
+            }
+            Err(_) => return Err(format!(
+                "no ring secret: set `{SECRET_ENV}`, pass `--secret-file`, or pipe it on standard input\n\nhint: `skulk apply` hands every rank the secret it makes for the plan"
+            )),
+        },
+    };
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Err("the ring secret is empty".into());
+    }
+    Ok(secret.as_bytes().to_vec())
+}
+
+fn read_api_key(file: Option<&Path>) -> Result<Option<String>, String> {
+    let key = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the API key file `{}`: {e}", path.display()))?,
+        ),
+        None => std::env::var(API_KEY_ENV).ok(),
+    };
+    Ok(key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty()))
+}
+
+/// An address of the plan as an IP: literal, or resolved once.
+fn resolve_ip(address: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = address.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    (address, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve address `{address}`: {e}"))?
+        .map(|a| a.ip())
+        .next()
+        .ok_or_else(|| format!("address `{address}` resolves to nothing"))
+}
+
+fn home_dir() -> Result<PathBuf, String> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| "`HOME` is not set, so `~` cannot be expanded".to_string())
+}
+
+/// `~` and `~/x` become the home directory; other paths are unchanged.
+pub fn expand_home(path: &str) -> Result<PathBuf, String> {
+    if path == "~" {
+        return home_dir();
+    }
+    match path.strip_prefix("~/") {
+        Some(rest) => Ok(home_dir()?.join(rest)),
+        None => Ok(PathBuf::from(path)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_is_expanded_only_at_the_start() {
+        let home = home_dir().unwrap();
+        assert_eq!(expand_home("~").unwrap(), home);
+        assert_eq!(expand_home("~/models").unwrap(), home.join("models"));
+        assert_eq!(expand_home("/srv/~x").unwrap(), PathBuf::from("/srv/~x"));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_content_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.gguf");
+        std::fs::write(&a, b"GGUF one").unwrap();
+        let first = model_fingerprint(&a).unwrap();
+        assert_eq!(first, model_fingerprint(&a).unwrap());
+        std::fs::write(&a, b"GGUF two").unwrap();
+        assert_ne!(first, model_fingerprint(&a).unwrap());
+        std::fs::write(&a, b"GGUF one!").unwrap();
+        assert_ne!(first, model_fingerprint(&a).unwrap());
+    }
+
+    #[test]
+    fn secret_file_is_trimmed_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "abc123\n").unwrap();
+        assert_eq!(
+            read_secret(&SecretSource::File(path.clone())).unwrap(),
+            b"abc123"
+        );
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_secret(&SecretSource::File(path))
+            .unwrap_err()
+            .contains("empty"));
+    }
+
+    #[test]
+    fn addresses_resolve_to_ips() {
+        assert_eq!(
+            resolve_ip("127.0.0.2").unwrap(),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert!(resolve_ip("localhost").unwrap().is_loopback());
+    }
+}

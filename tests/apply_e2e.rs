@@ -1,0 +1,397 @@
+//! `skulk apply` all the way: real `run-shard` ranks started over SSH on
+//! three test hosts (set 6), the OpenAI Python client against rank 0's API,
+//! `status`, `logs`, a killed rank, `down`. These tests start ranks, so they
+//! run one at a time (a running plan is "a different plan" to any other).
+
+mod apply_support;
+#[path = "fake_hub/mod.rs"]
+mod fake_hub;
+mod hosts;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use apply_support::*;
+use hosts::TestHosts;
+
+const SET: u8 = 6;
+const N: usize = 3;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+fn skip(why: &str) {
+    assert!(!in_ci(), "CI=true but {why}");
+    eprintln!("skipping: {why}");
+}
+
+fn runs_dir(plan: &Path) -> std::path::PathBuf {
+    Path::new("/root/.cache/skulk/runs").join(&plan_digest(plan)[..16])
+}
+
+/// Nothing of the plan runs or listens on any host.
+fn assert_all_gone(h: &TestHosts, plan: &Path, ports: &[u16]) {
+    let d16 = &plan_digest(plan)[..16];
+    let procs = processes_with(&format!("runs/{d16}/"));
+    assert!(
+        procs.is_empty(),
+        "processes of the plan still running: {procs:?}"
+    );
+    for ns in &h.netns {
+        let l = listening(ns);
+        for p in ports {
+            assert!(
+                !l.contains(&format!(":{p} ")),
+                "port {p} still listening in {ns}:\n{l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_rank_that_cannot_start_fails_apply_which_stops_the_others_and_shows_its_log() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = TestHosts::get(SET, N) else {
+        return;
+    };
+    let sc = Scratch::new();
+    // Sparse model files of the right size pass preflight, but every build
+    // of run-shard refuses them (no engine: not available; engine: not a
+    // GGUF), so every rank exits soon after it starts.
+    let inv = sc.inventory(h, &sc.hosts(h, N, false));
+    let port = ring_port(20);
+    let plan = sc.plan(&inv, &["h1", "h2", "h3"], port);
+    // And skulk is installed by apply itself, into a directory of this test.
+    let dest = sc.path("bin/skulk");
+    let mut a = vec!["apply".to_owned(), s(&plan).to_owned()];
+    a.extend(host_flags(h));
+    a.extend([
+        "--remote-skulk".into(),
+        s(&dest).into(),
+        "--install".into(),
+        "--timeout".into(),
+        "60".into(),
+    ]);
+    let r = skulk(&strs(&a)).expect(2);
+    let installed =
+        fs::read(&dest).unwrap_or_else(|e| panic!("{}: {e}\n{}", dest.display(), r.stderr));
+    assert!(
+        installed == fs::read(skulk_bin()).unwrap(),
+        "installed binary differs"
+    );
+    assert!(r.stderr.contains("installing skulk at"), "{}", r.stderr);
+    assert!(r.stderr.contains("the ring did not form"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("every rank of the plan was stopped"),
+        "{}",
+        r.stderr
+    );
+    let d16 = &plan_digest(&plan)[..16];
+    assert!(
+        r.stderr
+            .contains(&format!("last lines of `~/.cache/skulk/runs/{d16}/h")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("| === "),
+        "log lines quoted: {}",
+        r.stderr
+    );
+    assert_all_gone(h, &plan, &[port, 52415]);
+    // Logs stay for `skulk logs`; the secret and state do not.
+    for i in 1..=N {
+        let dir = runs_dir(&plan).join(format!("h{i}"));
+        assert!(dir.join("rank.log").exists());
+        for f in ["secret", "plan.json", "state", "rank.pid"] {
+            assert!(!dir.join(f).exists(), "{f} removed from {}", dir.display());
+        }
+    }
+    let l = skulk(&[
+        "logs",
+        s(&plan),
+        "--known-hosts",
+        s(&h.known_hosts),
+        "--node",
+        "h2",
+    ])
+    .expect(0);
+    assert!(
+        l.stdout.lines().all(|x| x.starts_with("h2 | ")),
+        "{}",
+        l.stdout
+    );
+    assert!(
+        l.stdout.contains("run-shard") || l.stdout.contains("==="),
+        "{}",
+        l.stdout
+    );
+    skulk(&["down", s(&plan), "--known-hosts", s(&h.known_hosts)]).expect(0);
+    assert!(
+        !runs_dir(&plan).join("h1/secret").exists(),
+        "down removes the secret"
+    );
+}
+
+/// `--fetch` downloads a missing model on the host through its own skulk,
+/// from the hub this machine is configured for (`HF_ENDPOINT` reaches the
+/// host on stdin). Two local ranks (this machine, no SSH) and a fake hub.
+#[test]
+fn fetch_downloads_a_missing_model_on_the_hosts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let hub = fake_hub::FakeHub::start(vec![(
+        "org/tiny-GGUF",
+        fake_hub::FakeRepo {
+            files: vec![fake_hub::FakeFile::new("tiny.Q4_0.gguf", data.clone())],
+            token: None,
+        },
+    )]);
+    let card = format!(
+        "modelId: org/tiny-GGUF\nstorageSize: {{inBytes: {}}}\nnLayers: 2\nhiddenSize: 8\nsupportsTensor: false\ntasks: [TextGeneration]\nggufFile: tiny.Q4_0.gguf\nplacement:\n  compatibleBackends: [llama_cpp-cpu]\n",
+        data.len()
+    );
+    let sc = Scratch::new();
+    let specs: Vec<HostSpec> = (1..=2)
+        .map(|i| HostSpec {
+            name: format!("l{i}"),
+            address: format!("127.0.0.{}", 10 + i),
+            model_dir: Some(sc.path(&format!("models-l{i}"))),
+            local: true,
+        })
+        .collect();
+    let inv = sc.inventory_with(None, &specs);
+    let plan = sc.plan_card(&card, &inv, &["l1", "l2"], ring_port(23));
+    let env = [("HF_ENDPOINT", hub.url.as_str())];
+    let base = ["apply", s(&plan), "--remote-skulk", skulk_bin()];
+
+    // Without --fetch: preflight names both hosts' missing files.
+    let r = skulk_env(&base, &env).expect(2);
+    assert!(
+        r.stderr.contains("preflight failed on 2 of 2 hosts"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("pass `--fetch`"), "{}", r.stderr);
+    // A dry run shows the fetch, and fetches nothing.
+    let mut dry = base.to_vec();
+    dry.extend(["--fetch", "--dry-run"]);
+    let r = skulk_env(&dry, &env).expect(0);
+    assert_eq!(
+        r.stdout.matches("### fetch model").count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("fetch-model --plan \"$d\"/plan.json --node l1"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains(&hub.url),
+        "settings travel on stdin: {}",
+        r.stdout
+    );
+    assert!(hub.log().is_empty(), "a dry run downloads nothing");
+    // With it: both hosts download, then the ranks start (and, the file
+    // being no real GGUF, exit; apply reports that).
+    let mut run = base.to_vec();
+    run.extend(["--fetch", "--timeout", "30"]);
+    let r = skulk_env(&run, &env);
+    for spec in &specs {
+        let file = spec
+            .model_dir
+            .as_ref()
+            .unwrap()
+            .join("org--tiny-GGUF/tiny.Q4_0.gguf");
+        let got =
+            fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), r.stderr));
+        assert!(got == data, "fetched file differs");
+        assert!(
+            r.stderr
+                .contains(&format!("{}: fetching `org/tiny-GGUF`", spec.name)),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = r.expect(2);
+    assert!(r.stderr.contains("the ring did not form"), "{}", r.stderr);
+    skulk(&["down", s(&plan)]).expect(0);
+}
+
+/// The main flow of issue 5: plan, apply, a chat completion with the
+/// `openai` client, status, a killed rank, down.
+#[test]
+fn three_ranks_serve_the_openai_client_then_status_kill_and_down() {
+    if !cfg!(feature = "engine") {
+        eprintln!("skipping: skulk built without the engine (`run-shard` cannot run)");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = TestHosts::get(SET, N) else {
+        return;
+    };
+    if smol_model().is_none() {
+        return skip("the test model is missing (run scripts/fetch-test-models)");
+    }
+    let has_openai = Command::new("python3")
+        .args(["-c", "import openai"])
+        .status();
+    if !has_openai.is_ok_and(|s| s.success()) {
+        return skip("the Python `openai` package is missing (run scripts/setup)");
+    }
+    let sc = Scratch::new();
+    let inv = sc.inventory(h, &sc.hosts(h, N, true));
+    let port = ring_port(21);
+    let plan = sc.plan(&inv, &["h1", "h2", "h3"], port);
+    let key = "skulk-test-key";
+    let env = [("SKULK_API_KEY", key)];
+    let apply = apply_args(h, &plan, &["--timeout", "180"]);
+    let kh = h.known_hosts.display().to_string();
+
+    let r = skulk_env(&strs(&apply), &env).expect(0);
+    let endpoint = r.stdout.trim().to_owned();
+    assert_eq!(
+        endpoint,
+        format!("http://{}:52415/v1", h.addrs[0]),
+        "{}",
+        r.stderr
+    );
+
+    // Again: a no-op that says so.
+    let again = skulk_env(&strs(&apply), &env).expect(0);
+    assert!(
+        again.stderr.contains("already running; nothing to do"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stdout.trim(), endpoint);
+
+    // A different plan on the same hosts is refused without --replace.
+    let other = Scratch::new();
+    let other_inv = other.inventory(h, &other.hosts(h, N, false));
+    let other_plan = other.plan(&other_inv, &["h1", "h2", "h3"], ring_port(22));
+    let refused = skulk(&strs(&apply_args(h, &other_plan, &[]))).expect(2);
+    assert!(
+        refused.stderr.contains("a different plan is running"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--replace"), "{}", refused.stderr);
+
+    // The official client, streaming and not.
+    let model = "local/SmolLM2-135M-Instruct.Q4_1";
+    let py = format!(
+        r#"
+import sys
+from openai import OpenAI
+c = OpenAI(base_url="{endpoint}", api_key="{key}", timeout=120, max_retries=0)
+r = c.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "What is the capital of France?"}}], max_tokens=16, temperature=0)
+text = r.choices[0].message.content
+assert text.strip(), r
+assert r.usage.completion_tokens > 0, r
+parts = [ch.choices[0].delta.content or "" for ch in c.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Say hello."}}], max_tokens=8, temperature=0, stream=True) if ch.choices]
+assert "".join(parts).strip(), parts
+print(text)
+"#
+    );
+    let out = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openai client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Status: all three running, their layers cover the model once.
+    let st = skulk_env(
+        &["status", s(&plan), "--known-hosts", &kh, "-o", "json"],
+        &env,
+    )
+    .expect(0);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["health"]["state"], "ready", "{}", st.stdout);
+    let ranks = v["ranks"].as_array().unwrap();
+    let mut next = 0;
+    for (i, r) in ranks.iter().enumerate() {
+        assert_eq!(r["state"], "running", "{}", st.stdout);
+        assert_eq!(r["node"], format!("h{}", i + 1));
+        assert_eq!(r["layers"][0], next);
+        next = r["layers"][1].as_u64().unwrap();
+    }
+    assert_eq!(next, 30);
+    let table = skulk_env(&["status", s(&plan), "--known-hosts", &kh], &env).expect(0);
+    assert!(
+        table.stdout.contains(&format!("API {endpoint}: ready")),
+        "{}",
+        table.stdout
+    );
+
+    let logs = skulk(&["logs", s(&plan), "--known-hosts", &kh]).expect(0);
+    for i in 1..=N {
+        assert!(logs.stdout.contains(&format!("h{i} | ")), "{}", logs.stdout);
+    }
+
+    // Kill the middle rank: status reports it, the API fails fast.
+    let pid = ranks[1]["pid"].as_u64().unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let py = format!(
+        r#"
+from openai import OpenAI
+c = OpenAI(base_url="{endpoint}", api_key="{key}", timeout=60, max_retries=0)
+try:
+    c.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Count to one hundred."}}], max_tokens=64)
+except Exception as e:
+    print("failed:", type(e).__name__)
+else:
+    raise SystemExit("the API answered with a rank dead")
+"#
+    );
+    let out = Command::new("python3").args(["-c", &py]).output().unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The ring's fail-fast bound is 5 s; allow the client and the kill their share.
+    assert!(
+        took < Duration::from_secs(15),
+        "the API took {took:?} to fail"
+    );
+    let st = skulk_env(
+        &["status", s(&plan), "--known-hosts", &kh, "-o", "json"],
+        &env,
+    )
+    .expect(2);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["ranks"][1]["state"], "exited", "{}", st.stdout);
+    assert_ne!(v["health"]["state"], "ready", "{}", st.stdout);
+
+    // Down cleans up, and is safe twice.
+    for _ in 0..2 {
+        skulk(&["down", s(&plan), "--known-hosts", &kh]).expect(0);
+        assert_all_gone(h, &plan, &[port, 52415]);
+    }
+    for i in 1..=N {
+        let dir = runs_dir(&plan).join(format!("h{i}"));
+        assert!(dir.join("rank.log").exists(), "logs kept");
+        for f in ["secret", "api-key", "plan.json", "state", "rank.pid"] {
+            assert!(!dir.join(f).exists(), "{f} removed from {}", dir.display());
+        }
+    }
+}

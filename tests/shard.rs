@@ -1,0 +1,475 @@
+//! Ranks of `run_shard_with` in threads on 127.0.N.x, talking over real TCP,
+//! serving the real HTTP API; the engine is the toy layered model of
+//! `support` (the llama.cpp engine's own tests are in `engine_*.rs`).
+
+// One-rank layer lists read as what they are.
+#![allow(clippy::single_range_in_vec_init)]
+
+mod support;
+
+use std::io::{BufRead, Read};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use skulk::shard::ShardError;
+use support::*;
+
+fn completion(ring: &Ring, prompt: &str, extra: serde_json::Value) -> (String, serde_json::Value) {
+    let mut body =
+        json!({"model": "toy/model", "prompt": prompt, "max_tokens": 40, "temperature": 0});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = post(ring.api, "/v1/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    (j["choices"][0]["text"].as_str().unwrap().to_owned(), j)
+}
+
+#[test]
+fn one_to_four_ranks_give_the_same_text_as_one_process() {
+    let splits: [&[std::ops::Range<u32>]; 6] = [
+        &[0..12],
+        &[0..1, 1..12],
+        &[0..6, 6..12],
+        &[0..3, 3..7, 7..12],
+        &[0..2, 2..5, 5..9, 9..12],
+        &[0..1, 1..2, 2..3, 3..12],
+    ];
+    let mut results = Vec::new();
+    for (i, split) in splits.iter().enumerate() {
+        let ring = Ring::start(21 + i as u8, split, |_| {}, |_| ToyRank::default());
+        ring.wait_ready();
+        // Greedy; then a second request on the same ring (the KV cache is
+        // cleared on every rank in between); then seeded sampling.
+        let (greedy, j) = completion(&ring, "the quick brown fox", json!({}));
+        let (again, _) = completion(&ring, "the quick brown fox", json!({}));
+        let (other, _) = completion(&ring, "jumps over", json!({}));
+        let (sampled, _) = completion(
+            &ring,
+            "the quick brown fox",
+            json!({"temperature": 0.9, "top_p": 0.95, "top_k": 20, "seed": 1234}),
+        );
+        assert_eq!(greedy, again, "split {split:?}");
+        assert_eq!(j["usage"]["prompt_tokens"], 19);
+        results.push((split.to_vec(), greedy, other, sampled));
+        ring.stop();
+    }
+    let (_, g0, o0, s0) = &results[0];
+    eprintln!("greedy {g0:?}\nother {o0:?}\nsampled {s0:?}");
+    assert!(!g0.is_empty());
+    for (split, g, o, s) in &results[1..] {
+        assert_eq!(g, g0, "greedy text of split {split:?}");
+        assert_eq!(o, o0, "second prompt of split {split:?}");
+        assert_eq!(s, s0, "seeded sampling of split {split:?}");
+    }
+}
+
+#[test]
+fn chat_streams_openai_chunks_with_the_same_text_as_a_whole_answer() {
+    let ring = Ring::start(31, &[0..5, 5..12], |_| {}, |_| ToyRank::default());
+    ring.wait_ready();
+    let req = json!({"model": "x", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 20, "temperature": 0});
+    let whole = post(ring.api, "/v1/chat/completions", &req);
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    let whole = whole.json();
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["model"], "toy/model");
+    assert_eq!(whole["choices"][0]["message"]["role"], "assistant");
+    let text = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    let usage = &whole["usage"];
+    assert_eq!(usage["prompt_tokens"], "<user>hello\n<assistant>".len());
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
+
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    sreq["stream_options"] = json!({"include_usage": true});
+    let r = post(ring.api, "/v1/chat/completions", &sreq);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let data = r.sse_data();
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<serde_json::Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, text);
+    let fin = &chunks[chunks.len() - 2];
+    assert_eq!(
+        fin["choices"][0]["finish_reason"],
+        whole["choices"][0]["finish_reason"]
+    );
+    let last = &chunks[chunks.len() - 1];
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(&last["usage"], usage);
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["id"], chunks[0]["id"]);
+    }
+    ring.stop();
+}
+
+#[test]
+fn finish_reasons_stop_strings_and_the_context_limit() {
+    let ring = Ring::start(
+        32,
+        &[0..12],
+        |s| s.context_limit = 64,
+        |_| ToyRank::default(),
+    );
+    ring.wait_ready();
+    let (full, j) = completion(&ring, "abc", json!({"max_tokens": 30}));
+    assert_eq!(j["choices"][0]["finish_reason"], "length");
+    assert_eq!(j["usage"]["completion_tokens"], 30);
+    assert_eq!(full.len(), 30);
+    // A stop string taken from the middle of the greedy text cuts it there.
+    let stop = &full[10..13];
+    let cut = full.find(stop).unwrap();
+    let (text, j) = completion(&ring, "abc", json!({"max_tokens": 30, "stop": [stop]}));
+    assert_eq!(text, full[..cut]);
+    assert_eq!(j["choices"][0]["finish_reason"], "stop");
+    // Omitted max_tokens: the rest of the context (64 - 3).
+    let (text, j) = completion(&ring, "abc", json!({"max_tokens": null}));
+    if j["choices"][0]["finish_reason"] == "length" {
+        assert_eq!(text.len(), 61);
+    }
+    // Too long a prompt is refused before any work.
+    let r = post(
+        ring.api,
+        "/v1/completions",
+        &json!({"prompt": "x".repeat(64)}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    let r = post(
+        ring.api,
+        "/v1/completions",
+        &json!({"prompt": "abc", "max_tokens": 62}),
+    );
+    assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    ring.stop();
+}
+
+#[test]
+fn errors_have_the_openai_shape() {
+    let ring = Ring::start(
+        33,
+        &[0..12],
+        |s| s.api.as_mut().unwrap().api_key = Some("sk-test".into()),
+        |_| ToyRank::default(),
+    );
+    ring.wait_ready();
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
+    // No key, wrong key: 401.
+    for headers in [vec![], vec![("Authorization", "Bearer nope")]] {
+        let r = request(
+            ring.api,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            Some(&chat.to_string()),
+        );
+        assert_eq!(r.status, 401);
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "invalid_api_key");
+        assert!(e["error"]["message"].as_str().unwrap().contains("Bearer"));
+    }
+    let auth = [("Authorization", "Bearer sk-test")];
+    let r = request(
+        ring.api,
+        "POST",
+        "/v1/chat/completions",
+        &auth,
+        Some(&chat.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // /health needs no key; /v1/models does.
+    assert_eq!(get(ring.api, "/health").status, 200);
+    assert_eq!(get(ring.api, "/v1/models").status, 401);
+    let m = request(ring.api, "GET", "/v1/models", &auth, None).json();
+    assert_eq!(m["data"][0]["id"], "toy/model");
+    // Bad JSON, n=2, unknown route, wrong method.
+    let r = request(
+        ring.api,
+        "POST",
+        "/v1/chat/completions",
+        &auth,
+        Some("{not json"),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid JSON body"));
+    let mut two = chat.clone();
+    two["n"] = json!(2);
+    let r = request(
+        ring.api,
+        "POST",
+        "/v1/chat/completions",
+        &auth,
+        Some(&two.to_string()),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].clone()),
+        (400, json!("n"))
+    );
+    let r = request(ring.api, "GET", "/v1/nope", &auth, None);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
+    let r = request(ring.api, "GET", "/v1/chat/completions", &auth, None);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    ring.stop();
+}
+
+#[test]
+fn a_full_queue_answers_429_and_waiting_requests_run_in_turn() {
+    let gate = Gate::closed();
+    let g = gate.clone();
+    let ring = Ring::start(
+        34,
+        &[0..12],
+        |_| {},
+        move |_| ToyRank {
+            gate: Some(g.clone()),
+            ..ToyRank::default()
+        },
+    );
+    ring.wait_ready();
+    let req = |content: &str| json!({"messages": [{"role": "user", "content": content}], "max_tokens": 5, "temperature": 0, "stream": true});
+    // The first request runs (and waits at the gate) ...
+    let (s, first) = open(ring.api, "/v1/chat/completions", &req("a"));
+    assert_eq!(s, 200);
+    gate.wait_arrived(1);
+    // ... two wait in the queue (capacity 2) ...
+    let (s1, q1) = open(ring.api, "/v1/chat/completions", &req("b"));
+    let (s2, q2) = open(ring.api, "/v1/chat/completions", &req("c"));
+    assert_eq!((s1, s2), (200, 200));
+    // ... and the next is turned away.
+    let r = post(ring.api, "/v1/chat/completions", &req("d"));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "queue_full");
+    assert_eq!(r.json()["error"]["type"], "rate_limit_error");
+    gate.open();
+    for mut s in [first, q1, q2] {
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.contains("data: [DONE]"), "{body}");
+    }
+    ring.stop();
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_its_request() {
+    let gate = Gate::closed();
+    let toy = ToyRank {
+        gate: Some(gate.clone()),
+        ..ToyRank::default()
+    };
+    let forwards = toy.forwards.clone();
+    let ring = Ring::start(35, &[0..12], |_| {}, move |_| toy.clone());
+    ring.wait_ready();
+    for stream in [true, false] {
+        let long = json!({"prompt": "ab", "max_tokens": 1500, "temperature": 0, "stream": stream});
+        let before = forwards.load(Ordering::SeqCst);
+        let arrived = gate.arrived.load(Ordering::SeqCst);
+        let mut s = std::net::TcpStream::connect(ring.api).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                long.to_string().len(),
+                long
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        gate.wait_arrived(arrived + 1);
+        drop(s);
+        gate.open();
+        // The next request runs once the abandoned one is cancelled.
+        let (text, _) = completion(&ring, "xy", json!({"max_tokens": 3}));
+        assert_eq!(text.len(), 3);
+        let spent = forwards.load(Ordering::SeqCst) - before;
+        assert!(
+            spent < 1000,
+            "stream={stream}: {spent} forward passes: the abandoned request ran on"
+        );
+        // Close the gate again for the next round.
+        gate.close();
+    }
+    ring.stop();
+}
+
+#[test]
+fn health_is_503_until_every_rank_has_loaded() {
+    let load_gate = Gate::closed();
+    let lg = load_gate.clone();
+    let ring = Ring::start(
+        36,
+        &[0..4, 4..8, 8..12],
+        |_| {},
+        move |r| ToyRank {
+            load_gate: (r == 2).then(|| lg.clone()),
+            ..ToyRank::default()
+        },
+    );
+    load_gate.wait_arrived(1);
+    let h = get(ring.api, "/health");
+    assert_eq!(h.status, 503);
+    assert_eq!(h.json()["status"], "starting");
+    let r = post(
+        ring.api,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["code"], "ring_not_ready");
+    load_gate.open();
+    ring.wait_ready();
+    let (text, _) = completion(&ring, "hi", json!({"max_tokens": 4}));
+    assert_eq!(text.len(), 4);
+    ring.stop();
+}
+
+#[test]
+fn a_rank_that_cannot_load_its_model_stops_every_rank_with_the_reason() {
+    let mut ring = Ring::start(
+        37,
+        &[0..4, 4..8, 8..12],
+        |_| {},
+        |r| ToyRank {
+            missing: (r == 2).then(|| "/models/toy.gguf".into()),
+            ..ToyRank::default()
+        },
+    );
+    let errors: Vec<String> = (0..3)
+        .map(|r| ring.join(r).unwrap_err().to_string())
+        .collect();
+    assert!(
+        errors[2].starts_with("rank 2: model file `/models/toy.gguf` not found"),
+        "{}",
+        errors[2]
+    );
+    for e in &errors[..2] {
+        assert!(
+            e.starts_with(
+                "rank 2 aborted the ring: rank 2: model file `/models/toy.gguf` not found"
+            ),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_middle_rank_fails_the_request_within_5_s_and_every_rank_exits() {
+    let gate = Gate::closed();
+    let g = gate.clone();
+    let mut ring = Ring::start(
+        38,
+        &[0..4, 4..8, 8..12],
+        |_| {},
+        move |r| ToyRank {
+            gate: (r == 1).then(|| g.clone()),
+            ..ToyRank::default()
+        },
+    );
+    ring.wait_ready();
+    let (status, mut stream) = open(
+        ring.api,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),
+    );
+    assert_eq!(status, 200);
+    gate.wait_arrived(1);
+    // Rank 1 is inside a forward pass; it dies.
+    let killed = Instant::now();
+    ring.controls[1].kill();
+    let mut error = None;
+    let mut line = String::new();
+    while stream.read_line(&mut line).unwrap() > 0 {
+        if let Some(d) = line.trim_end().strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap();
+            if v.get("error").is_some() {
+                error = Some(v);
+                break;
+            }
+        }
+        line.clear();
+    }
+    let waited = killed.elapsed();
+    let error = error.expect("an error event");
+    assert_eq!(error["error"]["code"], "ring_failed");
+    // Rank 0 reports the first loss it sees: rank 1, or rank 2 when rank 2
+    // saw rank 1 go and exited first.
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("rank 0: lost rank "),
+        "{error}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "client told after {waited:?}"
+    );
+    assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
+    for r in [0, 2] {
+        match ring.join(r) {
+            Err(ShardError::Ring { rank, .. }) if rank == r as u32 => {}
+            other => panic!("rank {r}: {other:?}"),
+        }
+    }
+    // Nothing is left listening: neither the API nor the ring port.
+    assert!(std::net::TcpStream::connect(ring.api).is_err());
+    for r in 0..3 {
+        assert!(std::net::TcpStream::connect((ip(38, r), ring.ring_port)).is_err());
+    }
+    gate.open();
+}
+
+#[test]
+fn an_orderly_stop_from_any_rank_stops_every_rank_cleanly() {
+    let mut ring = Ring::start(39, &[0..4, 4..8, 8..12], |_| {}, |_| ToyRank::default());
+    ring.wait_ready();
+    ring.controls[1].stop();
+    for r in 0..3 {
+        ring.join(r).unwrap();
+    }
+}
+
+#[test]
+fn a_rank_with_another_secret_is_refused_and_the_ring_never_serves() {
+    let mut ring = Ring::start(
+        40,
+        &[0..6, 6..12],
+        |s| {
+            if s.rank == 1 {
+                s.secret = b"another apply".to_vec();
+            }
+            s.formation_deadline = Duration::from_secs(2);
+        },
+        |_| ToyRank::default(),
+    );
+    let e0 = ring.join(0).unwrap_err().to_string();
+    let e1 = ring.join(1).unwrap_err().to_string();
+    for e in [&e0, &e1] {
+        assert!(e.contains("authentication failed"), "{e}");
+    }
+}
