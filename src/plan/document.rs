@@ -398,7 +398,10 @@ impl PlanDocument {
         if let Some(skulk) = value.get_mut("skulk").and_then(Value::as_object_mut) {
             skulk.remove("planDigest");
         }
-        hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
+        // As `canonical_json`, without copying the value first.
+        value.sort_all_objects();
+        let canonical = serde_json::to_vec(&value).expect("a JSON value serialises");
+        hex::encode(Sha256::digest(&canonical))
     }
 
     /// Parses a plan document and checks it: format version, digest, and

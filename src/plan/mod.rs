@@ -796,14 +796,18 @@ fn search_hosts(
     }
     let islands = (request.instance == InstanceKind::Jaccl).then(|| rdma_islands(ctx, &candidates));
     let rule = rule(ctx);
+    let accept = |members: &[usize]| {
+        let positions: Vec<usize> = members.iter().map(|&m| candidates[m].position).collect();
+        split_holds(ctx, &positions)
+    };
     let found = search::fewest_fitting(
         &candidates,
         islands.as_deref(),
         &ctx.card.placement.backend_preference,
         &ctx.model,
         &rule,
-        min_k,
-        max_k,
+        (min_k, max_k),
+        &accept,
     );
     if let Some(choice) = found {
         return Ok(choice
@@ -849,7 +853,17 @@ fn search_hosts(
     let k = *allowed.last().unwrap();
     let mut shown: Vec<usize> = order[..k].iter().map(|&i| candidates[i].position).collect();
     shown.sort_unstable();
-    let (lines, _) = set_arithmetic(ctx, &shown);
+    let (lines, all_fit) = set_arithmetic(ctx, &shown);
+    if all_fit {
+        // The continuous shares fit; the integer split is what fails.
+        let sharding = if shown.len() == 1 {
+            Sharding::Pipeline
+        } else {
+            request.sharding
+        };
+        proportional_split(ctx, &shown, sharding)
+            .and_then(|counts| context_room(ctx, &shown, &counts, sharding))?;
+    }
     let unused = if k < candidates.len() {
         format!(
             "\n  ({} more host{} with less memory not shown)",
@@ -902,7 +916,7 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
 
     // Layer split.
     let counts: Vec<u64> = match (sharding, &request.layers) {
-        (Sharding::Tensor, _) => vec![u64::from(n_layers); world],
+        (Sharding::Tensor, _) => proportional_split(ctx, &chosen, sharding)?,
         (Sharding::Pipeline, Some(manual)) => {
             let counts: Vec<u64> = manual.iter().map(|&l| u64::from(l)).collect();
             let mut lines = Vec::new();
@@ -934,23 +948,9 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
             }
             counts
         }
-        (Sharding::Pipeline, None) => {
-            let weights: Vec<u128> = chosen.iter().map(|&p| ctx.usable4[p]).collect();
-            let counts = allocate_layers(u64::from(n_layers), &weights)
-                .map_err(|e| infeasible(format!("`{}`: {e}", ctx.model_id())))?;
-            for (rank, (&p, &l)) in chosen.iter().zip(&counts).enumerate() {
-                if !ctx.model.raw_weights_fit(l, ctx.usable4[p]) {
-                    return Err(infeasible(format!(
-                        "host `{}` (rank {rank}) cannot hold its {l} of {n_layers} layers: they are {} GiB of weights, but it can use {:.2} GiB\n\nhint: split the layers by hand with `--layers`, add hosts, or use a smaller quant of the model",
-                        ctx.hosts[p].name,
-                        format_gib(ctx.model.storage * l as u128 / u128::from(n_layers)),
-                        ctx.usable4[p] as f64 / 4.0 / GIB
-                    )));
-                }
-            }
-            counts
-        }
+        (Sharding::Pipeline, None) => proportional_split(ctx, &chosen, sharding)?,
     };
+    context_room(ctx, &chosen, &counts, sharding)?;
 
     // Addresses: all ranks share the ring port, so no two may share an address.
     let mut addresses: BTreeMap<String, &str> = BTreeMap::new();
@@ -1035,19 +1035,9 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         limit = Some(limit.map_or(cap, |l| l.min(cap)));
     }
     if limit == Some(0) {
-        let tight = ranks
-            .iter()
-            .min_by_key(|r| r.context_tokens.unwrap_or(u64::MAX))
-            .expect("at least one rank");
         return Err(infeasible(format!(
-            "host `{}` (rank {}) has no memory left for any context: its working set of {:.2} GiB ({}) holds {:.2} GiB of weights x {} + {:.2} GiB runtime and nothing more\n\nhint: add hosts, or use a smaller quant of the model",
-            tight.host.name,
-            tight.rank,
-            working_set_quarters(&tight.host) as f64 / 4.0 / GIB,
-            if tight.host.vram.is_some() { "its vram" } else { "75% of its total memory" },
-            tight.memory.weights as f64 / GIB,
-            if card.is_gguf() { "1.10" } else { "1.30" },
-            RUNTIME_OVERHEAD_BYTES as f64 / GIB
+            "the context-token limit of `{}` on these hosts is 0",
+            ctx.model_id()
         )));
     }
 
@@ -1106,6 +1096,86 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         instance_id: instance_uuid.to_string(),
         notes,
     })
+}
+
+/// The layer counts of a set in ring order: every layer on every rank for
+/// tensor sharding, else the largest-remainder split, with each host's
+/// integer share of the raw weights checked again.
+fn proportional_split(
+    ctx: &Context<'_>,
+    chosen: &[usize],
+    sharding: Sharding,
+) -> Result<Vec<u64>, PlanError> {
+    let n_layers = u64::from(ctx.card.n_layers);
+    if sharding == Sharding::Tensor {
+        return Ok(vec![n_layers; chosen.len()]);
+    }
+    let weights: Vec<u128> = chosen.iter().map(|&p| ctx.usable4[p]).collect();
+    let counts = allocate_layers(n_layers, &weights)
+        .map_err(|e| infeasible(format!("`{}`: {e}", ctx.model_id())))?;
+    for (rank, (&p, &l)) in chosen.iter().zip(&counts).enumerate() {
+        if !ctx.model.raw_weights_fit(l, ctx.usable4[p]) {
+            return Err(infeasible(format!(
+                "host `{}` (rank {rank}) cannot hold its {l} of {n_layers} layers: they are {} GiB of weights, but it can use {:.2} GiB\n\nhint: split the layers by hand with `--layers`, add hosts, or use a smaller quant of the model",
+                ctx.hosts[p].name,
+                format_gib(ctx.model.storage * l as u128 / u128::from(n_layers)),
+                ctx.usable4[p] as f64 / 4.0 / GIB
+            )));
+        }
+    }
+    Ok(counts)
+}
+
+/// Every host must have room for some context once its integer share of
+/// the layers is known (a plan whose limit is 0 tokens cannot serve).
+fn context_room(
+    ctx: &Context<'_>,
+    chosen: &[usize],
+    counts: &[u64],
+    sharding: Sharding,
+) -> Result<(), PlanError> {
+    let n_layers = u128::from(ctx.card.n_layers);
+    for (rank, (&p, &l)) in chosen.iter().zip(counts).enumerate() {
+        let (part, whole) = match sharding {
+            Sharding::Pipeline => (l as u128, n_layers),
+            Sharding::Tensor => (1, chosen.len() as u128),
+        };
+        let host = &ctx.hosts[p];
+        if ctx
+            .model
+            .context_tokens(working_set_quarters(host), part, whole)
+            == Some(0)
+        {
+            let weights = ctx.model.breakdown(part, whole).weights;
+            return Err(infeasible(format!(
+                "host `{}` (rank {rank}) has no memory left for any context: its working set of {:.2} GiB ({}) holds {:.2} GiB of weights x {} + {:.2} GiB runtime and nothing more\n\nhint: add hosts, or use a smaller quant of the model",
+                host.name,
+                working_set_quarters(host) as f64 / 4.0 / GIB,
+                if host.vram.is_some() { "its vram" } else { "75% of its total memory" },
+                weights as f64 / GIB,
+                if ctx.card.is_gguf() { "1.10" } else { "1.30" },
+                RUNTIME_OVERHEAD_BYTES as f64 / GIB
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a set that passes the continuous fit also survives the integer
+/// split: the search moves on when it does not.
+fn split_holds(ctx: &Context<'_>, chosen: &[usize]) -> bool {
+    if ctx.request.layers.is_some() {
+        // A manual split is checked, with its own message, when planning.
+        return true;
+    }
+    let sharding = if chosen.len() == 1 {
+        Sharding::Pipeline
+    } else {
+        ctx.request.sharding
+    };
+    proportional_split(ctx, chosen, sharding)
+        .and_then(|counts| context_room(ctx, chosen, &counts, sharding))
+        .is_ok()
 }
 
 /// GPU offload when the inventory does not say: all layers on a host with

@@ -1,7 +1,9 @@
 //! The search for the fewest hosts that fit, in polynomial time.
 //!
 //! For each size k from the lower bound up, the first size with a fitting
-//! set wins. Among fitting sets of that size the choice is, in order: the
+//! set wins (a set "fits" by the continuous shares of design.md; the
+//! planner's integer-split check then accepts or refuses it, and a refused
+//! set gives way to the next best of the same size, else to the next size). Among fitting sets of that size the choice is, in order: the
 //! best backend preference score (`len(pref) - i` for the first preferred tag
 //! `pref[i]` that every host of the set advertises, else 0), the larger total
 //! usable memory, then the earlier inventory positions (sorted position lists
@@ -129,15 +131,20 @@ impl Choice {
 /// `pools`, when given, are groups of candidates a set of two or more hosts
 /// must stay within (for jaccl plans: the all-to-all RDMA islands); a set of
 /// one host may be any candidate. `None`: every candidate is one pool.
-/// Returns `None` when no size fits.
+///
+/// `accept` is the planner's check of the integer layer split, which the
+/// continuous fit does not capture (a host may get up to one layer more than
+/// its proportional share). Per size, the fitting sets found (one per pool)
+/// are tried best first; when none is accepted the search goes on with the
+/// next size. Returns `None` when no size gives an accepted set.
 pub(crate) fn fewest_fitting(
     candidates: &[Candidate<'_>],
     pools: Option<&[Vec<usize>]>,
     preference: &[String],
     model: &ModelMemory,
     rule: &Rule,
-    min_k: usize,
-    max_k: usize,
+    (min_k, max_k): (usize, usize),
+    accept: &dyn Fn(&[usize]) -> bool,
 ) -> Option<Choice> {
     if candidates.is_empty() || min_k > max_k {
         return None;
@@ -174,7 +181,7 @@ pub(crate) fn fewest_fitting(
             Some(grouped) if k > 1 => grouped,
             _ => &singles,
         };
-        let mut best: Option<Choice> = None;
+        let mut found: Vec<Choice> = Vec::new();
         for lists in ranked {
             for (i, list) in lists.iter().enumerate() {
                 if list.order.len() < k {
@@ -193,15 +200,22 @@ pub(crate) fn fewest_fitting(
                     score: preference.len() - i,
                     sum4,
                 };
-                if best.as_ref().is_none_or(|b| choice.better_than(b)) {
-                    best = Some(choice);
-                }
+                found.push(choice);
                 // The first fitting list is this pool's best score.
                 break;
             }
         }
-        if best.is_some() {
-            return best;
+        found.sort_by(|a, b| {
+            if a.better_than(b) {
+                std::cmp::Ordering::Less
+            } else if b.better_than(a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        if let Some(choice) = found.into_iter().find(|c| accept(&c.members)) {
+            return Some(choice);
         }
     }
     None
@@ -323,7 +337,7 @@ mod tests {
             let candidates: Vec<Candidate> = (0..n)
                 .map(|i| Candidate { position: i, usable4: usable[i], backends: &tags[i] })
                 .collect();
-            let got = fewest_fitting(&candidates, None, &preference, &m, &rule, min_k, n);
+            let got = fewest_fitting(&candidates, None, &preference, &m, &rule, (min_k, n), &|_| true);
             let want = brute_force(&usable, &tags, &preference, &m, &rule, min_k);
             match (got, want) {
                 (None, None) => {}
@@ -364,19 +378,53 @@ mod tests {
         let pref = vec!["llama_cpp-cuda".to_string()];
         let m = model(16, 0, 32);
         let rule = Rule::Pipeline { n_layers: 32 };
-        let one = fewest_fitting(&candidates, pools, &pref, &m, &rule, 1, 3).unwrap();
+        let one = fewest_fitting(&candidates, pools, &pref, &m, &rule, (1, 3), &|_| true).unwrap();
         assert_eq!(
             one.members,
             [0],
             "one cpu host beats two preferred cuda hosts"
         );
-        let two = fewest_fitting(&candidates, pools, &pref, &m, &rule, 2, 3).unwrap();
+        let two = fewest_fitting(&candidates, pools, &pref, &m, &rule, (2, 3), &|_| true).unwrap();
         assert_eq!(
             two.members,
             [1, 2],
             "at two hosts, the preferred pair wins over more memory"
         );
         assert_eq!(two.score, 1);
+    }
+
+    #[test]
+    fn a_rejected_set_gives_way_to_the_next_best_or_the_next_size() {
+        let tags = tagset(0b001);
+        let candidates: Vec<Candidate> = [20u128, 20, 20, 20]
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Candidate {
+                position: i,
+                usable4: 4 * g * GIB,
+                backends: &tags,
+            })
+            .collect();
+        let m = model(14, 0, 32);
+        let rule = Rule::Pipeline { n_layers: 32 };
+        // Host 0 alone would fit; when that set is refused, the next size.
+        let not_alone = |members: &[usize]| members != [0];
+        let choice = fewest_fitting(&candidates, None, &[], &m, &rule, (1, 4), &not_alone).unwrap();
+        assert_eq!(choice.members, [0, 1]);
+        // Two islands of two: the earlier is best; refused, the other one.
+        let islands = [vec![0, 1], vec![2, 3]];
+        let no_zero = |members: &[usize]| !members.contains(&0);
+        let choice = fewest_fitting(
+            &candidates,
+            Some(&islands[..]),
+            &[],
+            &m,
+            &rule,
+            (2, 4),
+            &no_zero,
+        )
+        .unwrap();
+        assert_eq!(choice.members, [2, 3]);
     }
 
     #[test]
@@ -397,20 +445,20 @@ mod tests {
         let rule = Rule::Pipeline { n_layers: 32 };
         // Host 3 is in no pool (no RDMA) but may run alone.
         assert_eq!(
-            fewest_fitting(&candidates, pools, &[], &m, &rule, 1, 4)
+            fewest_fitting(&candidates, pools, &[], &m, &rule, (1, 4), &|_| true)
                 .unwrap()
                 .members,
             [3]
         );
         // Two hosts: only the pool {0, 1} has two.
         assert_eq!(
-            fewest_fitting(&candidates, pools, &[], &m, &rule, 2, 4)
+            fewest_fitting(&candidates, pools, &[], &m, &rule, (2, 4), &|_| true)
                 .unwrap()
                 .members,
             [0, 1]
         );
         assert_eq!(
-            fewest_fitting(&candidates, pools, &[], &m, &rule, 3, 4),
+            fewest_fitting(&candidates, pools, &[], &m, &rule, (3, 4), &|_| true),
             None
         );
     }
@@ -428,7 +476,8 @@ mod tests {
         let pref: Vec<String> = vec!["llama_cpp-cuda".into(), "llama_cpp-cpu".into()];
         let m = model(1500, 40, 128);
         let rule = Rule::Pipeline { n_layers: 128 };
-        let choice = fewest_fitting(&candidates, None, &pref, &m, &rule, 1, 1000).unwrap();
+        let choice =
+            fewest_fitting(&candidates, None, &pref, &m, &rule, (1, 1000), &|_| true).unwrap();
         let sum: u128 = choice.members.iter().map(|&i| candidates[i].usable4).sum();
         assert_eq!(sum, choice.sum4);
         assert!(choice.members.len() > 20 && choice.members.len() <= 128);

@@ -371,6 +371,35 @@ fn a_host_with_no_room_for_context_is_an_error() {
 }
 
 #[test]
+fn a_set_whose_integer_split_fails_gives_way_to_a_larger_one() {
+    // Two hosts fit by continuous shares, but `a` gets 3 of 4 layers and
+    // then has no room for context; three hosts work.
+    let c = card(
+        json!({"nLayers": 4, "numKeyValueHeads": 8, "storageSize": {"inBytes": 13 * GIB}, "ggufFile": "m.gguf"}),
+    );
+    let p = plan(
+        &c,
+        &vram_hosts(&[("a", "10GiB"), ("b", "6GiB"), ("c", "6GiB")]),
+        &PlanRequest::default(),
+    )
+    .unwrap();
+    assert_eq!(counts(&p), [2, 1, 1]);
+    let two = PlanRequest {
+        nodes: Some(vec!["a".into(), "b".into()]),
+        ..Default::default()
+    };
+    let message = err(plan(
+        &c,
+        &vram_hosts(&[("a", "10GiB"), ("b", "6GiB"), ("c", "6GiB")]),
+        &two,
+    ));
+    assert!(
+        message.starts_with("host `a` (rank 0) has no memory left for any context"),
+        "{message}"
+    );
+}
+
+#[test]
 fn tensor_sharding_rules() {
     let hosts = vram_hosts(&[("a", "16GiB"), ("b", "16GiB"), ("c", "16GiB")]);
     let tensor = |nodes: &[&str]| PlanRequest {
