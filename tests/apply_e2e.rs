@@ -382,6 +382,34 @@ else:
     assert_eq!(v["ranks"][1]["state"], "exited", "{}", st.stdout);
     assert_ne!(v["health"]["state"], "ready", "{}", st.stdout);
 
+    // Applying a plan whose ranks died starts the whole ring again.
+    let r = skulk_env(&strs(&apply), &env).expect(0);
+    assert_eq!(r.stdout.trim(), endpoint, "{}", r.stderr);
+    skulk_env(&["status", s(&plan), "--known-hosts", &kh], &env).expect(0);
+
+    // `--replace` stops it for another plan (whose sparse model files then
+    // fail to load: apply fails, and stops that plan's ranks too).
+    let replaced = skulk(&strs(&apply_args(
+        h,
+        &other_plan,
+        &["--replace", "--timeout", "60"],
+    )));
+    assert!(
+        replaced.stderr.contains(&format!(
+            "plan `{}` (`--replace`)",
+            &plan_digest(&plan)[..16]
+        )),
+        "{}",
+        replaced.stderr
+    );
+    replaced.expect(2);
+    let st = skulk(&["status", s(&plan), "--known-hosts", &kh, "-o", "json"]).expect(2);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    for r in v["ranks"].as_array().unwrap() {
+        assert_ne!(r["state"], "running", "{}", st.stdout);
+    }
+    assert_all_gone(h, &other_plan, &[ring_port(22)]);
+
     // Down cleans up, and is safe twice.
     for _ in 0..2 {
         skulk(&["down", s(&plan), "--known-hosts", &kh]).expect(0);

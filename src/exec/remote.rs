@@ -219,6 +219,12 @@ impl Default for ConnectSettings {
     }
 }
 
+/// Longest silence from a host during one command before `apply`,
+/// `status`, `down` or `logs` give up on it, so a frozen host cannot hang
+/// them past their own deadlines. The slowest silent command is hashing a
+/// model file for its sha256 (about 1 GiB/s: five minutes is ~300 GiB).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The local user name, the SSH login when the inventory names none.
 fn local_user() -> String {
     std::env::var("USER")
@@ -258,6 +264,7 @@ impl Host {
                 }
                 opts.accept_new = settings.accept_new_host_keys;
                 opts.connect_timeout = settings.connect_timeout;
+                opts.io_timeout = Some(IO_TIMEOUT);
                 Box::new(SshTransport::connect(node, address, &opts)?)
             }
         };
