@@ -266,6 +266,9 @@ pub struct RunShardArgs {
     /// Compute threads (default: the plan's, else the host's cores)
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
+    /// Layers to offload to the GPU, a count or `all` (default: the plan's)
+    #[arg(long, value_name = "N|all")]
+    pub gpu_layers: Option<crate::inventory::GpuLayers>,
     /// Seconds to wait for the ring to form
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub formation_timeout: u64,
@@ -750,6 +753,7 @@ fn run_shard(args: RunShardArgs) -> CommandResult {
         },
         api_key_file: args.api_key_file,
         threads: args.threads,
+        gpu_layers: args.gpu_layers,
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: args.cache_dir,
     };

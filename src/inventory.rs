@@ -232,6 +232,19 @@ impl fmt::Display for GpuLayers {
     }
 }
 
+impl std::str::FromStr for GpuLayers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(GpuLayers::All),
+            n => n
+                .parse()
+                .map(GpuLayers::Count)
+                .map_err(|_| format!("expected `all` or a number of layers, got `{n}`")),
+        }
+    }
+}
+
 impl Serialize for GpuLayers {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {

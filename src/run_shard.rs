@@ -62,6 +62,8 @@ pub struct Settings {
     pub secret: SecretSource,
     pub api_key_file: Option<PathBuf>,
     pub threads: Option<u32>,
+    /// `--gpu-layers`: overrides the plan's offload.
+    pub gpu_layers: Option<GpuLayers>,
     pub formation_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
 }
@@ -88,6 +90,19 @@ impl RunShardError {
 /// Run one rank until the ring stops or fails.
 pub fn run(settings: Settings) -> Result<(), RunShardError> {
     let shard = resolve(&settings)?;
+    #[cfg(feature = "engine")]
+    if shard.engine.gpu_layers > 0 && !crate::engine::supports_gpu_offload() {
+        eprintln!(
+            "skulk run-shard: warning: the plan offloads {} layer(s) of rank {} to the GPU, \
+             but this skulk was built without a GPU backend (cargo feature `cuda`, `metal` or \
+             `vulkan`): running them on the CPU",
+            match shard.engine.gpu_layers {
+                u32::MAX => "all".to_string(),
+                n => n.to_string(),
+            },
+            shard.rank
+        );
+    }
     eprintln!(
         "skulk run-shard: rank {}/{} layers {}..{} of {} from `{}`",
         shard.rank,
@@ -169,7 +184,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         model_id: spec.model_card.model_id.clone(),
         engine: EngineOptions {
             threads: settings.threads.or(spec.threads).unwrap_or(0),
-            gpu_layers: match spec.gpu_layers {
+            gpu_layers: match settings.gpu_layers.unwrap_or(spec.gpu_layers) {
                 GpuLayers::All => u32::MAX,
                 GpuLayers::Count(n) => n,
             },

@@ -48,10 +48,15 @@ fn model(name: &str) -> Option<PathBuf> {
 /// ggml's worker threads spin at barriers, so more threads than cores slows
 /// every test down several times. Results do not depend on the thread count
 /// (the baseline and the splits use the same one anyway).
+/// `SKULK_TEST_GPU_LAYERS` (a `cuda`/`metal`/`vulkan` build) offloads that
+/// many layers of every stage, the baseline's too.
 fn opts(n_batch: u32) -> EngineOptions {
     EngineOptions {
         threads: 1,
-        gpu_layers: 0,
+        gpu_layers: std::env::var("SKULK_TEST_GPU_LAYERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         n_ctx: 512,
         n_batch,
     }

@@ -76,10 +76,14 @@ impl Setup {
 
     /// Writes an inventory of `ranks` hosts and plans with `extra` flags.
     fn plan(&self, name: &str, ranks: u32, extra: &[&str]) -> PathBuf {
+        // `SKULK_TEST_BACKEND=llama_cpp-cuda` (a `cuda` build) runs the
+        // same tests with every layer on the GPU.
+        let backend =
+            std::env::var("SKULK_TEST_BACKEND").unwrap_or_else(|_| "llama_cpp-cpu".into());
         let mut inventory = String::from("hosts:\n");
         for r in 1..=ranks {
             inventory += &format!(
-                "  - name: h{r}\n    address: {}\n    connection: local\n    memory: {{total: 2GiB, available: 1536MiB}}\n    threads: 1\n    backends: [llama_cpp-cpu]\n    modelDir: {}\n",
+                "  - name: h{r}\n    address: {}\n    connection: local\n    memory: {{total: 2GiB, available: 1536MiB}}\n    threads: 1\n    backends: [{backend}]\n    modelDir: {}\n",
                 self.addr(r),
                 self.dir.path().join("models").display()
             );

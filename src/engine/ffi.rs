@@ -122,6 +122,14 @@ pub fn init() {
     });
 }
 
+/// Whether this build of llama.cpp has a GPU backend (CUDA, Metal, Vulkan)
+/// that can take offloaded layers.
+pub fn supports_gpu_offload() -> bool {
+    init();
+    // SAFETY: a query with no preconditions once the backends are initialised.
+    unsafe { sys::llama_supports_gpu_offload() }
+}
+
 fn c_path(path: &Path) -> Result<CString, String> {
     let s = path
         .to_str()

@@ -20,6 +20,8 @@ mod llama;
 pub use sampler::Sampler;
 
 #[cfg(feature = "engine")]
+pub use ffi::supports_gpu_offload;
+#[cfg(feature = "engine")]
 pub use llama::load;
 
 /// Architectures (GGUF `general.architecture`) whose layer-range stages are
