@@ -739,6 +739,8 @@ fn exec_failure(e: crate::exec::ExecError) -> Failure {
 
 fn run_shard(args: RunShardArgs) -> CommandResult {
     use crate::run_shard::{self, SecretSource, Selector, Settings};
+    #[cfg(feature = "openmp")]
+    run_shard::bound_openmp_spin();
     let selector = match (args.node, args.rank) {
         (Some(node), _) => Selector::Node(node),
         (None, Some(rank)) => Selector::Rank(rank),
