@@ -269,6 +269,11 @@ pub struct RunShardArgs {
     /// Layers to offload to the GPU, a count or `all` (default: the plan's)
     #[arg(long, value_name = "N|all")]
     pub gpu_layers: Option<crate::inventory::GpuLayers>,
+    /// Number format of the hidden rows this rank sends: f32 is exact; f16
+    /// halves the bytes on the wire but rounds (output may differ from one
+    /// process). Receivers read either
+    #[arg(long, value_enum, default_value_t = Wire::F32)]
+    pub wire: Wire,
     /// Seconds to wait for the ring to form
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub formation_timeout: u64,
@@ -737,6 +742,12 @@ fn exec_failure(e: crate::exec::ExecError) -> Failure {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Wire {
+    F32,
+    F16,
+}
+
 fn run_shard(args: RunShardArgs) -> CommandResult {
     use crate::run_shard::{self, SecretSource, Selector, Settings};
     #[cfg(feature = "openmp")]
@@ -756,6 +767,10 @@ fn run_shard(args: RunShardArgs) -> CommandResult {
         api_key_file: args.api_key_file,
         threads: args.threads,
         gpu_layers: args.gpu_layers,
+        wire: match args.wire {
+            Wire::F32 => crate::ring::WireFormat::F32,
+            Wire::F16 => crate::ring::WireFormat::F16,
+        },
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: args.cache_dir,
     };

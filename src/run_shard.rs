@@ -64,6 +64,8 @@ pub struct Settings {
     pub threads: Option<u32>,
     /// `--gpu-layers`: overrides the plan's offload.
     pub gpu_layers: Option<GpuLayers>,
+    /// `--wire`: the format of the hidden rows this rank sends.
+    pub wire: WireFormat,
     pub formation_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
 }
@@ -235,7 +237,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         context_limit,
         api,
         formation_deadline: settings.formation_timeout,
-        wire: WireFormat::F32,
+        wire: settings.wire,
     })
 }
 
