@@ -221,6 +221,7 @@ fn three_processes_answer_like_one() {
         .unwrap()
         .count();
     kill_all(&mut ranks);
+    eprintln!("one rank: {expected:?}\nthree ranks: {got:?}");
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
     assert_eq!(cached, 3);
