@@ -7,7 +7,6 @@
 //! ```
 //! Prints a table: prefill tok/s for a 512-token prompt, decode tok/s for 64
 //! greedy tokens, the ratio against one stage, and decode time per stage.
-//! `SKULK_THREADPOOL_POLL=N|none` selects ggml's threadpool mode.
 //!
 //! `--rss START..END` instead loads that one rank-local cut, runs the same
 //! prefill and decode through it alone (zero hidden rows on non-first ranks)
@@ -103,9 +102,8 @@ mod bench {
             return rss_one_rank(&model, start, end, total, &opts, dir.path());
         }
         println!(
-            "model {}, {threads} threads/stage, n_batch {n_batch}, {runs} runs (best), threadpool poll {}",
+            "model {}, {threads} threads/stage, {gpu_layers} GPU layers/stage, n_batch {n_batch}, {runs} runs (best)",
             model.display(),
-            std::env::var("SKULK_THREADPOOL_POLL").unwrap_or_else(|_| "default".into())
         );
         println!(
             "{:<14} {:>12} {:>11} {:>9}  decode ms/token per stage",

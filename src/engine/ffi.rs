@@ -1,7 +1,7 @@
 //! Every call into llama.cpp and ggml (through `llama-cpp-sys-2`) and the only
 //! `unsafe` code of the engine.
 //!
-//! It owns the raw handles (GGUF metadata, model, context, threadpool) and
+//! It owns the raw handles (GGUF metadata, model, context) and
 //! exposes them as safe types whose methods cannot be misused from safe Rust:
 //! ids are range-checked before they reach C++ code that would abort on
 //! them, buffers are sized from the call's own return values, and a context
@@ -540,9 +540,6 @@ pub struct ContextParams {
     pub threads: i32,
     /// Stop the graph after this tensor and keep its rows (non-final ranks).
     pub capture: Option<String>,
-    /// Attach a persistent ggml threadpool polling this long (0-100) instead
-    /// of llama.cpp's default of a fresh pool per graph.
-    pub threadpool_poll: Option<u32>,
 }
 
 /// Whose rows a decode returns.
@@ -567,7 +564,6 @@ pub struct Context {
     ptr: NonNull<sys::llama_context>,
     /// Freed in Drop after the context (the callback may use it until then).
     capture: Option<NonNull<Capture>>,
-    threadpool: Option<NonNull<sys::ggml_threadpool>>,
     model: Arc<Model>,
     n_batch: usize,
     // Batch buffers, reused between calls.
@@ -627,10 +623,9 @@ impl Context {
             }
             return Err(errors_since(mark, "llama_init_from_model failed"));
         };
-        let mut ctx = Context {
+        Ok(Context {
             ptr,
             capture,
-            threadpool: None,
             model,
             n_batch: p.n_batch as usize,
             tokens: Vec::new(),
@@ -639,21 +634,7 @@ impl Context {
             seq_zero: Vec::new(),
             seq_ptrs: Vec::new(),
             logits: Vec::new(),
-        };
-        if let Some(poll) = p.threadpool_poll {
-            // SAFETY: params are plain data; the pool is attached to this
-            // context only and freed in Drop after the context.
-            unsafe {
-                let mut tp = sys::ggml_threadpool_params_default(p.threads);
-                tp.poll = poll.min(100);
-                let pool = sys::ggml_threadpool_new(&mut tp);
-                if let Some(pool) = NonNull::new(pool) {
-                    sys::llama_attach_threadpool(ctx.ptr.as_ptr(), pool.as_ptr(), pool.as_ptr());
-                    ctx.threadpool = Some(pool);
-                }
-            }
-        }
-        Ok(ctx)
+        })
     }
 
     pub fn n_ctx(&self) -> u32 {
@@ -807,13 +788,10 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
-        // SAFETY: freed once, context first (it may reference the capture box
-        // and the threadpool), then what it referenced.
+        // SAFETY: freed once, context first (it may reference the capture
+        // box), then what it referenced.
         unsafe {
             sys::llama_free(self.ptr.as_ptr());
-            if let Some(pool) = self.threadpool {
-                sys::ggml_threadpool_free(pool.as_ptr());
-            }
             if let Some(c) = self.capture {
                 drop(Box::from_raw(c.as_ptr()));
             }

@@ -57,11 +57,6 @@ fn effective_n_batch(requested: u32, n_vocab: usize) -> u32 {
 /// (llama.cpp `llama_model_gemma3::load_arch_hparams`, `load_swa_pattern(ml, 6)`).
 const GEMMA3_DEFAULT_SWA_PATTERN: u64 = 6;
 
-/// Persistent ggml threadpool polling level (0-100) for each stage's context,
-/// or `None` for llama.cpp's default (a fresh pool per graph). See the bench
-/// numbers in the report: measured on the 2-core dev machine.
-const THREADPOOL_POLL: Option<u32> = None;
-
 /// Loads the rank-local GGUF at `model_path`, which holds `layers` of a model
 /// of `total_layers`, as one stage plus the tokenizer.
 // The return type is the interface the ring codes against, spelled out.
@@ -117,7 +112,6 @@ pub fn load(
         n_batch,
         threads,
         capture: (!is_last).then(|| format!("l_out-{}", n_local - 1)),
-        threadpool_poll: threadpool_poll(),
     };
     let ctx = Context::new(model.clone(), &params).map_err(|reason| EngineError::Context {
         path: path.clone(),
@@ -142,15 +136,6 @@ pub fn load(
         model,
     };
     Ok((Box::new(stage), Arc::new(tokenizer)))
-}
-
-/// `SKULK_THREADPOOL_POLL=N` overrides [`THREADPOOL_POLL`] (for the bench).
-fn threadpool_poll() -> Option<u32> {
-    match std::env::var("SKULK_THREADPOOL_POLL") {
-        Ok(v) if v == "none" => None,
-        Ok(v) => v.parse().ok().or(THREADPOOL_POLL),
-        Err(_) => THREADPOOL_POLL,
-    }
 }
 
 /// Checks the file before llama.cpp sees it: present, a GGUF, complete, an
