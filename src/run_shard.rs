@@ -297,13 +297,6 @@ fn check_model_size(spec: &RankSpec, path: &Path) -> Result<(), String> {
         })?;
         total += meta.len();
     }
-    if files.len() > 1 {
-        return Err(format!(
-            "model `{}` is split into {} files; the rank-local cut of split GGUFs is not supported yet\n\nhint: merge them with llama.cpp's `gguf-split --merge`",
-            path.display(),
-            files.len()
-        ));
-    }
     let expected = spec.model_card.storage_size.in_bytes;
     if expected > 0 && total != expected {
         return Err(format!(

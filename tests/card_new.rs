@@ -1,27 +1,14 @@
 //! `skulk card new --from-gguf`: the real binary on the real test models and
 //! on synthetic (split, broken) GGUF files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use skulk::card::ModelCard;
 use skulk::gguf::{Array, GgmlType, GgufBuilder, Value};
 
-fn model(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let path = dir.join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: test model {} is absent; run scripts/fetch-test-models",
-            path.display()
-        );
-        None
-    }
-}
+mod models;
+use models::model;
 
 fn skulk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_skulk"))

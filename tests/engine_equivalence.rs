@@ -9,7 +9,7 @@
 
 #![cfg(feature = "engine")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use skulk::engine::{
@@ -18,31 +18,11 @@ use skulk::engine::{
 };
 use skulk::gguf::slice_layers;
 
-const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const SMOLLM2_LAYERS: u32 = 30;
-const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
-const GEMMA3_LAYERS: u32 = 18;
+mod models;
+use models::{model, GEMMA3, GEMMA3_LAYERS, SMOLLM2, SMOLLM2_LAYERS};
+
 /// Tokens generated per configuration (the equivalence length).
 const N_GENERATE: usize = 64;
-
-fn model(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let path = dir.join(name);
-    if path.is_file() {
-        return Some(path);
-    }
-    let msg = format!(
-        "test model {} is absent; run scripts/fetch-test-models",
-        path.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
 
 /// One compute thread per stage: the test harness runs tests in parallel, and
 /// ggml's worker threads spin at barriers, so more threads than cores slows

@@ -5,30 +5,16 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use skulk::gguf::{
-    slice_layers, Array, GgufHeader, Value, KEY_SLICE_END, KEY_SLICE_START, KEY_SLICE_TOTAL,
+    slice_layers, Array, GgufError, GgufHeader, Value, KEY_SLICE_END, KEY_SLICE_START,
+    KEY_SLICE_TOTAL,
 };
 
-const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+mod models;
 
-fn model(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let path = dir.join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: test model {} is absent; run scripts/fetch-test-models",
-            path.display()
-        );
-        None
-    }
-}
+use models::{model, split_like_gguf_split, GEMMA3, SMOLLM2};
 
 fn tensor_data(path: &Path, h: &GgufHeader, name: &str) -> Vec<u8> {
     let t = h
@@ -199,4 +185,50 @@ fn gemma3_slice_keeps_the_global_sliding_window_pattern() {
         h.get("gemma3.attention.sliding_window_pattern"),
         Some(&Value::Array(Array::Bool(expected)))
     );
+}
+
+/// A model split by `gguf-split` is cut from its first file into the same
+/// bytes as the unsplit model (no `split.*` keys left in the cut).
+#[test]
+fn a_split_model_cuts_into_the_same_files_as_the_whole_one() {
+    let Some(path) = model(SMOLLM2) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = split_like_gguf_split(&path, dir.path(), 3);
+    assert!(first.ends_with("SmolLM2-135M-Instruct.Q4_1-00001-of-00003.gguf"));
+    for (start, end) in [(0, 10), (10, 20), (20, 30), (0, 30)] {
+        let from_split = dir.path().join(format!("split-{start}-{end}.gguf"));
+        let from_whole = dir.path().join(format!("whole-{start}-{end}.gguf"));
+        let a = slice_layers(&first, &from_split, start, end).unwrap();
+        let b = slice_layers(&path, &from_whole, start, end).unwrap();
+        assert_eq!(a, b);
+        let (a, b) = (
+            std::fs::read(&from_split).unwrap(),
+            std::fs::read(&from_whole).unwrap(),
+        );
+        assert!(a == b, "layers {start}..{end}: the cuts differ");
+        let h = GgufHeader::read(&from_split).unwrap();
+        assert!(h.metadata.iter().all(|(k, _)| !k.starts_with("split.")));
+    }
+}
+
+#[test]
+fn a_split_model_with_a_missing_part_is_an_error_naming_it() {
+    let Some(path) = model(SMOLLM2) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let first = split_like_gguf_split(&path, dir.path(), 2);
+    let second = dir
+        .path()
+        .join("SmolLM2-135M-Instruct.Q4_1-00002-of-00002.gguf");
+    std::fs::remove_file(&second).unwrap();
+    let err = slice_layers(&first, &dir.path().join("cut.gguf"), 0, 10).unwrap_err();
+    assert!(matches!(err, GgufError::Split { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&second.display().to_string()), "{msg}");
+    assert!(msg.contains("is missing"), "{msg}");
+    assert!(!dir.path().join("cut.gguf").exists());
+    // The second part alone is not a model to cut.
+    let first_again = split_like_gguf_split(&path, dir.path(), 2);
+    let err = slice_layers(&second, &dir.path().join("cut.gguf"), 0, 10).unwrap_err();
+    assert!(err.to_string().contains("not the first part"), "{err}");
+    assert!(first_again.is_file());
 }

@@ -7,10 +7,11 @@
 
 #![cfg(feature = "engine")]
 
+mod models;
 mod support;
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,27 +19,7 @@ use skulk::engine::EngineOptions;
 use skulk::shard::{rank_local_gguf, Loaded, Loader, ShardError};
 use support::*;
 
-const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
-
-fn model(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let path = dir.join(name);
-    if path.is_file() {
-        return Some(path);
-    }
-    let msg = format!(
-        "test model {} is absent; run scripts/fetch-test-models",
-        path.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
+use models::{model, GEMMA3, SMOLLM2};
 
 fn splits(counts: &[u32]) -> Vec<std::ops::Range<u32>> {
     let mut start = 0;

@@ -9,6 +9,7 @@
 
 #![cfg(feature = "engine")]
 
+mod models;
 mod support;
 
 use std::io::{BufRead, Read};
@@ -26,24 +27,7 @@ const RING_PORT: u16 = 47000;
 const API_PORT: u16 = 47001;
 
 fn test_model() -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let path = dir.join(MODEL_FILE);
-    if path.is_file() {
-        Some(path)
-    } else if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing: run scripts/fetch-test-models",
-            path.display()
-        );
-    } else {
-        eprintln!(
-            "skipping: {} is missing (scripts/fetch-test-models)",
-            path.display()
-        );
-        None
-    }
+    models::model(MODEL_FILE)
 }
 
 fn skulk() -> Command {
@@ -55,6 +39,8 @@ fn skulk() -> Command {
 struct Setup {
     dir: tempfile::TempDir,
     net: u8,
+    /// The card `skulk plan` reads.
+    card: PathBuf,
 }
 
 impl Setup {
@@ -63,7 +49,35 @@ impl Setup {
         let models = dir.path().join("models").join(MODEL_DIR_NAME);
         std::fs::create_dir_all(&models).unwrap();
         std::os::unix::fs::symlink(model, models.join(MODEL_FILE)).unwrap();
-        Setup { dir, net }
+        let card = Path::new(env!("CARGO_MANIFEST_DIR")).join(CARD);
+        Setup { dir, net, card }
+    }
+
+    /// The model split into `parts` files as `gguf-split` writes them, and a
+    /// card naming the first (`storageSize` their total).
+    fn split(net: u8, model: &Path, parts: usize) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models").join(MODEL_DIR_NAME);
+        std::fs::create_dir_all(&models).unwrap();
+        let first = models::split_like_gguf_split(model, &models, parts);
+        let total: u64 = std::fs::read_dir(&models)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        let card = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(CARD))
+            .unwrap()
+            .replace(
+                &format!("ggufFile: {MODEL_FILE}"),
+                &format!("ggufFile: {}", first.file_name().unwrap().to_string_lossy()),
+            )
+            .replace("inBytes: 98362432", &format!("inBytes: {total}"));
+        let card_path = dir.path().join("split-card.yaml");
+        std::fs::write(&card_path, card).unwrap();
+        Setup {
+            dir,
+            net,
+            card: card_path,
+        }
     }
 
     fn addr(&self, host: u32) -> Ipv4Addr {
@@ -94,7 +108,9 @@ impl Setup {
         let plan = self.dir.path().join(format!("{name}.json"));
         let out = skulk()
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["plan", "--card", CARD, "--inventory"])
+            .args(["plan", "--card"])
+            .arg(&self.card)
+            .arg("--inventory")
             .arg(&inventory_path)
             .args(["--nodes", &nodes.join(",")])
             .args(["--port", &RING_PORT.to_string()])
@@ -413,4 +429,26 @@ print("OK", repr(full))
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK"));
+}
+
+/// A model split by `gguf-split`: one rank loads it whole (llama.cpp reads
+/// the parts), two ranks cut their layers from the parts; the answers match
+/// the unsplit model's.
+#[test]
+fn a_split_model_runs_whole_and_cut() {
+    let Some(model) = test_model() else { return };
+    let prompt = "Name three colours of the rainbow.";
+    let answer = |setup: &Setup, name: &str, ranks: u32| {
+        let plan = setup.plan(name, ranks, &[]);
+        let mut children = setup.start_all(&plan, ranks);
+        setup.wait_healthy(&mut children);
+        let text = chat(setup.api(), prompt, 24);
+        kill_all(&mut children);
+        text
+    };
+    let whole = answer(&Setup::new(68, &model), "whole", 1);
+    let split = Setup::split(69, &model, 3);
+    assert_eq!(answer(&split, "one", 1), whole);
+    assert_eq!(answer(&split, "two", 2), whole);
+    assert!(!whole.is_empty());
 }

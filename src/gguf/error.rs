@@ -63,4 +63,7 @@ pub enum GgufError {
         end: u64,
         total: u64,
     },
+
+    #[error("`{path}`: split model part {what}\n\nhint: a model split by llama.cpp's `gguf-split` is read from its first file, `NAME-00001-of-NNNNN.gguf`, with every part beside it")]
+    Split { path: PathBuf, what: String },
 }

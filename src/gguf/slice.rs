@@ -21,6 +21,11 @@
 //! 27B's attention scale, EXAONE 4's 64-layer sliding window) and other
 //! index-periodic settings (e.g. Llama 4's MoE interleave and no-RoPE steps).
 //!
+//! A model split by llama.cpp's `gguf-split` (`NAME-00001-of-NNNNN.gguf`,
+//! `split.*` metadata) is cut from its first file: tensors are read from
+//! whichever part holds them, and the cut is one ordinary file (no `split.*`
+//! keys).
+//!
 //! Invariants: peak memory is the header plus one fixed copy buffer,
 //! independent of the model's size; the destination appears only complete
 //! (written to a temporary file in its directory, synced, renamed), and the
@@ -308,24 +313,107 @@ impl Drop for TempFile {
     }
 }
 
+/// `gguf-split`'s metadata keys (llama.cpp `LLM_KV_SPLIT_*`).
+const SPLIT_NO: &str = "split.no";
+const SPLIT_COUNT: &str = "split.count";
+const SPLIT_PREFIX: &str = "split.";
+
+/// The files of the model whose first (or only) file is `first`, with their
+/// headers. One file unless its header says `split.count > 1`; then the
+/// parts are named as `gguf-split` names them and must all be there, each
+/// with its own `split.no`.
+fn model_parts(first: &Path) -> Result<Vec<(PathBuf, GgufHeader)>, GgufError> {
+    let header = GgufHeader::read(first)?;
+    let count = header.get_u64(SPLIT_COUNT)?.unwrap_or(1);
+    if count <= 1 {
+        return Ok(vec![(first.to_path_buf(), header)]);
+    }
+    let split_err = |what: String| GgufError::Split {
+        path: first.to_path_buf(),
+        what,
+    };
+    if header.get_u64(SPLIT_NO)?.unwrap_or(0) != 0 {
+        return Err(split_err(
+            "is not the first part (`split.no` is not 0)".into(),
+        ));
+    }
+    let name = first
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix = format!("-00001-of-{count:05}.gguf");
+    let Some(stem) = name.strip_suffix(&suffix) else {
+        return Err(split_err(format!(
+            "has `split.count = {count}` but its name does not end in `{suffix}`"
+        )));
+    };
+    let mut parts = vec![(first.to_path_buf(), header)];
+    for i in 2..=count {
+        let path = first.with_file_name(format!("{stem}-{i:05}-of-{count:05}.gguf"));
+        if !path.is_file() {
+            return Err(split_err(format!("`{}` is missing", path.display())));
+        }
+        let h = GgufHeader::read(&path)?;
+        if h.get_u64(SPLIT_NO)? != Some(i - 1) {
+            return Err(split_err(format!(
+                "`{}` does not say `split.no = {}`",
+                path.display(),
+                i - 1
+            )));
+        }
+        parts.push((path, h));
+    }
+    Ok(parts)
+}
+
+/// One header for all parts: the first part's metadata without `split.*`,
+/// every part's tensors, offsets shifted by `bases[i]` (the sum of the
+/// earlier parts' data sections), so [`plan_slice`] sees one data section.
+fn merged_header(parts: &[(PathBuf, GgufHeader)]) -> (GgufHeader, Vec<u64>) {
+    let mut merged = parts[0].1.clone();
+    if parts.len() == 1 {
+        return (merged, vec![0]);
+    }
+    merged
+        .metadata
+        .retain(|(k, _)| !k.starts_with(SPLIT_PREFIX));
+    merged.tensors.clear();
+    let mut bases = Vec::with_capacity(parts.len());
+    let mut base = 0u64;
+    for (_, h) in parts {
+        bases.push(base);
+        merged.tensors.extend(h.tensors.iter().map(|t| TensorInfo {
+            offset: t.offset + base,
+            ..t.clone()
+        }));
+        base += h.file_len - h.data_offset;
+    }
+    (merged, bases)
+}
+
 /// Write the GGUF holding layers `[start, end)` of `src` to `dst` (see the
-/// module documentation for what it contains).
+/// module documentation for what it contains). `src` is the model's only
+/// file or, for a split model, its first.
 pub fn slice_layers(
     src: &Path,
     dst: &Path,
     start: u32,
     end: u32,
 ) -> Result<SliceReport, GgufError> {
-    let header = GgufHeader::read(src)?;
+    let parts = model_parts(src)?;
+    let (header, bases) = merged_header(&parts);
     let plan = plan_slice(&header, start, end)?;
     let alignment = alignment_of(&plan.metadata);
 
-    let src_err = |op, error| GgufError::Io {
-        op,
-        path: src.to_path_buf(),
-        error,
-    };
-    let mut input = File::open(src).map_err(|e| src_err("open", e))?;
+    let mut inputs = Vec::with_capacity(parts.len());
+    for (path, _) in &parts {
+        let file = File::open(path).map_err(|error| GgufError::Io {
+            op: "open",
+            path: path.clone(),
+            error,
+        })?;
+        inputs.push(file);
+    }
     let tmp = TempFile::create(dst)?;
     let dst_err = |error| GgufError::Io {
         op: "write",
@@ -341,8 +429,17 @@ pub fn slice_layers(
     for (t, &src_offset) in plan.tensors.iter().zip(&plan.source_offsets) {
         debug_assert_eq!(pos, t.offset);
         let mut left = t.n_bytes().expect("plan_slice checked the types");
+        // The part holding this tensor: the last whose base is not past it.
+        let i = bases.partition_point(|&b| b <= src_offset) - 1;
+        let (path, part) = &parts[i];
+        let input = &mut inputs[i];
+        let src_err = |op, error| GgufError::Io {
+            op,
+            path: path.clone(),
+            error,
+        };
         input
-            .seek(SeekFrom::Start(header.data_offset + src_offset))
+            .seek(SeekFrom::Start(part.data_offset + src_offset - bases[i]))
             .map_err(|e| src_err("seek in", e))?;
         while left > 0 {
             let chunk = &mut buf[..left.min(COPY_BUFFER_BYTES as u64) as usize];

