@@ -129,10 +129,15 @@ impl Setup {
     }
 
     fn start(&self, plan: &Path, rank: u32, secret: &str) -> Child {
+        self.start_with(plan, rank, secret, &[])
+    }
+
+    fn start_with(&self, plan: &Path, rank: u32, secret: &str, extra: &[&str]) -> Child {
         skulk()
             .args(["run-shard", "--plan"])
             .arg(plan)
             .args(["--rank", &rank.to_string(), "--formation-timeout", "20"])
+            .args(extra)
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
             .env("SKULK_RING_SECRET", secret)
@@ -451,4 +456,22 @@ fn a_split_model_runs_whole_and_cut() {
     assert_eq!(answer(&split, "one", 1), whole);
     assert_eq!(answer(&split, "two", 2), whole);
     assert!(!whole.is_empty());
+}
+
+/// A binary without a GPU backend asked to offload (here by `--gpu-layers`)
+/// says so and serves from the CPU.
+#[test]
+fn a_cpu_build_asked_to_offload_says_so_and_runs_on_the_cpu() {
+    if cfg!(any(feature = "cuda", feature = "metal", feature = "vulkan")) {
+        return;
+    }
+    let Some(model) = test_model() else { return };
+    let setup = Setup::new(70, &model);
+    let plan = setup.plan("gpu", 1, &[]);
+    let mut ranks = vec![setup.start_with(&plan, 0, "test-secret", &["--gpu-layers", "all"])];
+    setup.wait_healthy(&mut ranks);
+    assert!(!chat(setup.api(), "Hi", 4).is_empty());
+    kill_all(&mut ranks);
+    let err = stderr_of(&mut ranks[0]);
+    assert!(err.contains("built without a GPU backend"), "stderr: {err}");
 }
