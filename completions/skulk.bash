@@ -733,7 +733,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__run__subcmd__shard)
-            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --formation-timeout --cache-dir --help --version"
+            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --formation-timeout --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -761,6 +761,14 @@ _skulk() {
                     ;;
                 --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gpu-layers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wire)
+                    COMPREPLY=($(compgen -W "f32 f16" -- "${cur}"))
                     return 0
                     ;;
                 --formation-timeout)

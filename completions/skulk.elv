@@ -121,6 +121,8 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --secret-file 'File holding the ring secret (else read from SKULK_RING_SECRET or stdin)'
             cand --api-key-file 'File holding the API bearer token (else SKULK_API_KEY; rank 0 only)'
             cand --threads 'Compute threads (default: the plan''s, else the host''s cores)'
+            cand --gpu-layers 'Layers to offload to the GPU, a count or `all` (default: the plan''s)'
+            cand --wire 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either'
             cand --formation-timeout 'Seconds to wait for the ring to form'
             cand --cache-dir 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)'
             cand -h 'Print help'

@@ -100,6 +100,9 @@ complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l rank -d 'This 
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l secret-file -d 'File holding the ring secret (else read from SKULK_RING_SECRET or stdin)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l api-key-file -d 'File holding the API bearer token (else SKULK_API_KEY; rank 0 only)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l threads -d 'Compute threads (default: the plan\'s, else the host\'s cores)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l gpu-layers -d 'Layers to offload to the GPU, a count or `all` (default: the plan\'s)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l wire -d 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either' -r -f -a "f32\t''
+f16\t''"
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-timeout -d 'Seconds to wait for the ring to form' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s h -l help -d 'Print help'

@@ -132,6 +132,8 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'File holding the ring secret (else read from SKULK_RING_SECRET or stdin)')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'File holding the API bearer token (else SKULK_API_KEY; rank 0 only)')
             [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Compute threads (default: the plan''s, else the host''s cores)')
+            [CompletionResult]::new('--gpu-layers', '--gpu-layers', [CompletionResultType]::ParameterName, 'Layers to offload to the GPU, a count or `all` (default: the plan''s)')
+            [CompletionResult]::new('--wire', '--wire', [CompletionResultType]::ParameterName, 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either')
             [CompletionResult]::new('--formation-timeout', '--formation-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form')
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

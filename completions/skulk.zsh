@@ -134,6 +134,8 @@ _arguments "${_arguments_options[@]}" : \
 '--secret-file=[File holding the ring secret (else read from SKULK_RING_SECRET or stdin)]:FILE:_files' \
 '--api-key-file=[File holding the API bearer token (else SKULK_API_KEY; rank 0 only)]:FILE:_files' \
 '--threads=[Compute threads (default\: the plan'\''s, else the host'\''s cores)]:N:_default' \
+'--gpu-layers=[Layers to offload to the GPU, a count or \`all\` (default\: the plan'\''s)]:N|all:_default' \
+'--wire=[Number format of the hidden rows this rank sends\: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either]:WIRE:(f32 f16)' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
 '--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
 '-h[Print help]' \
