@@ -3,7 +3,7 @@
 //! process (no network: this measures what the cut itself costs).
 //!
 //! ```text
-//! cargo run --release --example engine_bench -- [MODEL.gguf] [--threads N] [--gpu-layers N] [--runs N] [--splits 30,15/15,10/10/10]
+//! cargo run --release --example engine_bench -- [MODEL.gguf] [--threads N] [--gpu-layers N] [--prompt-tokens N] [--runs N] [--splits 30,15/15,10/10/10]
 //! ```
 //! Prints a table: prefill tok/s for a 512-token prompt, decode tok/s for 64
 //! greedy tokens, the ratio against one stage, and decode time per stage.
@@ -49,6 +49,7 @@ mod bench {
         let mut model = None;
         let mut threads = 2u32;
         let mut gpu_layers = 0u32;
+        let mut prompt_tokens = PROMPT_TOKENS;
         let mut runs = 3usize;
         let mut splits: Option<String> = None;
         let mut n_batch = PROMPT_TOKENS as u32;
@@ -63,6 +64,9 @@ mod bench {
                 "--n-batch" => n_batch = args.next().context("--n-batch N")?.parse()?,
                 "--threads" => threads = args.next().context("--threads N")?.parse()?,
                 "--gpu-layers" => gpu_layers = args.next().context("--gpu-layers N")?.parse()?,
+                "--prompt-tokens" => {
+                    prompt_tokens = args.next().context("--prompt-tokens N")?.parse()?
+                }
                 "--runs" => runs = args.next().context("--runs N")?.parse()?,
                 "--splits" => splits = Some(args.next().context("--splits A/B,C/D/E")?),
                 _ if a.starts_with("--") => bail!("unknown flag `{a}`"),
@@ -95,7 +99,7 @@ mod bench {
         let opts = EngineOptions {
             threads,
             gpu_layers,
-            n_ctx: (PROMPT_TOKENS + DECODE_TOKENS + 16) as u32,
+            n_ctx: (prompt_tokens + DECODE_TOKENS + 16) as u32,
             n_batch,
         };
         if let Some((start, end)) = rss {
@@ -137,7 +141,7 @@ mod bench {
             let text =
                 "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(64);
             let mut prompt = tok.tokenize(&text, true)?;
-            prompt.truncate(PROMPT_TOKENS);
+            prompt.truncate(prompt_tokens.max(1));
             let mut best: Option<Run> = None;
             for _ in 0..runs {
                 let r = run(&mut stages, &prompt)?;
