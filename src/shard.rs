@@ -567,6 +567,7 @@ impl Rank {
             sup: sup_tx.clone(),
             shared: shared.clone(),
             out: None,
+            cached: Vec::new(),
         };
         std::thread::Builder::new()
             .name(format!("skulk-rank{rank}-engine"))
@@ -827,6 +828,14 @@ struct EngineThread {
     sup: mpsc::UnboundedSender<Supervise>,
     shared: Arc<Shared>,
     out: Option<RingSender>,
+    /// Rank 0: the tokens whose keys and values every rank's cache holds, at
+    /// positions `0..cached.len()` (what was run through the ring, in order).
+    cached: Vec<i32>,
+}
+
+/// Length of the longest common prefix of `a` and `b`.
+fn common_prefix(a: &[i32], b: &[i32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl EngineThread {
@@ -1041,6 +1050,14 @@ impl EngineThread {
         let g = &job.generation;
         let local = self.world == 1;
         let mut sampler = Sampler::new(&g.params);
+        // Keep the longest prefix of this prompt that every rank's cache
+        // already holds (a conversation's earlier turns); at least the last
+        // prompt token runs again, for its logits.
+        let keep = if stage.reuses_prefixes() {
+            common_prefix(&self.cached, &g.prompt).min(g.prompt.len().saturating_sub(1))
+        } else {
+            0
+        };
         if !local {
             self.send(Frame::Start {
                 seq,
@@ -1048,18 +1065,23 @@ impl EngineThread {
             });
             self.send(Frame::Kv {
                 seq,
-                op: KvOp::Truncate { from: 0 },
+                op: KvOp::Truncate { from: keep as u32 },
             });
         }
-        stage.truncate_kv(0).map_err(|e| self.engine_err(e))?;
+        self.cached.clear();
+        stage
+            .truncate_kv(keep as u32)
+            .map_err(|e| self.engine_err(e))?;
+        self.cached.extend_from_slice(&g.prompt[..keep]);
 
-        // Prefill in chunks; the ring works on one chunk while rank 0
-        // computes the next.
+        // Prefill the rest in chunks; the ring works on one chunk while
+        // rank 0 computes the next.
         let n_prompt = g.prompt.len() as u32;
-        let chunks = g.prompt.len().div_ceil(self.chunk);
-        let mut pos = 0u32;
+        let rest = &g.prompt[keep..];
+        let chunks = rest.len().div_ceil(self.chunk);
+        let mut pos = keep as u32;
         let mut token = None;
-        for (i, chunk) in g.prompt.chunks(self.chunk).enumerate() {
+        for (i, chunk) in rest.chunks(self.chunk).enumerate() {
             if job.events.is_closed() {
                 self.send(Frame::Cancel { seq });
                 return Ok(());
@@ -1067,6 +1089,7 @@ impl EngineThread {
             let out = stage
                 .forward(StageInput::Tokens(chunk), pos)
                 .map_err(|e| self.engine_err(e))?;
+            self.cached.extend_from_slice(chunk);
             token = self.pass_on(out, seq, pos, chunk.len(), i + 1 == chunks, &mut sampler)?;
             pos += chunk.len() as u32;
         }
@@ -1108,6 +1131,7 @@ impl EngineThread {
             let out = stage
                 .forward(StageInput::Tokens(&[t]), pos)
                 .map_err(|e| self.engine_err(e))?;
+            self.cached.push(t);
             token = self.pass_on(out, seq, pos, 1, true, &mut sampler)?;
             pos += 1;
         };

@@ -41,8 +41,8 @@ fn one_to_four_ranks_give_the_same_text_as_one_process() {
     for (i, split) in splits.iter().enumerate() {
         let ring = Ring::start(21 + i as u8, split, |_| {}, |_| ToyRank::default());
         ring.wait_ready();
-        // Greedy; then a second request on the same ring (the KV cache is
-        // cleared on every rank in between); then seeded sampling.
+        // Greedy; then the same request again on the same ring (every rank
+        // keeps the cached prompt but its last token); then seeded sampling.
         let (greedy, j) = completion(&ring, "the quick brown fox", json!({}));
         let (again, _) = completion(&ring, "the quick brown fox", json!({}));
         let (other, _) = completion(&ring, "jumps over", json!({}));
@@ -472,4 +472,61 @@ fn a_rank_with_another_secret_is_refused_and_the_ring_never_serves() {
     for e in [&e0, &e1] {
         assert!(e.contains("authentication failed"), "{e}");
     }
+}
+
+/// The next turn of a conversation (a prompt that extends an earlier prompt
+/// and its answer) reuses the cached prefix on every rank: fewer forward
+/// passes, and the same text as a fresh ring that computes everything.
+#[test]
+fn a_follow_up_prompt_reuses_the_cached_prefix_on_every_rank() {
+    let split: &[std::ops::Range<u32>] = &[0..4, 4..8, 8..12];
+    let first = "the quick brown fox";
+    let fresh = Ring::start(41, split, |_| {}, |_| ToyRank::default());
+    fresh.wait_ready();
+    let (answer, _) = completion(&fresh, first, json!({"max_tokens": 8}));
+    let follow_up = format!("{first}{answer} and then");
+    let (expected, _) = {
+        let again = Ring::start(42, split, |_| {}, |_| ToyRank::default());
+        again.wait_ready();
+        let r = completion(&again, &follow_up, json!({}));
+        again.stop();
+        r
+    };
+
+    let forwards: Vec<_> = (0..3).map(|_| ToyRank::default().forwards).collect();
+    let counters = forwards.clone();
+    let ring = Ring::start(
+        43,
+        split,
+        |_| {},
+        move |r| ToyRank {
+            forwards: counters[r as usize].clone(),
+            ..ToyRank::default()
+        },
+    );
+    ring.wait_ready();
+    let (got_answer, _) = completion(&ring, first, json!({"max_tokens": 8}));
+    assert_eq!(got_answer, answer);
+    let before: Vec<usize> = forwards.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+    let (got, j) = completion(&ring, &follow_up, json!({}));
+    let spent: Vec<usize> = forwards
+        .iter()
+        .zip(&before)
+        .map(|(f, b)| f.load(Ordering::SeqCst) - b)
+        .collect();
+    assert_eq!(got, expected);
+    // Prompt tokens are still counted whole.
+    assert_eq!(j["usage"]["prompt_tokens"], follow_up.len() as u64, "{j}");
+    // Only " and then" (9 tokens, chunks of 4) is prefilled again; the rest
+    // of the forward passes are one per generated token.
+    let generated = j["usage"]["completion_tokens"].as_u64().unwrap() as usize;
+    for (rank, n) in spent.iter().enumerate() {
+        assert_eq!(
+            *n,
+            9usize.div_ceil(4) + generated - 1,
+            "rank {rank}: {spent:?}"
+        );
+    }
+    ring.stop();
+    fresh.stop();
 }

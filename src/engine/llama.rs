@@ -328,6 +328,10 @@ impl Stage for LlamaStage {
         self.is_last
     }
 
+    fn reuses_prefixes(&self) -> bool {
+        self.n_swa == 0
+    }
+
     fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError> {
         let n_tokens = match input {
             StageInput::Tokens(t) if self.is_first => t.len(),

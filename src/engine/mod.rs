@@ -63,6 +63,10 @@ pub trait Stage: Send {
     fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError>;
     /// Drop KV entries at positions >= `from` (0 clears the cache).
     fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError>;
+    /// Whether [`Stage::truncate_kv`] at any position keeps a prefix that
+    /// later tokens can attend to exactly as if it had just been computed
+    /// (false for sliding-window caches, which forget old positions).
+    fn reuses_prefixes(&self) -> bool;
 }
 
 /// Text <-> tokens; available on every rank (rank-local GGUFs keep the

@@ -207,6 +207,9 @@ impl Stage for ToyStage {
         }
         Ok(())
     }
+    fn reuses_prefixes(&self) -> bool {
+        true
+    }
 }
 
 /// One token per byte; `EOG` ends generation.
