@@ -182,13 +182,13 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
     };
 
     let model_path = model_file(&spec).map_err(host_err)?;
-    check_model_size(&spec, &model_path).map_err(host_err)?;
+    let model_files = check_model_size(&spec, &model_path).map_err(host_err)?;
     let layers = spec.start_layer..spec.end_layer;
     let cache_dir = match &settings.cache_dir {
         Some(dir) => dir.clone(),
         None => home_dir().map_err(host_err)?.join(".cache/skulk/shards"),
     };
-    let key = model_fingerprint(&model_path).map_err(host_err)?;
+    let key = model_fingerprint(&model_files).map_err(host_err)?;
     let local =
         shard::rank_local_gguf(&model_path, &key, layers.clone(), spec.n_layers, &cache_dir)
             .map_err(|e| host_err(format!("cannot cut the rank-local model: {e}")))?;
@@ -275,8 +275,9 @@ fn model_file(spec: &RankSpec) -> Result<PathBuf, String> {
     Ok(dir.join(&spec.normalized_model_id).join(file))
 }
 
-/// The model file (or its whole shard group) must exist with the card's size.
-fn check_model_size(spec: &RankSpec, path: &Path) -> Result<(), String> {
+/// The model file (or its whole shard group) must exist with the card's
+/// size. Returns the files (the parts of a split model, in order).
+fn check_model_size(spec: &RankSpec, path: &Path) -> Result<Vec<PathBuf>, String> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -304,25 +305,28 @@ fn check_model_size(spec: &RankSpec, path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    Ok(())
+    Ok(files)
 }
 
-/// A cheap, content-derived key for the shard cache: sha256 over the file
-/// size and its first and last MiB. A changed model changes its header or
-/// its size; hashing gigabytes at every start would not be cheap.
-fn model_fingerprint(path: &Path) -> Result<String, String> {
-    let fail = |e: std::io::Error| format!("cannot read model file `{}`: {e}", path.display());
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    let len = file.metadata().map_err(fail)?.len();
+/// A cheap, content-derived key for the shard cache: sha256 over each
+/// file's size and its first and last MiB (every part of a split model). A
+/// changed model changes its header or its size; hashing gigabytes at every
+/// start would not be cheap.
+fn model_fingerprint(files: &[PathBuf]) -> Result<String, String> {
     let mut hasher = Sha256::new();
-    hasher.update(len.to_le_bytes());
-    let mut buf = vec![0u8; FINGERPRINT_WINDOW.min(len) as usize];
-    file.read_exact(&mut buf).map_err(fail)?;
-    hasher.update(&buf);
-    file.seek(SeekFrom::Start(len - buf.len() as u64))
-        .map_err(fail)?;
-    file.read_exact(&mut buf).map_err(fail)?;
-    hasher.update(&buf);
+    for path in files {
+        let fail = |e: std::io::Error| format!("cannot read model file `{}`: {e}", path.display());
+        let mut file = std::fs::File::open(path).map_err(fail)?;
+        let len = file.metadata().map_err(fail)?.len();
+        hasher.update(len.to_le_bytes());
+        let mut buf = vec![0u8; FINGERPRINT_WINDOW.min(len) as usize];
+        file.read_exact(&mut buf).map_err(fail)?;
+        hasher.update(&buf);
+        file.seek(SeekFrom::Start(len - buf.len() as u64))
+            .map_err(fail)?;
+        file.read_exact(&mut buf).map_err(fail)?;
+        hasher.update(&buf);
+    }
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -416,13 +420,23 @@ mod tests {
     fn fingerprint_changes_with_content_and_size() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.gguf");
+        let key = |files: &[&PathBuf]| {
+            model_fingerprint(&files.iter().map(|p| p.to_path_buf()).collect::<Vec<_>>()).unwrap()
+        };
         std::fs::write(&a, b"GGUF one").unwrap();
-        let first = model_fingerprint(&a).unwrap();
-        assert_eq!(first, model_fingerprint(&a).unwrap());
+        let first = key(&[&a]);
+        assert_eq!(first, key(&[&a]));
         std::fs::write(&a, b"GGUF two").unwrap();
-        assert_ne!(first, model_fingerprint(&a).unwrap());
+        assert_ne!(first, key(&[&a]));
         std::fs::write(&a, b"GGUF one!").unwrap();
-        assert_ne!(first, model_fingerprint(&a).unwrap());
+        assert_ne!(first, key(&[&a]));
+        // A split model: a change in a later part changes the key.
+        let b = dir.path().join("b.gguf");
+        std::fs::write(&b, b"part two").unwrap();
+        let split = key(&[&a, &b]);
+        assert_ne!(split, key(&[&a]));
+        std::fs::write(&b, b"part 2").unwrap();
+        assert_ne!(split, key(&[&a, &b]));
     }
 
     #[test]

@@ -283,8 +283,7 @@ pub fn rank_local_gguf(
         .filter(|c| c.is_ascii_alphanumeric())
         .take(16)
         .collect();
-    let name = format!("{stem}.{key}.layers-{}-{}.gguf", layers.start, layers.end);
-    let path = cache_dir.join(name);
+    let path = cache_dir.join(shard_file_name(&stem, &key, &layers));
     if path.is_file() {
         return Ok(path);
     }
@@ -302,6 +301,14 @@ pub fn rank_local_gguf(
     crate::gguf::slice_layers(model, &tmp, layers.start, layers.end)?;
     std::fs::rename(&tmp, &path).map_err(|e| io("rename into", e))?;
     Ok(path)
+}
+
+/// The shard cache's name for layers `layers` cut from the model file whose
+/// name without `.gguf` is `stem`, with content key `key`:
+/// `<stem>.<key>.layers-<start>-<end>.gguf`. `down --purge` matches it with
+/// `key` = `*`.
+pub fn shard_file_name(stem: &str, key: &str, layers: &Range<u32>) -> String {
+    format!("{stem}.{key}.layers-{}-{}.gguf", layers.start, layers.end)
 }
 
 /// Run this rank with the llama.cpp engine until the ring stops (`Ok`) or

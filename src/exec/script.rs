@@ -296,21 +296,24 @@ pub fn clean(layout: &RunLayout, purge: Option<&ShardSlice>) -> Action {
         layout.dir.sh()
     );
     if let Some(slice) = purge {
+        // The stem quoted, the key a glob.
+        let pattern = crate::shard::shard_file_name(
+            &shell_quote(&slice.stem),
+            "*",
+            &(slice.start..slice.end),
+        );
         s.push_str(&format!(
-            "rm -f {}/{}.*.layers-{}-{}.gguf\n",
+            "rm -f {}/{pattern}\n",
             RunLayout::shard_cache().sh(),
-            shell_quote(&slice.stem),
-            slice.start,
-            slice.end
         ));
     }
     Action::run("clean up", s)
 }
 
 /// The rank-local GGUFs `run-shard` cuts for one layer range live in the
-/// shard cache as `<model file stem>.<model key>.layers-<s>-<e>.gguf`
-/// (`shard::rank_local_gguf`); the key is the model's, not known here, so
-/// `down --purge` removes every key's slice of this range.
+/// shard cache under [`crate::shard::shard_file_name`]; the key is the
+/// model's, not known here, so `down --purge` removes every key's slice of
+/// this range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardSlice {
     pub stem: String,
@@ -872,7 +875,13 @@ mod tests {
         let rank = &d.ranks[1];
         let cache = std::path::PathBuf::from(RunLayout::shard_cache().resolve(h));
         std::fs::create_dir_all(&cache).unwrap();
-        let ours = cache.join("model.Q4_1.0123abcd.layers-10-20.gguf");
+        // Named as run-shard names its cuts.
+        let ours = cache.join(crate::shard::shard_file_name(
+            "model.Q4_1",
+            "0123abcd",
+            &(10..20),
+        ));
+        assert!(ours.ends_with("model.Q4_1.0123abcd.layers-10-20.gguf"));
         let other_range = cache.join("model.Q4_1.0123abcd.layers-0-10.gguf");
         let other_model = cache.join("other.0123abcd.layers-10-20.gguf");
         for f in [&ours, &other_range, &other_model] {
