@@ -298,6 +298,18 @@ mod tests {
         None
     }
 
+    /// Hosts in inventory order with these usable GiB, all with `tags`.
+    fn same_backends<'a>(gib: &[u128], tags: &'a BTreeSet<String>) -> Vec<Candidate<'a>> {
+        gib.iter()
+            .enumerate()
+            .map(|(i, g)| Candidate {
+                position: i,
+                usable4: 4 * g * GIB,
+                backends: tags,
+            })
+            .collect()
+    }
+
     fn tagset(bits: u8) -> BTreeSet<String> {
         ["llama_cpp-cuda", "llama_cpp-vulkan", "llama_cpp-cpu"]
             .iter()
@@ -396,15 +408,7 @@ mod tests {
     #[test]
     fn a_rejected_set_gives_way_to_the_next_best_or_the_next_size() {
         let tags = tagset(0b001);
-        let candidates: Vec<Candidate> = [20u128, 20, 20, 20]
-            .iter()
-            .enumerate()
-            .map(|(i, g)| Candidate {
-                position: i,
-                usable4: 4 * g * GIB,
-                backends: &tags,
-            })
-            .collect();
+        let candidates = same_backends(&[20, 20, 20, 20], &tags);
         let m = model(14, 0, 32);
         let rule = Rule::Pipeline { n_layers: 32 };
         // Host 0 alone would fit; when that set is refused, the next size.
@@ -430,15 +434,7 @@ mod tests {
     #[test]
     fn pools_confine_multi_host_sets_but_not_single_hosts() {
         let tags = tagset(0b001);
-        let candidates: Vec<Candidate> = [10u128, 10, 10, 30]
-            .iter()
-            .enumerate()
-            .map(|(i, g)| Candidate {
-                position: i,
-                usable4: 4 * g * GIB,
-                backends: &tags,
-            })
-            .collect();
+        let candidates = same_backends(&[10, 10, 10, 30], &tags);
         let pools = [vec![0, 1], vec![2]];
         let pools = Some(&pools[..]);
         let m = model(14, 0, 32);
