@@ -386,7 +386,7 @@ fn merged_header(parts: &[(PathBuf, GgufHeader)]) -> (GgufHeader, Vec<u64>) {
             offset: t.offset + base,
             ..t.clone()
         }));
-        base += h.file_len - h.data_offset;
+        base += h.file_len.saturating_sub(h.data_offset);
     }
     (merged, bases)
 }
