@@ -407,14 +407,22 @@ fn hash_prefix(file: &mut File, len: u64, hasher: &mut Sha256) -> std::io::Resul
     Ok(())
 }
 
+/// Longest gap between progress lines when stderr is not a terminal.
+/// `apply --fetch` runs the fetch over SSH, where a host silent for
+/// [`crate::exec::remote::IO_TIMEOUT`] (300 s) is given up on; a slow link
+/// can take longer than that for 10% of a large model.
+const LINE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Progress of one file on stderr: an indicatif bar on a terminal, else a
-/// line at start, every 10%, and at the end.
+/// line at start, every 10% or [`LINE_INTERVAL`], and at the end.
 struct Reporter {
     file: String,
     size: u64,
     bar: Option<indicatif::ProgressBar>,
     lines: bool,
     last_decile: u64,
+    /// When the last line was printed, and how much was there then.
+    last_line: (std::time::Instant, u64),
 }
 
 impl Reporter {
@@ -440,6 +448,7 @@ impl Reporter {
             bar,
             lines,
             last_decile: have * 10 / size.max(1),
+            last_line: (std::time::Instant::now(), have),
         };
         if r.lines {
             let from = if have > 0 {
@@ -457,21 +466,27 @@ impl Reporter {
             bar.set_position(have);
         } else if self.lines {
             let decile = have * 10 / self.size.max(1);
-            if decile > self.last_decile && decile < 10 {
-                self.last_decile = decile;
+            let (at, then) = self.last_line;
+            let elapsed = at.elapsed();
+            if (decile > self.last_decile && decile < 10) || elapsed >= LINE_INTERVAL {
+                self.last_decile = self.last_decile.max(decile);
+                let rate = have.saturating_sub(then) as f64 / elapsed.as_secs_f64().max(1e-3);
                 eprintln!(
-                    "fetch: `{}`: {}% ({} of {})",
+                    "fetch: `{}`: {}% ({} of {}, {}/s)",
                     self.file,
-                    decile * 10,
+                    have * 100 / self.size.max(1),
                     mib(have),
-                    mib(self.size)
+                    mib(self.size),
+                    mib(rate as u64)
                 );
+                self.last_line = (std::time::Instant::now(), have);
             }
         }
     }
 
     fn restart(&mut self) {
         self.last_decile = 0;
+        self.last_line = (std::time::Instant::now(), 0);
         self.note("the server ignored the range request; starting over");
     }
 
