@@ -221,6 +221,13 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
             "{}",
             r.stderr
         );
+        // The host's own progress lines, passed on as they came.
+        assert!(
+            r.stderr
+                .contains(&format!("{}: fetch: `tiny.Q4_0.gguf`: done", spec.name)),
+            "{}",
+            r.stderr
+        );
     }
     let r = r.expect(2);
     assert!(r.stderr.contains("the ring did not form"), "{}", r.stderr);

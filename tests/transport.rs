@@ -142,6 +142,30 @@ fn check_files(t: &dyn Transport, remote_dir: &Path) {
         .unwrap();
 }
 
+/// `run_streaming` hands output over while the command still runs: the
+/// command prints a line, then waits (up to 20 s) for a file that only the
+/// output callback creates when it has seen that line, then prints another.
+/// A transport that buffered output until the end would see `timeout`.
+fn check_streaming(t: &dyn Transport, flag: &Path) {
+    let _ = fs::remove_file(flag);
+    let f = flag.display();
+    let command = format!(
+        "echo first; i=0; while [ ! -e {f} ]; do i=$((i+1)); [ $i -gt 2000 ] && {{ echo timeout; exit 1; }}; sleep 0.01; done; echo second"
+    );
+    let mut seen = Vec::new();
+    let out = t
+        .run_streaming(&command, None, &mut |chunk| {
+            seen.extend_from_slice(chunk);
+            if seen.starts_with(b"first\n") && !flag.exists() {
+                fs::write(flag, "").unwrap();
+            }
+        })
+        .unwrap();
+    let _ = fs::remove_file(flag);
+    assert_eq!(out.stdout_str(), "first\nsecond\n", "{}", out.stderr_str());
+    assert_eq!(seen, out.stdout);
+}
+
 fn scratch(tag: &str) -> PathBuf {
     PathBuf::from(format!(
         "/tmp/skulk-transport-test-{}-{tag}",
@@ -152,6 +176,7 @@ fn scratch(tag: &str) -> PathBuf {
 #[test]
 fn local_runs_commands() {
     check_commands(&LocalTransport::new("here"));
+    check_streaming(&LocalTransport::new("here"), &scratch("local-flag"));
 }
 
 #[test]
@@ -175,6 +200,8 @@ fn ssh_runs_commands_inside_the_host() {
     assert_eq!(t.host().name, "h1");
     assert_eq!(t.host().address, format!("{}:22", h.addrs[0]));
     check_commands(&t);
+    // The test hosts share this machine's file system.
+    check_streaming(&t, &scratch("ssh-flag"));
     // It really is the host: its network namespace has the host's address.
     let out = t.run_checked("ip -4 -o addr show dev eth0", None).unwrap();
     assert!(out.stdout_str().contains(&format!("{}/24", h.addrs[0])));

@@ -323,9 +323,11 @@ pub fn apply(
             "{}: fetching `{}` into `{}`",
             r.node, dep.model_id, r.model.dir
         );
+        // The fetch's progress lines are shown as they come.
+        let mut lines = super::remote::LinePrinter::new(&r.node);
         let result = h
             .perform_checked(&st.write[0])
-            .and_then(|_| h.perform_checked(fetch))
+            .and_then(|_| h.perform_streaming_checked(fetch, &mut |c| lines.push(c)))
             .and_then(|_| h.perform_checked(&script::preflight(r, &skulk_for(r, &s.skulk))));
         match result {
             Err(e) => Some(on_host(r, format!("fetching the model failed: {e}"))),

@@ -281,6 +281,16 @@ impl Host {
 
     /// The one function through which every remote command runs.
     pub fn perform(&self, action: &Action) -> Result<Output, TransportError> {
+        self.perform_streaming(action, &mut |_| {})
+    }
+
+    /// Like [`Host::perform`], handing a command's standard output to
+    /// `on_stdout` as it arrives.
+    pub fn perform_streaming(
+        &self,
+        action: &Action,
+        on_stdout: &mut dyn FnMut(&[u8]),
+    ) -> Result<Output, TransportError> {
         if self.log_commands {
             eprintln!(
                 "[{}] {}:\n{}",
@@ -290,9 +300,11 @@ impl Host {
             );
         }
         match action {
-            Action::Run { script, stdin, .. } => self
-                .transport
-                .run(script, stdin.as_ref().map(|s| s.bytes.as_slice())),
+            Action::Run { script, stdin, .. } => self.transport.run_streaming(
+                script,
+                stdin.as_ref().map(|s| s.bytes.as_slice()),
+                on_stdout,
+            ),
             Action::Upload {
                 local,
                 remote,
@@ -313,7 +325,17 @@ impl Host {
     /// Like [`perform`](Self::perform), but a non-zero exit is an error
     /// naming the host, the action and its stderr.
     pub fn perform_checked(&self, action: &Action) -> Result<Output, TransportError> {
-        let out = self.perform(action)?;
+        self.perform_streaming_checked(action, &mut |_| {})
+    }
+
+    /// Like [`Host::perform_checked`], handing standard output to
+    /// `on_stdout` as it arrives.
+    pub fn perform_streaming_checked(
+        &self,
+        action: &Action,
+        on_stdout: &mut dyn FnMut(&[u8]),
+    ) -> Result<Output, TransportError> {
+        let out = self.perform_streaming(action, on_stdout)?;
         if out.status.success() {
             Ok(out)
         } else {
@@ -323,6 +345,31 @@ impl Host {
                 status: out.status.clone(),
                 stderr: out.stderr_str(),
             })
+        }
+    }
+}
+
+/// A sink for [`Host::perform_streaming`] that prints each complete line of
+/// output on stderr as `<node>: <line>` as it arrives (progress of long
+/// commands such as `fetch-model`).
+pub struct LinePrinter<'a> {
+    node: &'a str,
+    pending: Vec<u8>,
+}
+
+impl<'a> LinePrinter<'a> {
+    pub fn new(node: &'a str) -> LinePrinter<'a> {
+        LinePrinter {
+            node,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.pending.extend_from_slice(chunk);
+        while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=i).collect();
+            eprint!("{}: {}", self.node, String::from_utf8_lossy(&line));
         }
     }
 }

@@ -237,7 +237,19 @@ pub trait Transport: Send + Sync {
 
     /// Runs `command` through the host's shell. `stdin` is delivered in full
     /// and then closed; `None` gives the command an empty, closed stdin.
-    fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, TransportError>;
+    fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+        self.run_streaming(command, stdin, &mut |_| {})
+    }
+
+    /// Like [`Transport::run`], and hands each piece of the command's
+    /// standard output to `on_stdout` as it arrives (for progress of long
+    /// commands; the returned output holds all of it too).
+    fn run_streaming(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        on_stdout: &mut dyn FnMut(&[u8]),
+    ) -> Result<Output, TransportError>;
 
     /// Copies the local file to `remote` with permission bits `mode`,
     /// replacing an existing file atomically (written beside it, then renamed),
@@ -316,7 +328,12 @@ impl Transport for LocalTransport {
         &self.host
     }
 
-    fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+    fn run_streaming(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        on_stdout: &mut dyn FnMut(&[u8]),
+    ) -> Result<Output, TransportError> {
         let action = || format!("running `{command}`");
         let mut child = Command::new("sh")
             .arg("-c")
@@ -330,10 +347,10 @@ impl Transport for LocalTransport {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.io_err(action(), e))?;
-        // Feed stdin from a second thread while this one drains stdout and
-        // stderr, so a command that writes before it has read everything
-        // cannot deadlock against us.
-        let out = std::thread::scope(|scope| {
+        // Feed stdin and drain stderr from other threads while this one
+        // reads stdout, so a command that writes before it has read
+        // everything cannot deadlock against us.
+        let (status, stdout, stderr) = std::thread::scope(|scope| {
             let writer = child.stdin.take().map(|mut pipe| {
                 let data = stdin.unwrap_or_default();
                 scope.spawn(move || match pipe.write_all(data) {
@@ -342,22 +359,39 @@ impl Transport for LocalTransport {
                     r => r,
                 })
             });
-            let out = child.wait_with_output();
+            let mut err_pipe = child.stderr.take().expect("stderr is piped");
+            let err_reader = scope.spawn(move || {
+                let mut err = Vec::new();
+                err_pipe.read_to_end(&mut err).map(|_| err)
+            });
+            let mut out_pipe = child.stdout.take().expect("stdout is piped");
+            let mut stdout = Vec::new();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = out_pipe.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                on_stdout(&buf[..n]);
+                stdout.extend_from_slice(&buf[..n]);
+            }
+            let stderr = err_reader.join().expect("stderr reader thread panicked")?;
+            let status = child.wait()?;
             if let Some(w) = writer {
                 w.join().expect("stdin writer thread panicked")?;
             }
-            out
+            io::Result::Ok((status, stdout, stderr))
         })
         .map_err(|e| self.io_err(action(), e))?;
-        let status = match (out.status.code(), out.status.signal()) {
+        let status = match (status.code(), status.signal()) {
             (Some(c), _) => ExitStatus::Code(c),
             (None, Some(s)) => ExitStatus::Signal(signal_name(s)),
             (None, None) => ExitStatus::Code(-1),
         };
         Ok(Output {
             status,
-            stdout: out.stdout,
-            stderr: out.stderr,
+            stdout,
+            stderr,
         })
     }
 
@@ -569,6 +603,7 @@ impl SshTransport {
         inner: &SshInner,
         command: &str,
         stdin: Option<&[u8]>,
+        on_stdout: &mut dyn FnMut(&[u8]),
     ) -> Result<Output, TransportError> {
         let action = || format!("running `{command}`");
         let sess = &inner.session;
@@ -617,6 +652,9 @@ impl SshTransport {
                 match channel.stream(id).read(&mut buf) {
                     Ok(0) => done += 1,
                     Ok(n) => {
+                        if id == 0 {
+                            on_stdout(&buf[..n]);
+                        }
                         sink.extend_from_slice(&buf[..n]);
                         progress = true;
                     }
@@ -674,9 +712,14 @@ impl Transport for SshTransport {
         &self.host
     }
 
-    fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, TransportError> {
+    fn run_streaming(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        on_stdout: &mut dyn FnMut(&[u8]),
+    ) -> Result<Output, TransportError> {
         let inner = self.lock();
-        self.pump(&inner, command, stdin)
+        self.pump(&inner, command, stdin, on_stdout)
     }
 
     fn upload(&self, local: &Path, remote: &Path, mode: u32) -> Result<(), TransportError> {
@@ -700,7 +743,7 @@ impl Transport for SshTransport {
         })();
         let tmp_q = shell_quote(&tmp.to_string_lossy());
         if let Err(e) = sent {
-            let _ = self.pump(&inner, &format!("rm -f {tmp_q}"), None);
+            let _ = self.pump(&inner, &format!("rm -f {tmp_q}"), None, &mut |_| {});
             return Err(e);
         }
         let cmd = format!(
@@ -708,7 +751,7 @@ impl Transport for SshTransport {
             mode & 0o7777,
             shell_quote(&remote.to_string_lossy())
         );
-        let out = self.pump(&inner, &cmd, None)?;
+        let out = self.pump(&inner, &cmd, None, &mut |_| {})?;
         if !out.status.success() {
             return Err(TransportError::CommandFailed {
                 host: self.host.clone(),
@@ -725,7 +768,7 @@ impl Transport for SshTransport {
         let p = shell_quote(&remote.to_string_lossy());
         let cmd = format!("if [ -e {p} ]; then exec cat -- {p}; else exit 3; fi");
         let inner = self.lock();
-        let out = self.pump(&inner, &cmd, None)?;
+        let out = self.pump(&inner, &cmd, None, &mut |_| {})?;
         match out.status {
             ExitStatus::Code(0) => Ok(Some(out.stdout)),
             ExitStatus::Code(3) => Ok(None),
