@@ -9,7 +9,9 @@
 //! `max_tokens`, a full context or cancellation. Middle ranks run their layers
 //! on what they receive and pass it on; the last rank samples with the
 //! request's parameters and seed and sends the token to rank 0. With one
-//! rank, everything happens in the one process.
+//! rank, everything happens in the one process. Between requests every rank
+//! keeps the KV cache of the longest prefix the next prompt shares with what
+//! the ring last ran (rank 0 decides and sends the cut round the ring).
 //!
 //! Invariants guarded here: one generation at a time, first come first
 //! served, at most `queue_capacity` waiting (429 beyond); a failure anywhere
@@ -1075,11 +1077,10 @@ impl EngineThread {
                 op: KvOp::Truncate { from: keep as u32 },
             });
         }
-        self.cached.clear();
         stage
             .truncate_kv(keep as u32)
             .map_err(|e| self.engine_err(e))?;
-        self.cached.extend_from_slice(&g.prompt[..keep]);
+        self.cached.truncate(keep);
 
         // Prefill the rest in chunks; the ring works on one chunk while
         // rank 0 computes the next.
