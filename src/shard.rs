@@ -1151,7 +1151,7 @@ impl EngineThread {
         }
         let done = Event::Done {
             finish,
-            usage: Usage::new(n_prompt, generated),
+            usage: Usage::new(n_prompt, keep as u32, generated),
         };
         if job.events.try_send(done).is_err() {
             return cancel(self);
