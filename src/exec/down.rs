@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::error::{on_host, transport, ExecError};
+use super::error::{all_or_failures, on_host, transport, ExecError};
 use super::fleet::{self, par_map, Stopped};
 use super::remote::ConnectSettings;
 use super::script::{self, parse_listeners, port_busy, Report, StopTarget};
@@ -22,19 +22,10 @@ pub struct DownSettings {
 /// Stops and cleans up every host; lists every host where that failed.
 pub fn down(dep: &Deployment, s: &DownSettings) -> Result<(), ExecError> {
     let results = par_map(&dep.ranks, |r| down_one(dep, r, s));
-    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(ExecError::runtime(
-            format!(
-                "`down` failed on {} of {} hosts",
-                failures.len(),
-                dep.ranks.len()
-            ),
-            failures,
-        ))
-    }
+    all_or_failures(results, String::clone, |failed, total| {
+        format!("`down` failed on {failed} of {total} hosts")
+    })?;
+    Ok(())
 }
 
 fn down_one(dep: &Deployment, r: &RankTarget, s: &DownSettings) -> Result<(), String> {

@@ -71,6 +71,24 @@ pub fn on_host(rank: &RankTarget, message: impl fmt::Display) -> String {
     format!("host `{}` (`{}`): {message}", rank.node, rank.address)
 }
 
+/// Every result's value, in order, or one runtime error that lists every
+/// failure (`describe`d) under `summary(failed, total)`.
+pub fn all_or_failures<T, E>(
+    results: Vec<Result<T, E>>,
+    describe: impl Fn(&E) -> String,
+    summary: impl FnOnce(usize, usize) -> String,
+) -> Result<Vec<T>, ExecError> {
+    let total = results.len();
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(&describe))
+        .collect();
+    if !failures.is_empty() {
+        return Err(ExecError::runtime(summary(failures.len(), total), failures));
+    }
+    Ok(results.into_iter().filter_map(Result::ok).collect())
+}
+
 /// A transport error already names its host.
 pub fn transport(e: &TransportError) -> String {
     e.to_string()
@@ -90,6 +108,28 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "preflight failed on 2 of 3 hosts\n  - host `a`: x\n\n    hint: y\n  - host `b`: z\n\nhint: fix them"
+        );
+    }
+
+    #[test]
+    fn all_or_failures_keeps_order_or_lists_every_failure() {
+        let ok: Vec<Result<u32, String>> = vec![Ok(1), Ok(2)];
+        assert_eq!(
+            all_or_failures(ok, String::clone, |_, _| unreachable!()).unwrap(),
+            [1, 2]
+        );
+        let mixed: Vec<Result<u32, String>> = vec![
+            Ok(1),
+            Err("host `b`: down".into()),
+            Err("host `c`: down".into()),
+        ];
+        let e = all_or_failures(mixed, String::clone, |failed, total| {
+            format!("cannot reach {failed} of {total} hosts")
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot reach 2 of 3 hosts\n  - host `b`: down\n  - host `c`: down"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! stopping in parallel (one thread and one session per host), collecting
 //! every host's failure instead of stopping at the first.
 
-use super::error::{on_host, transport, ExecError};
+use super::error::{all_or_failures, on_host, transport, ExecError};
 use super::remote::{ConnectSettings, Host};
 use super::script::{self, Inspection, Report, StopTarget};
 use super::target::{Deployment, RankTarget};
@@ -33,22 +33,9 @@ pub fn connect(rank: &RankTarget, settings: &ConnectSettings) -> Result<Host, Tr
 /// Connects to every rank's host; fails listing every host that could not
 /// be reached.
 pub fn connect_all(dep: &Deployment, settings: &ConnectSettings) -> Result<Vec<Host>, ExecError> {
-    let results = par_map(&dep.ranks, |r| connect(r, settings));
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(transport))
-        .collect();
-    if !failures.is_empty() {
-        return Err(ExecError::runtime(
-            format!(
-                "cannot connect to {} of {} hosts",
-                failures.len(),
-                dep.ranks.len()
-            ),
-            failures,
-        ));
-    }
-    Ok(results.into_iter().map(|r| r.expect("checked")).collect())
+    all_or_failures(connect_each(dep, settings), transport, |failed, total| {
+        format!("cannot connect to {failed} of {total} hosts")
+    })
 }
 
 /// Connects to every rank's host that answers; the others get their error.
@@ -73,17 +60,9 @@ pub fn zip<'a>(dep: &'a Deployment, hosts: &'a [Host]) -> Vec<(&'a RankTarget, &
 /// Inspects every host.
 pub fn inspect_all(dep: &Deployment, hosts: &[Host]) -> Result<Vec<Inspection>, ExecError> {
     let results = par_map(&zip(dep, hosts), |(_, h)| inspect(h));
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(transport))
-        .collect();
-    if !failures.is_empty() {
-        return Err(ExecError::runtime(
-            format!("cannot inspect {} of {} hosts", failures.len(), hosts.len()),
-            failures,
-        ));
-    }
-    Ok(results.into_iter().map(|r| r.expect("checked")).collect())
+    all_or_failures(results, transport, |failed, total| {
+        format!("cannot inspect {failed} of {total} hosts")
+    })
 }
 
 /// How a stop went.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::error::{transport, ExecError};
+use super::error::{all_or_failures, transport, ExecError};
 use super::fleet::par_map;
 use super::remote::{ConnectSettings, Connection, Host};
 use super::script::{self, meminfo_field, Report};
@@ -107,17 +107,9 @@ struct Inventory<'a> {
 /// that could not be probed.
 pub fn probe(targets: &[ProbeTarget], s: &ProbeSettings) -> Result<Vec<Entry>, ExecError> {
     let results = par_map(targets, |t| probe_one(t, s));
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err().cloned())
-        .collect();
-    if !failures.is_empty() {
-        return Err(ExecError::runtime(
-            format!("cannot probe {} of {} hosts", failures.len(), targets.len()),
-            failures,
-        ));
-    }
-    let mut entries: Vec<Entry> = results.into_iter().map(|r| r.expect("checked")).collect();
+    let mut entries = all_or_failures(results, String::clone, |failed, total| {
+        format!("cannot probe {failed} of {total} hosts")
+    })?;
     // Host names must be unique in an inventory.
     for i in 1..entries.len() {
         let base = entries[i].name.clone();
