@@ -85,20 +85,11 @@ fn a_rank_that_cannot_start_fails_apply_which_stops_the_others_and_shows_its_log
         installed == fs::read(skulk_bin()).unwrap(),
         "installed binary differs"
     );
-    assert!(r.stderr.contains("installing skulk at"), "{}", r.stderr);
-    assert!(r.stderr.contains("the ring did not form"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("every rank of the plan was stopped"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has("installing skulk at");
+    r.assert_stderr_has("the ring did not form");
+    r.assert_stderr_has("every rank of the plan was stopped");
     let d16 = &plan_digest(&plan)[..16];
-    assert!(
-        r.stderr
-            .contains(&format!("last lines of `~/.cache/skulk/runs/{d16}/h")),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&format!("last lines of `~/.cache/skulk/runs/{d16}/h"));
     assert!(
         r.stderr.contains("| === "),
         "log lines quoted: {}",
@@ -173,12 +164,8 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
 
     // Without --fetch: preflight names both hosts' missing files.
     let r = skulk_env(&base, &env).expect(2);
-    assert!(
-        r.stderr.contains("preflight failed on 2 of 2 hosts"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("pass `--fetch`"), "{}", r.stderr);
+    r.assert_stderr_has("preflight failed on 2 of 2 hosts");
+    r.assert_stderr_has("pass `--fetch`");
     // A dry run shows the fetch, and fetches nothing.
     let mut dry = base.to_vec();
     dry.extend(["--fetch", "--dry-run"]);
@@ -215,22 +202,12 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
         let got =
             fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), r.stderr));
         assert!(got == data, "fetched file differs");
-        assert!(
-            r.stderr
-                .contains(&format!("{}: fetching `org/tiny-GGUF`", spec.name)),
-            "{}",
-            r.stderr
-        );
+        r.assert_stderr_has(&format!("{}: fetching `org/tiny-GGUF`", spec.name));
         // The host's own progress lines, passed on as they came.
-        assert!(
-            r.stderr
-                .contains(&format!("{}: fetch: `tiny.Q4_0.gguf`: done", spec.name)),
-            "{}",
-            r.stderr
-        );
+        r.assert_stderr_has(&format!("{}: fetch: `tiny.Q4_0.gguf`: done", spec.name));
     }
     let r = r.expect(2);
-    assert!(r.stderr.contains("the ring did not form"), "{}", r.stderr);
+    r.assert_stderr_has("the ring did not form");
     skulk(&["down", s(&plan)]).expect(0);
 }
 
@@ -287,12 +264,8 @@ fn three_ranks_serve_the_openai_client_then_status_kill_and_down() {
     let other_inv = other.inventory(h, &other.hosts(h, N, false));
     let other_plan = other.plan(&other_inv, &["h1", "h2", "h3"], ring_port(22));
     let refused = skulk(&strs(&apply_args(h, &other_plan, &[]))).expect(2);
-    assert!(
-        refused.stderr.contains("a different plan is running"),
-        "{}",
-        refused.stderr
-    );
-    assert!(refused.stderr.contains("--replace"), "{}", refused.stderr);
+    refused.assert_stderr_has("a different plan is running");
+    refused.assert_stderr_has("--replace");
 
     // The official client, streaming and not.
     let model = "local/SmolLM2-135M-Instruct.Q4_1";
@@ -401,14 +374,10 @@ else:
         &other_plan,
         &["--replace", "--timeout", "60"],
     )));
-    assert!(
-        replaced.stderr.contains(&format!(
-            "plan `{}` (`--replace`)",
-            &plan_digest(&plan)[..16]
-        )),
-        "{}",
-        replaced.stderr
-    );
+    replaced.assert_stderr_has(&format!(
+        "plan `{}` (`--replace`)",
+        &plan_digest(&plan)[..16]
+    ));
     replaced.expect(2);
     let st = skulk(&["status", s(&plan), "--known-hosts", &kh, "-o", "json"]).expect(2);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();

@@ -50,23 +50,15 @@ fn unknown_host_keys_are_refused_and_not_recorded() {
         skulk_bin(),
     ])
     .expect(2);
-    assert!(
-        r.stderr.contains("cannot connect to 3 of 3 hosts"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has("cannot connect to 3 of 3 hosts");
     for i in 1..=N {
-        assert!(
-            r.stderr.contains(&format!(
-                "`h{i}` (`{}:22`) is not in known_hosts",
-                h.addrs[i - 1]
-            )),
-            "{}",
-            r.stderr
-        );
-        assert!(r.stderr.contains(&h.fingerprint(i)), "{}", r.stderr);
+        r.assert_stderr_has(&format!(
+            "`h{i}` (`{}:22`) is not in known_hosts",
+            h.addrs[i - 1]
+        ));
+        r.assert_stderr_has(&h.fingerprint(i));
     }
-    assert!(r.stderr.contains("--accept-new-host-keys"), "{}", r.stderr);
+    r.assert_stderr_has("--accept-new-host-keys");
     assert_eq!(fs::read_to_string(&kh).unwrap(), "", "nothing recorded");
     assert!(!run_dir(&plan).exists(), "nothing written on the hosts");
 }
@@ -104,14 +96,10 @@ fn changed_host_keys_are_refused_even_when_accepting_new_ones() {
     ])
     .expect(2);
     for i in 1..=N {
-        assert!(
-            r.stderr.contains(&format!("host key of `h{i}`")),
-            "{}",
-            r.stderr
-        );
-        assert!(r.stderr.contains(&h.fingerprint(i)), "{}", r.stderr);
+        r.assert_stderr_has(&format!("host key of `h{i}`"));
+        r.assert_stderr_has(&h.fingerprint(i));
     }
-    assert!(r.stderr.contains("has CHANGED"), "{}", r.stderr);
+    r.assert_stderr_has("has CHANGED");
     assert_eq!(
         fs::read_to_string(&kh).unwrap(),
         lines,
@@ -206,13 +194,8 @@ fn install_is_part_of_the_dry_run_where_skulk_is_missing() {
         "{}",
         r.stderr
     );
-    assert!(
-        r.stderr
-            .contains(&format!("skulk not found (`{}`)", dest.display())),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("hint: pass `--install`"), "{}", r.stderr);
+    r.assert_stderr_has(&format!("skulk not found (`{}`)", dest.display()));
+    r.assert_stderr_has("hint: pass `--install`");
     // With it: the copy is planned, and the rank starts the copy.
     args.extend(["--install", "--dry-run"]);
     let r = skulk(&args).expect(0);
@@ -260,12 +243,7 @@ fn a_wrong_skulk_version_fails_preflight_on_every_host() {
         env!("CARGO_PKG_VERSION")
     );
     for i in 1..=N {
-        assert!(
-            r.stderr
-                .contains(&format!("host `h{i}` (`{}`): {want}", h.addrs[i - 1])),
-            "{}",
-            r.stderr
-        );
+        r.assert_stderr_has(&format!("host `h{i}` (`{}`): {want}", h.addrs[i - 1]));
     }
     assert!(!run_dir(&plan).exists(), "nothing written");
 }
@@ -288,15 +266,11 @@ fn a_missing_model_fails_preflight_naming_host_and_path() {
         r.stderr
     );
     let path = empty.join(SMOL_STORE).join(SMOL_FILE);
-    assert!(
-        r.stderr.contains(&format!(
-            "host `h2` (`{}`): model file `{}` is missing",
-            h.addrs[1],
-            path.display()
-        )),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&format!(
+        "host `h2` (`{}`): model file `{}` is missing",
+        h.addrs[1],
+        path.display()
+    ));
     assert!(
         !r.stderr.contains("host `h1`") && !r.stderr.contains("host `h3`"),
         "{}",
@@ -328,19 +302,11 @@ fn a_busy_ring_port_fails_preflight() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     let r = r.expect(2);
-    assert!(
-        r.stderr.contains(&format!(
-            "host `h3` (`{}`): ring port `{port}` on `{}` is already in use",
-            h.addrs[2], h.addrs[2]
-        )),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("preflight failed on 1 of 3 hosts"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&format!(
+        "host `h3` (`{}`): ring port `{port}` on `{}` is already in use",
+        h.addrs[2], h.addrs[2]
+    ));
+    r.assert_stderr_has("preflight failed on 1 of 3 hosts");
 }
 
 #[test]
@@ -359,16 +325,8 @@ fn an_unreachable_host_fails_within_the_connect_timeout_naming_it() {
         "took {:?}",
         started.elapsed()
     );
-    assert!(
-        r.stderr.contains("cannot connect to 1 of 2 hosts"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(&format!("`h2` (`{}:22`)", h.unused_addr)),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has("cannot connect to 1 of 2 hosts");
+    r.assert_stderr_has(&format!("`h2` (`{}:22`)", h.unused_addr));
 }
 
 #[test]
@@ -383,8 +341,8 @@ fn plans_the_engines_cannot_run_are_refused() {
     let card = "modelId: mlx-community/Tiny-4bit\nstorageSize: {inBytes: 1000000}\nnLayers: 4\nhiddenSize: 64\nsupportsTensor: true\ntasks: [TextGeneration]\n";
     let plan = sc.plan_card(card, &inv, &["h1", "h2"], ring_port(9));
     let r = skulk(&strs(&apply_args(h, &plan, &[]))).expect(1);
-    assert!(r.stderr.contains("`mlx`"), "{}", r.stderr);
-    assert!(r.stderr.contains(s(&plan)), "{}", r.stderr);
+    r.assert_stderr_has("`mlx`");
+    r.assert_stderr_has(s(&plan));
 }
 
 #[test]

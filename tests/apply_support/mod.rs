@@ -190,6 +190,12 @@ impl Run {
         }
     }
 
+    /// Fails, showing the whole stderr, unless it contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) {
+        assert!(self.stderr.contains(needle), "{}", self.stderr);
+    }
+
     pub fn expect(self, code: i32) -> Run {
         assert_eq!(
             self.code, code,
