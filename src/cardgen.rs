@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::card::{Memory, ModelCard, ModelTask, PlacementCardConfig};
-use crate::gguf::{GgufError, GgufHeader};
+use crate::gguf::{shard_name, strip_gguf, GgufError, GgufHeader};
 use crate::hub::{Hub, HubError, RepoId};
 
 #[derive(Debug, thiserror::Error)]
@@ -222,67 +222,6 @@ pub fn card_from_gguf(
         runtime: None,
         placement: llama_cpp_placement(),
     })
-}
-
-/// A GGUF file name of a split model: `<base>-<index>-of-<count>.gguf`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardName<'a> {
-    /// Everything before `-NNNNN-of-MMMMM.gguf` (directories included).
-    pub base: &'a str,
-    pub index: u32,
-    pub count: u32,
-    /// Digits of the index as written (llama.cpp's `gguf-split` uses 5).
-    pub width: usize,
-    /// The count as written.
-    count_text: &'a str,
-}
-
-impl ShardName<'_> {
-    /// The name of shard `index` of this group.
-    pub fn part(&self, index: u32) -> String {
-        format!(
-            "{}-{index:0w$}-of-{}.gguf",
-            self.base,
-            self.count_text,
-            w = self.width
-        )
-    }
-}
-
-/// Parse `X-NNNNN-of-MMMMM.gguf` (the last three `-` separated fields are
-/// digits, `of`, digits; reference section 1.3). Case of `.gguf` is ignored.
-pub fn shard_name(name: &str) -> Option<ShardName<'_>> {
-    let stem = strip_gguf(name)?;
-    let mut fields = stem.rsplitn(4, '-');
-    let (count_text, of, index_text, base) = (
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-        fields.next()?,
-    );
-    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
-    if of != "of" || !digits(index_text) || !digits(count_text) || base.is_empty() {
-        return None;
-    }
-    let (index, count): (u32, u32) = (index_text.parse().ok()?, count_text.parse().ok()?);
-    if index == 0 || index > count {
-        return None;
-    }
-    Some(ShardName {
-        base,
-        index,
-        count,
-        width: index_text.len(),
-        count_text,
-    })
-}
-
-fn strip_gguf(name: &str) -> Option<&str> {
-    let cut = name.len().checked_sub(5)?;
-    name.is_char_boundary(cut)
-        .then(|| name.split_at(cut))
-        .filter(|(_, ext)| ext.eq_ignore_ascii_case(".gguf"))
-        .map(|(stem, _)| stem)
 }
 
 /// Quant names in order of preference (reference section 1.3,
@@ -713,32 +652,6 @@ mod tests {
         f.context_length = None;
         let card = card_from_gguf(&f, Path::new("m.gguf"), "m.gguf", 1, "x").unwrap();
         assert_eq!((card.num_key_value_heads, card.context_length), (None, 0));
-    }
-
-    #[test]
-    fn shard_names() {
-        let s = shard_name("dir/Model-Q4_K_M-00002-of-00003.gguf").unwrap();
-        assert_eq!(
-            (s.base, s.index, s.count, s.width),
-            ("dir/Model-Q4_K_M", 2, 3, 5)
-        );
-        assert_eq!(s.part(1), "dir/Model-Q4_K_M-00001-of-00003.gguf");
-        assert_eq!(
-            shard_name("m-1-of-2.GGUF").unwrap().part(2),
-            "m-2-of-2.gguf"
-        );
-        for not in [
-            "m.gguf",
-            "m-00001-of-00002.bin",
-            "-00001-of-00002.gguf",
-            "m-x-of-2.gguf",
-            "m-3-of-2.gguf",
-            "m-0-of-2.gguf",
-            "m-1-from-2.gguf",
-            "é.gguf",
-        ] {
-            assert_eq!(shard_name(not), None, "{not}");
-        }
     }
 
     #[test]

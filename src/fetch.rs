@@ -18,7 +18,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::card::ModelCard;
-use crate::cardgen::shard_name;
+use crate::gguf::shard_name;
 use crate::hub::{Hub, HubError, RepoId};
 
 #[derive(Debug, thiserror::Error)]

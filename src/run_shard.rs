@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::cardgen::shard_name;
 use crate::engine::EngineOptions;
+use crate::gguf::shard_name;
 use crate::inventory::GpuLayers;
 use crate::plan::document::{PlanDocument, RankSelector, RankSpec};
 use crate::ring::WireFormat;

@@ -9,6 +9,7 @@
 //! [`slice_layers`]; neither parses GGUF bytes itself.
 
 mod error;
+mod names;
 mod read;
 mod slice;
 mod types;
@@ -25,6 +26,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 pub use error::GgufError;
+pub(crate) use names::strip_gguf;
+pub use names::{shard_name, ShardName};
 pub use read::{GgufHeader, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS, MAX_HEADER_BYTES};
 pub use slice::{
     plan_slice, slice_layers, SlicePlan, SliceReport, COPY_BUFFER_BYTES, KEY_SLICE_END,

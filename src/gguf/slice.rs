@@ -36,6 +36,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::GgufError;
+use super::names::shard_name;
 use super::read::{GgufHeader, TensorInfo};
 use super::value::{Array, Value};
 use super::write::{alignment_of, layout_offsets, write_header, write_padding};
@@ -341,20 +342,20 @@ fn model_parts(first: &Path) -> Result<Vec<(PathBuf, GgufHeader)>, GgufError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let suffix = format!("-00001-of-{count:05}.gguf");
-    let Some(stem) = name.strip_suffix(&suffix) else {
+    let Some(group) = shard_name(&name).filter(|g| g.index == 1 && u64::from(g.count) == count)
+    else {
         return Err(split_err(format!(
-            "has `split.count = {count}` but its name does not end in `{suffix}`"
+            "has `split.count = {count}` but its name is not `NAME-00001-of-{count:05}.gguf`"
         )));
     };
     let mut parts = vec![(first.to_path_buf(), header)];
-    for i in 2..=count {
-        let path = first.with_file_name(format!("{stem}-{i:05}-of-{count:05}.gguf"));
+    for i in 2..=group.count {
+        let path = first.with_file_name(group.part(i));
         if !path.is_file() {
             return Err(split_err(format!("`{}` is missing", path.display())));
         }
         let h = GgufHeader::read(&path)?;
-        if h.get_u64(SPLIT_NO)? != Some(i - 1) {
+        if h.get_u64(SPLIT_NO)? != Some(u64::from(i - 1)) {
             return Err(split_err(format!(
                 "`{}` does not say `split.no = {}`",
                 path.display(),
