@@ -377,7 +377,9 @@ pub struct RuntimeCapabilityCardConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculative_multi_node: Option<bool>,
     /// Hugging Face repo id of a companion assistant (drafter) model.
-    /// Mutually exclusive with the `mtp*` fields.
+    /// Mutually exclusive with the MTP sidecar fields (`mtpHeads`,
+    /// `mtpSidecarRepo`, `mtpNormConvention`, `mtpConcatOrder`);
+    /// `mtpMaxDepth` then bounds the assistant's draft depth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant_model_repo: Option<String>,
     /// Speculative-decoding mode for the llama_server (served-backend)
@@ -627,10 +629,13 @@ fn runtime_problems(runtime: &RuntimeCapabilityCardConfig, problems: &mut Vec<Pr
             ));
         }
     }
+    // A card speculates with either an assistant drafter model or an MTP
+    // sidecar, not both. `mtpMaxDepth` is not a sidecar field: the Python
+    // Skulk 1.3.0 catalog's Gemma 4 cards set it beside
+    // `assistantModelRepo` as the drafter's depth (docs/card-format.md).
     if runtime.assistant_model_repo.is_some() {
         let mtp_fields = [
             ("mtpHeads", runtime.mtp_heads.is_some()),
-            ("mtpMaxDepth", runtime.mtp_max_depth.is_some()),
             ("mtpSidecarRepo", runtime.mtp_sidecar_repo.is_some()),
             ("mtpNormConvention", runtime.mtp_norm_convention.is_some()),
             ("mtpConcatOrder", runtime.mtp_concat_order.is_some()),
@@ -639,7 +644,9 @@ fn runtime_problems(runtime: &RuntimeCapabilityCardConfig, problems: &mut Vec<Pr
             if present {
                 problems.push(Problem::error(
                     format!("/runtime/{name}"),
-                    format!("`assistantModelRepo` excludes the `mtp*` fields, but `{name}` is set"),
+                    format!(
+                        "`assistantModelRepo` excludes the MTP sidecar fields, but `{name}` is set"
+                    ),
                 ));
             }
         }
@@ -879,17 +886,31 @@ mod tests {
     }
 
     #[test]
-    fn assistant_model_repo_excludes_mtp_fields() {
+    fn assistant_model_repo_excludes_mtp_sidecar_fields() {
         let mut value = minimal();
         value["runtime"] = json!({
             "assistantModelRepo": "org/assistant",
             "mtpHeads": true,
-            "mtpSidecarRepo": "org/sidecar"
+            "mtpSidecarRepo": "org/sidecar",
+            "mtpNormConvention": "zero_centered",
+            "mtpConcatOrder": "embed_first"
         });
         assert_eq!(
             pointers(&card(value)),
-            ["/runtime/mtpHeads", "/runtime/mtpSidecarRepo"]
+            [
+                "/runtime/mtpHeads",
+                "/runtime/mtpSidecarRepo",
+                "/runtime/mtpNormConvention",
+                "/runtime/mtpConcatOrder"
+            ]
         );
+    }
+
+    #[test]
+    fn assistant_model_repo_allows_mtp_max_depth() {
+        let mut value = minimal();
+        value["runtime"] = json!({"assistantModelRepo": "org/assistant", "mtpMaxDepth": 2});
+        assert!(pointers(&card(value)).is_empty());
     }
 
     #[test]
