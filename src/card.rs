@@ -518,6 +518,14 @@ impl ModelCard {
     /// valid on its own (cross-file rules, such as duplicate ids within a
     /// directory, are checked by the validator).
     pub fn semantic_problems(&self) -> Vec<Problem> {
+        self.semantic_problems_in(&serde_json::Value::Null)
+    }
+
+    /// [`Self::semantic_problems`] of a card parsed from `document` (its
+    /// normalised, camelCase form): a problem with an item of a list the
+    /// card keeps as a set (`compatibleBackends`) points at the item as
+    /// written there.
+    pub fn semantic_problems_in(&self, document: &serde_json::Value) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.model_id.trim().is_empty() {
             problems.push(Problem::error("/modelId", "the model id is empty"));
@@ -557,7 +565,12 @@ impl ModelCard {
         if let Some(runtime) = &self.runtime {
             runtime_problems(runtime, &mut problems);
         }
-        placement_problems(&self.placement, &mut problems);
+        let written: Vec<&str> = document
+            .pointer("/placement/compatibleBackends")
+            .and_then(serde_json::Value::as_array)
+            .map(|tags| tags.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        placement_problems(&self.placement, &written, &mut problems);
         problems
     }
 }
@@ -653,11 +666,21 @@ fn runtime_problems(runtime: &RuntimeCapabilityCardConfig, problems: &mut Vec<Pr
     }
 }
 
-fn placement_problems(placement: &PlacementCardConfig, problems: &mut Vec<Problem>) {
+/// `written`: `compatibleBackends` in the order of the file, to point at
+/// an item (the card keeps the tags sorted).
+fn placement_problems(
+    placement: &PlacementCardConfig,
+    written: &[&str],
+    problems: &mut Vec<Problem>,
+) {
     for tag in &placement.compatible_backends {
         if !is_known_backend_tag(tag) {
+            let pointer = match written.iter().position(|w| w == tag) {
+                Some(index) => format!("/placement/compatibleBackends/{index}"),
+                None => "/placement/compatibleBackends".to_owned(),
+            };
             problems.push(Problem::error(
-                "/placement/compatibleBackends",
+                pointer,
                 format!("unknown backend tag `{tag}`; expected `<engine>` or `<engine>-<compute>` with engine one of mlx, llama_cpp, llama_server and compute one of metal, vulkan, rocm, cuda, cpu"),
             ));
         }
@@ -977,7 +1000,19 @@ mod tests {
         assert!(!is_known_backend_tag("mlx-"));
         let mut value = minimal();
         value["placement"] = json!({"compatibleBackends": ["mlx", "cuda"]});
-        assert_eq!(pointers(&card(value)), ["/placement/compatibleBackends"]);
+        assert_eq!(
+            pointers(&card(value.clone())),
+            ["/placement/compatibleBackends"]
+        );
+        // With the document, the pointer names the item as written (the
+        // card itself keeps the tags sorted).
+        value["placement"] = json!({"compatibleBackends": ["mlx", "llama_cpp", "cuda"]});
+        let located: Vec<String> = card(value.clone())
+            .semantic_problems_in(&value)
+            .into_iter()
+            .map(|p| p.pointer)
+            .collect();
+        assert_eq!(located, ["/placement/compatibleBackends/2"]);
     }
 
     #[test]

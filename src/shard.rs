@@ -110,6 +110,8 @@ pub struct ApiSettings {
     pub port: u16,
     pub api_key: Option<String>,
     pub queue_capacity: usize,
+    /// Tokens a request generates when it sets no `max_tokens`.
+    pub default_max_tokens: u32,
 }
 
 impl std::fmt::Debug for ShardSettings {
@@ -425,6 +427,8 @@ struct Shared {
     failed: watch::Sender<Option<ApiError>>,
     tokenizer: OnceLock<Arc<dyn Tokenizer>>,
     queued: AtomicUsize,
+    /// When the request generating now started (`/health` reports its age).
+    running_since: Mutex<Option<std::time::Instant>>,
 }
 
 struct ShardBackend {
@@ -442,6 +446,15 @@ impl Backend for ShardBackend {
             Health::Ready
         } else {
             Health::Starting
+        }
+    }
+
+    fn load(&self) -> api::Load {
+        let since = *self.shared.running_since.lock().unwrap();
+        api::Load {
+            running: usize::from(since.is_some()),
+            running_for: since.map(|t| t.elapsed()),
+            waiting: self.shared.queued.load(Ordering::SeqCst),
         }
     }
 
@@ -519,7 +532,7 @@ fn with_failure(
 }
 
 fn log(rank: u32, msg: impl std::fmt::Display) {
-    eprintln!("skulk rank {rank}: {msg}");
+    crate::output::progress(format!("skulk rank {rank}: {msg}"));
 }
 
 struct Rank {
@@ -544,6 +557,7 @@ impl Rank {
             failed: watch::channel(None).0,
             tokenizer: OnceLock::new(),
             queued: AtomicUsize::new(0),
+            running_since: Mutex::new(None),
         });
 
         // Rank 0 binds the API first, so a busy port fails at once; /health
@@ -613,6 +627,8 @@ impl Rank {
                     model_id: me.s.model_id.clone(),
                     context_limit: me.s.context_limit,
                     api_key: a.api_key.clone(),
+                    default_max_tokens: a.default_max_tokens,
+                    plan_digest: me.s.plan_digest.clone(),
                 },
             );
             let stop = me.api_stop.clone();
@@ -943,7 +959,10 @@ impl EngineThread {
                     }
                     seq += 1;
                     let events = job.events.clone();
-                    if let Err(fault) = self.generate(&mut *stage, &*tok, seq, job) {
+                    *self.shared.running_since.lock().unwrap() = Some(std::time::Instant::now());
+                    let generated = self.generate(&mut *stage, &*tok, seq, job);
+                    *self.shared.running_since.lock().unwrap() = None;
+                    if let Err(fault) = generated {
                         if let Fault::Fatal(e) = &fault {
                             let _ =
                                 events.try_send(Event::Error(ApiError::Internal(e.to_string())));

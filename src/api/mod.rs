@@ -44,6 +44,15 @@ pub use validate::{ValidGeneration, ValidRequest};
 
 use crate::engine::Tokenizer;
 
+/// Tokens a request generates when it sets no `max_tokens` and the plan
+/// gives no other default (llama-server's `--n-predict` is this setting).
+/// OpenAI's own default, "until the context is full", lets one forgotten
+/// `max_tokens` hold a ring for many minutes (a small model generated
+/// 8,182 tokens for a one-word prompt); 2048 tokens is a long answer and
+/// takes minutes, not hours, even on a slow CPU ring. A request may ask for
+/// more, up to the context limit.
+pub const DEFAULT_MAX_TOKENS: u32 = 2048;
+
 /// Request bodies up to this size are read; a 128k-token prompt is about
 /// 512 KiB of text, so 8 MiB leaves room for JSON overhead and escapes.
 const MAX_BODY_BYTES: usize = 8 << 20;
@@ -68,9 +77,24 @@ pub enum Health {
     Failed(String),
 }
 
+/// How busy a backend is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Requests generating now.
+    pub running: usize,
+    /// How long the oldest of them has run.
+    pub running_for: Option<std::time::Duration>,
+    /// Requests accepted and waiting for their turn.
+    pub waiting: usize,
+}
+
 /// What the HTTP layer needs from the engine side.
 pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> Health;
+    /// How busy the backend is, for `/health`.
+    fn load(&self) -> Load {
+        Load::default()
+    }
     /// The model's tokenizer, once loaded ([`ApiError::NotReady`] before).
     fn tokenizer(&self) -> Result<Arc<dyn Tokenizer>, ApiError>;
     /// Queue a generation. Dropping the stream cancels it.
@@ -85,6 +109,11 @@ pub struct ApiConfig {
     pub context_limit: u32,
     /// Required as `Authorization: Bearer KEY` on `/v1/*` when set.
     pub api_key: Option<String>,
+    /// Tokens a request generates when it sets no `max_tokens`.
+    pub default_max_tokens: u32,
+    /// The plan this ring runs, said by `/health` so `skulk status` can tell
+    /// its ring from another plan's on the same address.
+    pub plan_digest: String,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -93,6 +122,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("model_id", &self.model_id)
             .field("context_limit", &self.context_limit)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field("plan_digest", &self.plan_digest)
             .finish()
     }
 }
@@ -162,7 +193,19 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
 
 async fn health(State(st): State<AppState>) -> Response {
     match st.backend.health() {
-        Health::Ready => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Health::Ready => {
+            let load = st.backend.load();
+            let mut body = json!({
+                "status": "ok",
+                "plan": st.cfg.plan_digest,
+                "running": load.running,
+                "waiting": load.waiting,
+            });
+            if let Some(age) = load.running_for {
+                body["running_seconds"] = json!(age.as_secs());
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
         Health::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "starting"})),
@@ -184,6 +227,8 @@ async fn models(State(st): State<AppState>) -> Json<ModelList> {
             object: "model",
             created: st.created,
             owned_by: "skulk",
+            max_model_len: st.cfg.context_limit,
+            default_max_tokens: st.cfg.default_max_tokens,
         }],
     })
 }
@@ -201,16 +246,27 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Tokenizing a long prompt takes a while; keep it off the I/O threads.
-async fn validated<F>(st: &AppState, f: F) -> Result<ValidRequest, ApiError>
+/// Tokenizing a long prompt takes a while; keep it off the I/O threads. A
+/// request that did not set `max_tokens` (`asked` false) gets at most the
+/// default.
+async fn validated<F>(st: &AppState, asked: bool, f: F) -> Result<ValidRequest, ApiError>
 where
     F: FnOnce(&dyn Tokenizer, u32) -> Result<ValidRequest, ApiError> + Send + 'static,
 {
     let tokenizer = st.backend.tokenizer()?;
     let limit = st.cfg.context_limit;
-    tokio::task::spawn_blocking(move || f(&*tokenizer, limit))
+    let mut v = tokio::task::spawn_blocking(move || f(&*tokenizer, limit))
         .await
-        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))??;
+    if !asked {
+        v.generation.max_tokens = v.generation.max_tokens.min(st.cfg.default_max_tokens);
+    }
+    Ok(v)
+}
+
+/// Whether a request sets its own completion length.
+fn asks_max_tokens(p: &types::CommonParams) -> bool {
+    p.max_tokens.is_some() || p.max_completion_tokens.is_some()
 }
 
 /// Collect a whole answer (non-streaming requests).
@@ -233,7 +289,7 @@ async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ChatCompletionRequest = parse(body)?;
-    let v = validated(&st, move |tok, limit| {
+    let v = validated(&st, asks_max_tokens(&req.common), move |tok, limit| {
         validate::validate_chat(req, tok, limit)
     })
     .await?;
@@ -276,7 +332,7 @@ async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse(body)?;
-    let v = validated(&st, move |tok, limit| {
+    let v = validated(&st, asks_max_tokens(&req.common), move |tok, limit| {
         validate::validate_completion(req, tok, limit)
     })
     .await?;

@@ -55,7 +55,8 @@ unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_cha
     if level != sys::GGML_LOG_LEVEL_CONT {
         st.partial_is_error = level == sys::GGML_LOG_LEVEL_ERROR;
         if level >= st.echo_level {
-            eprint!("{text}");
+            // A new line of llama.cpp's log: dated like skulk's own lines.
+            eprint!("{}{text}", crate::output::line_prefix());
         }
     } else if st.partial_is_error && sys::GGML_LOG_LEVEL_ERROR >= st.echo_level {
         eprint!("{text}");

@@ -175,6 +175,10 @@ pub struct SkulkSection {
 pub struct ApiSettings {
     pub address: String,
     pub port: u16,
+    /// Most tokens a request generates when it sets no `max_tokens`
+    /// (`skulk plan --max-tokens`; absent: the API's default, 2048).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// How to reach a node and run its rank.
@@ -193,6 +197,32 @@ pub struct HostSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u32>,
     pub gpu_layers: GpuLayers,
+}
+
+/// Why a plan file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    /// Unreadable, or not JSON or YAML.
+    #[error(transparent)]
+    Load(crate::load::LoadError),
+    /// A card or an inventory where a plan was expected.
+    #[error("`{}` is {kind}, not a plan\n\nhint: make a plan with `skulk plan --card CARD --inventory INVENTORY --out plan.json`", path.display())]
+    WrongKind {
+        path: std::path::PathBuf,
+        kind: &'static str,
+    },
+    #[error("plan `{}`: {error}", path.display())]
+    Document {
+        path: std::path::PathBuf,
+        error: DocumentError,
+    },
+}
+
+impl PlanFileError {
+    /// Reading failed (exit 2) rather than the content being wrong (exit 1).
+    pub fn is_io(&self) -> bool {
+        matches!(self, PlanFileError::Load(e) if e.is_io())
+    }
 }
 
 /// Why a plan document was refused.
@@ -363,6 +393,7 @@ impl PlanDocument {
                 api: ApiSettings {
                     address: plan.api.address.clone(),
                     port: plan.api.port,
+                    max_tokens: plan.api.max_tokens,
                 },
                 hosts,
                 plan_digest: String::new(),
@@ -419,6 +450,49 @@ impl PlanDocument {
         })?;
         document.verify()?;
         Ok(document)
+    }
+
+    /// Reads a plan file, JSON or YAML (YAML for a `.yaml` or `.yml` name,
+    /// JSON otherwise), with the bounded parser of card and inventory files,
+    /// and checks it as [`Self::from_json`] does.
+    pub fn read(path: &std::path::Path) -> Result<Self, PlanFileError> {
+        use crate::load::{self, Format, LoadError, LoadErrorKind};
+        let fail = |location, kind| {
+            PlanFileError::Load(LoadError {
+                path: path.to_path_buf(),
+                location,
+                kind,
+            })
+        };
+        let (text, format) = match load::read_source(path) {
+            Ok(source) => (source.text, source.format),
+            // Any other name: the JSON `skulk plan` writes by default.
+            Err(e) if matches!(e.kind, LoadErrorKind::UnsupportedExtension) => {
+                let bytes = std::fs::read(path).map_err(|e| fail(None, LoadErrorKind::Io(e)))?;
+                let text = load::check_bytes(bytes).map_err(|(l, k)| fail(l, k))?;
+                (text, Format::Json)
+            }
+            Err(e) => return Err(PlanFileError::Load(e)),
+        };
+        let value = load::parse(&text, format).map_err(|e| {
+            fail(
+                e.location,
+                LoadErrorKind::Syntax {
+                    format: e.format,
+                    message: e.message,
+                },
+            )
+        })?;
+        if let Some(kind) = crate::validate::other_kind(&value, "plan") {
+            return Err(PlanFileError::WrongKind {
+                path: path.to_path_buf(),
+                kind,
+            });
+        }
+        Self::from_value(&value).map_err(|error| PlanFileError::Document {
+            path: path.to_path_buf(),
+            error,
+        })
     }
 
     /// [`Self::from_json`] for an already parsed document.

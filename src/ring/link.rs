@@ -136,7 +136,7 @@ async fn accept_prev(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("handshake timed out after {} s", HANDSHAKE_TIMEOUT.as_secs()),
                 };
-                eprintln!("skulk rank {}: refused a ring connection from `{addr}`: {why}", cfg.rank);
+                crate::output::warn(format!("skulk rank {}: refused a ring connection from `{addr}`: {why}", cfg.rank));
                 progress.lock().unwrap().last_inbound_problem = Some(format!("`{addr}`: {why}"));
             }
         }

@@ -314,6 +314,7 @@ pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -
             port: 0,
             api_key: None,
             queue_capacity: 2,
+            default_max_tokens: skulk::api::DEFAULT_MAX_TOKENS,
         }),
         formation_deadline: Duration::from_secs(30),
         wire: WireFormat::F32,
