@@ -82,13 +82,6 @@ pub fn raw(message: impl Display) {
     line(&message.to_string());
 }
 
-/// Details for `--verbose` only.
-pub fn detail(message: impl Display) {
-    if level() >= Level::Verbose {
-        line(&message.to_string());
-    }
-}
-
 /// Always shown.
 pub fn warn(message: impl Display) {
     line(&format!("warning: {message}"));
@@ -112,11 +105,6 @@ fn line(text: &str) {
 /// `NO_COLOR` set to anything non-empty (no-color.org).
 pub fn color_stdout() -> bool {
     std::io::stdout().is_terminal() && !no_color()
-}
-
-/// As [`color_stdout`], for standard error.
-pub fn color_stderr() -> bool {
-    std::io::stderr().is_terminal() && !no_color()
 }
 
 fn no_color() -> bool {

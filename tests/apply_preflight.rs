@@ -362,7 +362,9 @@ fn status_and_down_of_a_plan_that_never_ran() {
     for _ in 0..2 {
         let d = skulk(&["down", s(&plan), "--known-hosts", &kh]).expect(0);
         assert_eq!(
-            d.stderr.matches("nothing running; cleaned up").count(),
+            d.stderr
+                .matches("nothing of this plan running; cleaned up")
+                .count(),
             N,
             "{}",
             d.stderr

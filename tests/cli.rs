@@ -364,3 +364,29 @@ fn readme_shell_examples_run() {
     assert!(ran >= 2, "only {ran} README blocks ran");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `inventory probe --local` looks at this machine without SSH and prints
+/// an entry that is a valid inventory of one `connection: local` host.
+#[test]
+fn probing_this_machine_gives_a_valid_local_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skulk"))
+        .args(["inventory", "probe", "--local"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("connection: local"), "{yaml}");
+    assert!(yaml.contains("address: 127.0.0.1"), "{yaml}");
+    assert!(!yaml.contains("ssh:"), "{yaml}");
+    if !cfg!(feature = "engine") {
+        return; // without the engine the entry offers no backends
+    }
+    std::fs::write(dir.path().join("here.yaml"), &yaml).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_skulk"))
+        .args(["validate", "here.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{yaml}\n{check:?}");
+}

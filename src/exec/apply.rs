@@ -561,7 +561,11 @@ fn wait_ready(dep: &Deployment, hosts: &[Host], s: &ApplySettings) -> Result<(),
     let deadline = start + s.timeout;
     let (api_host, api_port) = dep.api_target();
     let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    pb.set_draw_target(if output::level() == output::Level::Quiet {
+        indicatif::ProgressDrawTarget::hidden()
+    } else {
+        indicatif::ProgressDrawTarget::stderr()
+    });
     pb.enable_steady_tick(Duration::from_millis(120));
     let mut last_live = None::<Instant>;
     let mut running = 0;
