@@ -583,8 +583,39 @@ fn a_local_ring_reports_busy_and_a_replanned_file_still_finds_its_ring() {
     let st = skulk(&["status", s(&plan)]).expect(3);
     st.assert_stderr_has(&format!("`skulk apply {}` starts it", s(&plan)));
 
-    // The second plan's default completion length.
-    skulk(&apply).expect(0);
+    // The second plan, as YAML on standard output (`-o yaml > p.yaml`), is
+    // applied as it is; a request without `max_tokens` gets its default.
+    let yaml = skulk(&[
+        "plan",
+        "--card",
+        s(&card),
+        "--inventory",
+        s(&inv),
+        "--nodes",
+        "l1,l2",
+        "--port",
+        &port,
+        "--context",
+        "4096",
+        "--max-tokens",
+        "5",
+        "-o",
+        "yaml",
+    ])
+    .expect(0)
+    .stdout;
+    let yaml_plan = sc.path("p.yaml");
+    fs::write(&yaml_plan, yaml).unwrap();
+    skulk(&[
+        "apply",
+        s(&yaml_plan),
+        "--remote-skulk",
+        skulk_bin(),
+        "--timeout",
+        "120",
+    ])
+    .expect(0);
+    skulk(&["status", s(&plan)]).expect(0);
     let answer = post(
         api,
         "/v1/chat/completions",
@@ -595,6 +626,6 @@ fn a_local_ring_reports_busy_and_a_replanned_file_still_finds_its_ring() {
             && answer.contains("\"finish_reason\":\"length\""),
         "{answer}"
     );
-    skulk(&["down", s(&plan)]).expect(0);
+    skulk(&["down", s(&yaml_plan)]).expect(0);
     assert!(processes_with(&format!("runs/{}/", &second[..16])).is_empty());
 }
