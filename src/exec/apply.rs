@@ -572,7 +572,7 @@ fn wait_ready(dep: &Deployment, hosts: &[Host], s: &ApplySettings) -> Result<(),
     let n = dep.ranks.len();
     let result = loop {
         let h = health::check(&api_host, api_port, s.api_key.as_deref(), HEALTH_TIMEOUT);
-        if h.is_ready() {
+        if h.is_ready_for(&dep.digest) {
             break Ok(());
         }
         if last_live.is_none_or(|t| t.elapsed() >= LIVENESS_EVERY) {

@@ -81,8 +81,13 @@ impl fmt::Display for Load {
 }
 
 impl Health {
-    pub fn is_ready(&self) -> bool {
-        matches!(self, Health::Ready(_))
+    /// Ready, and serving the plan with this digest (an API of an older
+    /// skulk, which does not say, is taken at its word).
+    pub fn is_ready_for(&self, digest: &str) -> bool {
+        match self {
+            Health::Ready(load) => load.plan_digest.as_deref().is_none_or(|d| d == digest),
+            _ => false,
+        }
     }
 }
 
@@ -202,6 +207,8 @@ mod tests {
             "ready, busy: 1 request running for 2m03s, 2 waiting"
         );
         assert_eq!(Load::default().to_string(), "idle");
+        assert!(h.is_ready_for("ab12") && !h.is_ready_for("cd34"));
+        assert!(Health::Ready(Load::default()).is_ready_for("cd34"));
     }
 
     #[test]

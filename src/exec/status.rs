@@ -121,13 +121,7 @@ impl StatusReport {
     /// The API answers, and for this plan (an older skulk does not say
     /// which plan it serves: then it is taken as this plan's).
     fn api_is_ours(&self) -> bool {
-        match &self.health {
-            Health::Ready(load) => load
-                .plan_digest
-                .as_deref()
-                .is_none_or(|d| d == self.plan_digest),
-            _ => false,
-        }
+        self.health.is_ready_for(&self.plan_digest)
     }
 
     /// The digest of another plan whose API answers at this plan's endpoint.
