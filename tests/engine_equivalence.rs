@@ -38,6 +38,7 @@ fn opts(n_batch: u32) -> EngineOptions {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         n_ctx: 512,
+        n_seq_max: 1,
         n_batch,
     }
 }

@@ -38,6 +38,7 @@ fn engine_options() -> EngineOptions {
         threads: 1,
         gpu_layers: 0,
         n_ctx: 1024,
+        n_seq_max: 1,
         n_batch: 512,
     }
 }
