@@ -408,8 +408,8 @@ impl Stage for LlamaStage {
             if i64::from(span.pos0) != i64::from(pos_max) + 1 {
                 return Err(self.input_error(format!(
                     "sequence `{}` starts at position `{}` but the KV cache holds its positions up to `{pos_max}`\n\n\
-                     hint: truncate the sequence to `{}` first",
-                    span.seq, span.pos0, span.pos0
+                     hint: truncate the KV cache of sequence `{}` to `{}` first",
+                    span.seq, span.pos0, span.seq, span.pos0
                 )));
             }
             let last = span.n_tokens - 1;
