@@ -659,7 +659,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__plan)
-            opts="-o -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --port --api-bind --api-port --output --out --help --version"
+            opts="-o -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --parallel --queue --port --api-bind --api-port --output --out --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -701,6 +701,14 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --port)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -733,7 +741,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__run__subcmd__shard)
-            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --formation-timeout --cache-dir --help --version"
+            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --micro-batches --formation-timeout --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -769,6 +777,10 @@ _skulk() {
                     ;;
                 --wire)
                     COMPREPLY=($(compgen -W "f32 f16" -- "${cur}"))
+                    return 0
+                    ;;
+                --micro-batches)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --formation-timeout)
