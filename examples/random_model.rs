@@ -145,10 +145,10 @@ fn main() -> anyhow::Result<()> {
     };
     let head_dim = s.embd / s.heads;
     let mut meta: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::Str("llama".into())),
+        ("general.architecture".into(), Value::Str(b"llama".to_vec())),
         (
             "general.name".into(),
-            Value::Str(format!("random {shape_name}")),
+            Value::Str(format!("random {shape_name}").into_bytes()),
         ),
         (
             "general.file_type".into(),
@@ -158,12 +158,18 @@ fn main() -> anyhow::Result<()> {
         ("llama.context_length".into(), Value::U32(8192)),
         ("llama.embedding_length".into(), Value::U32(s.embd as u32)),
         ("llama.feed_forward_length".into(), Value::U32(s.ffn as u32)),
-        ("llama.attention.head_count".into(), Value::U32(s.heads as u32)),
+        (
+            "llama.attention.head_count".into(),
+            Value::U32(s.heads as u32),
+        ),
         (
             "llama.attention.head_count_kv".into(),
             Value::U32(s.kv_heads as u32),
         ),
-        ("llama.rope.dimension_count".into(), Value::U32(head_dim as u32)),
+        (
+            "llama.rope.dimension_count".into(),
+            Value::U32(head_dim as u32),
+        ),
         ("llama.rope.freq_base".into(), Value::F32(500_000.0)),
         (
             "llama.attention.layer_norm_rms_epsilon".into(),

@@ -158,7 +158,11 @@ fn chain_batch(stages: &mut [Box<dyn Stage>], spans: &[SeqSpan], tokens: &[i32])
 /// join one per step (their prompts in the same batches as the others'
 /// decoding tokens, in chunks of at most 7 tokens); sequence `i` stops after
 /// `n - 3 * i` tokens, so batches shrink too. Returns each sequence's tokens.
-fn generate_batched(stages: &mut [Box<dyn Stage>], prompts: &[Vec<i32>], n: usize) -> Vec<Vec<i32>> {
+fn generate_batched(
+    stages: &mut [Box<dyn Stage>],
+    prompts: &[Vec<i32>],
+    n: usize,
+) -> Vec<Vec<i32>> {
     struct Seq {
         tokens: Vec<i32>,
         fed: usize,
@@ -482,7 +486,10 @@ fn batch_inputs_are_checked_and_sequences_are_separate() {
     let e = st
         .forward_batch(&[span(2, 0, 1)], StageInput::Tokens(&[1]))
         .unwrap_err();
-    assert!(e.to_string().contains("outside the cache's `2` sequences"), "{e}");
+    assert!(
+        e.to_string().contains("outside the cache's `2` sequences"),
+        "{e}"
+    );
     let e = st
         .forward_batch(&[span(0, 0, 1), span(0, 1, 1)], StageInput::Tokens(&[1, 2]))
         .unwrap_err();
@@ -493,7 +500,10 @@ fn batch_inputs_are_checked_and_sequences_are_separate() {
     assert!(e.to_string().contains("`1` tokens for spans of `2`"), "{e}");
     // Two sequences in one batch; dropping one leaves the other in place.
     let out = st
-        .forward_batch(&[span(0, 0, 3), span(1, 0, 2)], StageInput::Tokens(&[1, 2, 3, 4, 5]))
+        .forward_batch(
+            &[span(0, 0, 3), span(1, 0, 2)],
+            StageInput::Tokens(&[1, 2, 3, 4, 5]),
+        )
         .unwrap();
     assert!(matches!(out, BatchOutput::Logits(l) if l.len() == 2));
     st.truncate_seq(1, 0).unwrap();
@@ -504,7 +514,11 @@ fn batch_inputs_are_checked_and_sequences_are_separate() {
     let e = st
         .forward_batch(&[span(1, 5, 1)], StageInput::Tokens(&[1]))
         .unwrap_err();
-    assert!(e.to_string().contains("sequence `1` starts at position `5`"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("sequence `1` starts at position `5`"),
+        "{e}"
+    );
 }
 
 #[test]

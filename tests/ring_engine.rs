@@ -302,7 +302,10 @@ fn smollm2_requests_at_once_on_3_ranks_answer_like_one_process_given_the_same_ba
     let (alone1, blocker1, together1) = &runs[0];
     let (alone3, blocker3, together3) = &runs[1];
     assert_eq!(alone3, alone1, "alone: 3 ranks differ from one process");
-    assert_eq!(blocker3, blocker1, "the long request: 3 ranks differ from one process");
+    assert_eq!(
+        blocker3, blocker1,
+        "the long request: 3 ranks differ from one process"
+    );
     for (q, (a, b)) in QUESTIONS.iter().zip(together1.iter().zip(together3)) {
         assert_eq!(b, a, "{q:?} at once: 3 ranks differ from one process");
     }

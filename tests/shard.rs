@@ -623,7 +623,10 @@ fn concurrent_requests_all_complete_with_the_text_they_get_alone() {
         let before = batches.lock().unwrap().len();
         let together = all_at_once(&ring, &PROMPTS, 24);
         for ((p, a), (t, j)) in PROMPTS.iter().zip(&alone).zip(&together) {
-            assert_eq!(t, a, "{split:?}: prompt {p:?} answered differently alongside others");
+            assert_eq!(
+                t, a,
+                "{split:?}: prompt {p:?} answered differently alongside others"
+            );
             assert_eq!(j["usage"]["completion_tokens"], 24);
         }
         let widest = batches.lock().unwrap()[before..]
@@ -635,7 +638,10 @@ fn concurrent_requests_all_complete_with_the_text_they_get_alone() {
             widest >= 2,
             "{split:?}: no batch held more than one request"
         );
-        assert!(widest <= 4, "{split:?}: {widest} requests in one batch, 4 allowed");
+        assert!(
+            widest <= 4,
+            "{split:?}: {widest} requests in one batch, 4 allowed"
+        );
         if let Some(first) = &alone_first {
             assert_eq!(&alone, first, "{split:?} differs from one process");
         }
@@ -675,7 +681,10 @@ fn three_ranks_pipeline_micro_batches_of_the_running_requests() {
             .map(Vec::len)
             .collect();
         let widest = *decode.iter().max().unwrap();
-        assert_eq!(widest, widest_decode, "{split:?}: decode batch sizes {decode:?}");
+        assert_eq!(
+            widest, widest_decode,
+            "{split:?}: decode batch sizes {decode:?}"
+        );
         drop(log);
         ring.stop();
     }
@@ -692,9 +701,12 @@ fn cancelling_one_stream_mid_batch_leaves_the_others_running() {
         })
         .collect();
     let rank0 = logs[0].batches.clone();
-    let ring = Ring::start(48, &[0..4, 4..8, 8..12], |_| {}, move |r| {
-        logs[r as usize].clone()
-    });
+    let ring = Ring::start(
+        48,
+        &[0..4, 4..8, 8..12],
+        |_| {},
+        move |r| logs[r as usize].clone(),
+    );
     ring.wait_ready();
     // Alone, each prompt takes a sequence of its own (least recently used
     // first); at once each finds its cached prefix: slots 0, 1, 2.
@@ -744,7 +756,10 @@ fn cancelling_one_stream_mid_batch_leaves_the_others_running() {
     };
     let (kept, left) = (in_slot(0), in_slot(1));
     assert!(kept > 100, "slot 0 ran {kept} batches after the cut");
-    assert!(left * 4 < kept, "the abandoned slot ran {left} batches, slot 0 {kept}");
+    assert!(
+        left * 4 < kept,
+        "the abandoned slot ran {left} batches, slot 0 {kept}"
+    );
     drop(log);
     ring.stop();
 }
@@ -803,7 +818,12 @@ fn a_full_queue_answers_429_and_a_client_that_leaves_the_queue_frees_its_place()
 /// conversation finds it among the others and reuses it.
 #[test]
 fn a_follow_up_reuses_its_own_conversations_sequence_among_several() {
-    let ring = Ring::start(50, &[0..6, 6..12], |s| s.parallel = 3, |_| ToyRank::default());
+    let ring = Ring::start(
+        50,
+        &[0..6, 6..12],
+        |s| s.parallel = 3,
+        |_| ToyRank::default(),
+    );
     ring.wait_ready();
     let a = "the quick brown fox";
     let (answer_a, _) = completion(&ring, a, json!({"max_tokens": 8}));
@@ -846,7 +866,11 @@ fn requests_that_outgrow_the_shared_pool_pause_and_still_answer_in_full() {
             s.parallel = 4;
         },
         move |r, s| {
-            let toy = if r == 0 { rank0.clone() } else { ToyRank::default() };
+            let toy = if r == 0 {
+                rank0.clone()
+            } else {
+                ToyRank::default()
+            };
             toy_loader(s.layers.clone(), TOTAL_LAYERS, pool, toy)
         },
     );
@@ -912,10 +936,16 @@ fn a_rank_killed_under_load_ends_every_stream_with_an_error_and_every_rank_exits
         assert_eq!(end, "ring_failed", "stream {i}");
     }
     let waited = killed.elapsed();
-    assert!(waited < Duration::from_secs(5), "clients told after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "clients told after {waited:?}"
+    );
     assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
     for r in [0, 2] {
-        assert!(matches!(ring.join(r), Err(ShardError::Ring { .. })), "rank {r}");
+        assert!(
+            matches!(ring.join(r), Err(ShardError::Ring { .. })),
+            "rank {r}"
+        );
     }
     assert!(std::net::TcpStream::connect(ring.api).is_err());
     for r in 0..3 {

@@ -682,10 +682,7 @@ impl Context {
             ));
         }
         if meta.len() != n {
-            return Err((
-                -1,
-                format!("{} token positions for {n} tokens", meta.len()),
-            ));
+            return Err((-1, format!("{} token positions for {n} tokens", meta.len())));
         }
         if let Some(bad) = meta
             .iter()

@@ -356,10 +356,9 @@ impl Stage for LlamaStage {
         match input {
             StageInput::Tokens(t) if self.is_first => {
                 if t.len() != n_tokens {
-                    return Err(self.input_error(format!(
-                        "`{}` tokens for spans of `{n_tokens}`",
-                        t.len()
-                    )));
+                    return Err(
+                        self.input_error(format!("`{}` tokens for spans of `{n_tokens}`", t.len()))
+                    );
                 }
             }
             StageInput::Tokens(_) => {

@@ -508,10 +508,12 @@ impl PlanDocument {
     /// Requests served at once and waiting (the defaults for plans that
     /// predate the setting).
     pub fn serving(&self) -> Serving {
-        self.skulk.serving.map_or_else(Serving::default, |s| Serving {
-            parallel: s.parallel,
-            queue: s.queue,
-        })
+        self.skulk
+            .serving
+            .map_or_else(Serving::default, |s| Serving {
+                parallel: s.parallel,
+                queue: s.queue,
+            })
     }
 
     pub fn context_token_limit(&self) -> Option<u64> {

@@ -1040,7 +1040,10 @@ fn requests_at_once_are_recorded_and_older_plans_get_the_defaults() {
     });
     bad.skulk.plan_digest = bad.compute_digest();
     let e = PlanDocument::from_json(&bad.to_json()).unwrap_err();
-    assert!(e.to_string().contains("`skulk.serving.parallel` is `0`"), "{e}");
+    assert!(
+        e.to_string().contains("`skulk.serving.parallel` is `0`"),
+        "{e}"
+    );
     let e = err(plan(
         &card(json!({})),
         &vram_hosts(&[("a", "16GiB")]),

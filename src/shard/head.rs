@@ -312,9 +312,9 @@ impl<'a> Head<'a> {
             Frame::Ready { .. } => self.t.mark_ready(),
             Frame::Tokens { id, tokens } => {
                 let Some(batch) = self.in_flight.pop_front() else {
-                    return Err(self
-                        .t
-                        .protocol(format!("tokens for batch `{id}`, but no batch is in the ring")));
+                    return Err(self.t.protocol(format!(
+                        "tokens for batch `{id}`, but no batch is in the ring"
+                    )));
                 };
                 if batch.id != id {
                     return Err(self.t.protocol(format!(
@@ -657,11 +657,7 @@ impl<'a> Head<'a> {
         // request without a result, as a cancellation.
         let events = &s.job.events;
         if rest.is_empty() || events.try_send(Event::Text(rest)).is_ok() {
-            let usage = Usage::new(
-                s.job.generation.prompt.len() as u32,
-                s.cached,
-                s.generated,
-            );
+            let usage = Usage::new(s.job.generation.prompt.len() as u32, s.cached, s.generated);
             let _ = events.try_send(Event::Done { finish, usage });
         }
         let req = s.req;
