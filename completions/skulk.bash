@@ -790,7 +790,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__plan)
-            opts="-o -q -v -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --port --api-bind --api-port --max-tokens --output --out --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --parallel --queue --port --api-bind --api-port --max-tokens --output --out --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -832,6 +832,14 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --port)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -868,7 +876,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__run__subcmd__shard)
-            opts="-q -v -h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --max-tokens --formation-timeout --cache-dir --quiet --verbose --help --version"
+            opts="-q -v -h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --max-tokens --micro-batches --formation-timeout --cache-dir --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -907,6 +915,10 @@ _skulk() {
                     return 0
                     ;;
                 --max-tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --micro-batches)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -64,7 +64,9 @@ complete -c skulk -n "__fish_skulk_using_subcommand plan" -l min-nodes -d 'Use a
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l exclude -d 'Never use this host (repeatable)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l nodes -d 'Use exactly these hosts, in this ring order' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l layers -d 'Manual layer split over the chosen hosts in ring order' -r
-complete -c skulk -n "__fish_skulk_using_subcommand plan" -l context -d 'Context tokens to budget for (GGUF models default to at most 8192)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l context -d 'Context tokens to budget for (GGUF models default to at most 8192); the requests served at once share them' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l parallel -d 'Requests served at once (each a sequence in every rank\'s KV cache)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l queue -d 'Requests that may wait while `--parallel` others run (429 beyond)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l port -d 'Ring port shared by all ranks (default: derived from the inputs)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l api-bind -d 'Address the API binds to (default: rank 0\'s address)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l api-port -d 'API port' -r
@@ -124,6 +126,7 @@ complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l gpu-layers -d 
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l wire -d 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either' -r -f -a "f32\t''
 f16\t''"
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l max-tokens -d 'Most tokens a request generates when it sets no `max_tokens` (default: the plan\'s, else 2048)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l micro-batches -d 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-timeout -d 'Seconds to wait for the ring to form' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s q -l quiet -d 'Print only warnings and errors'

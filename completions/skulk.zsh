@@ -70,7 +70,9 @@ _arguments "${_arguments_options[@]}" : \
 '(--nodes)*--exclude=[Never use this host (repeatable)]:NAME:_default' \
 '*--nodes=[Use exactly these hosts, in this ring order]:A,B,C:_default' \
 '*--layers=[Manual layer split over the chosen hosts in ring order]:N,N,N:_default' \
-'--context=[Context tokens to budget for (GGUF models default to at most 8192)]:N:_default' \
+'--context=[Context tokens to budget for (GGUF models default to at most 8192); the requests served at once share them]:N:_default' \
+'--parallel=[Requests served at once (each a sequence in every rank'\''s KV cache)]:P:_default' \
+'--queue=[Requests that may wait while \`--parallel\` others run (429 beyond)]:N:_default' \
 '--port=[Ring port shared by all ranks (default\: derived from the inputs)]:PORT:_default' \
 '--api-bind=[Address the API binds to (default\: rank 0'\''s address)]:ADDR:_default' \
 '--api-port=[API port]:PORT:_default' \
@@ -172,6 +174,7 @@ _arguments "${_arguments_options[@]}" : \
 '--gpu-layers=[Layers to offload to the GPU, a count or \`all\` (default\: the plan'\''s)]:N|all:_default' \
 '--wire=[Number format of the hidden rows this rank sends\: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either]:WIRE:(f32 f16)' \
 '--max-tokens=[Most tokens a request generates when it sets no \`max_tokens\` (default\: the plan'\''s, else 2048)]:N:_default' \
+'--micro-batches=[Rank 0\: micro-batches kept in the ring at once, each with a share of the running requests (default\: one per rank, so every rank computes)]:N:_default' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
 '--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
 '(-v --verbose)-q[Print only warnings and errors]' \

@@ -100,6 +100,7 @@ mod bench {
             threads,
             gpu_layers,
             n_ctx: (prompt_tokens + DECODE_TOKENS + 16) as u32,
+            n_seq_max: 1,
             n_batch,
         };
         if let Some((start, end)) = rss {

@@ -152,9 +152,17 @@ pub struct PlanArgs {
     /// Manual layer split over the chosen hosts in ring order
     #[arg(long, value_name = "N,N,N", value_delimiter = ',')]
     pub layers: Option<Vec<u32>>,
-    /// Context tokens to budget for (GGUF models default to at most 8192)
+    /// Context tokens to budget for (GGUF models default to at most 8192);
+    /// the requests served at once share them
     #[arg(long, value_name = "N")]
     pub context: Option<u64>,
+    /// Requests served at once (each a sequence in every rank's KV cache)
+    #[arg(long, value_name = "P", default_value_t = crate::plan::DEFAULT_PARALLEL,
+          value_parser = clap::value_parser!(u32).range(1..=crate::plan::MAX_PARALLEL as i64))]
+    pub parallel: u32,
+    /// Requests that may wait while `--parallel` others run (429 beyond)
+    #[arg(long, value_name = "N", default_value_t = crate::plan::DEFAULT_QUEUE)]
+    pub queue: u32,
     /// Ring port shared by all ranks (default: derived from the inputs)
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
@@ -309,6 +317,10 @@ pub struct RunShardArgs {
     /// (default: the plan's, else 2048)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,
+    /// Rank 0: micro-batches kept in the ring at once, each with a share of
+    /// the running requests (default: one per rank, so every rank computes)
+    #[arg(long, value_name = "N")]
+    pub micro_batches: Option<u32>,
     /// Seconds to wait for the ring to form
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub formation_timeout: u64,
@@ -517,6 +529,10 @@ fn plan(args: PlanArgs) -> Result<(), CliError> {
         api_bind: args.api_bind,
         api_port: args.api_port,
         max_tokens: args.max_tokens,
+        serving: crate::plan::Serving {
+            parallel: args.parallel,
+            queue: args.queue,
+        },
     };
     let placed = plan::plan(&card, &inventory, &request)?;
     for note in &placed.notes {
@@ -813,6 +829,7 @@ fn run_shard(args: RunShardArgs) -> Result<(), CliError> {
             Wire::F16 => crate::ring::WireFormat::F16,
         },
         max_tokens: args.max_tokens,
+        micro_batches: args.micro_batches,
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: args.cache_dir,
     };

@@ -22,7 +22,7 @@ use crate::gguf::shard_name;
 use crate::inventory::GpuLayers;
 use crate::plan::document::{PlanDocument, PlanFileError, RankSelector, RankSpec};
 use crate::ring::WireFormat;
-use crate::shard::{self, ApiSettings, ShardSettings, DEFAULT_QUEUE_CAPACITY};
+use crate::shard::{self, ApiSettings, ShardSettings};
 
 /// Environment variable holding the ring secret (set by `skulk apply`).
 pub const SECRET_ENV: &str = "SKULK_RING_SECRET";
@@ -68,6 +68,9 @@ pub struct Settings {
     pub wire: WireFormat,
     /// `--max-tokens`: overrides the plan's default completion length.
     pub max_tokens: Option<u32>,
+    /// `--micro-batches`: rank 0's micro-batches in the ring (default: one
+    /// per rank).
+    pub micro_batches: Option<u32>,
     pub formation_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
 }
@@ -206,11 +209,11 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
             bind_addr: resolve_ip(&spec.api.address).map_err(host_err)?,
             port: spec.api.port,
             api_key: read_api_key(settings.api_key_file.as_deref()).map_err(host_err)?,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
             default_max_tokens: settings
                 .max_tokens
                 .or(spec.api.max_tokens)
                 .unwrap_or(crate::api::DEFAULT_MAX_TOKENS),
+            queue_capacity: spec.serving.queue as usize,
         })
     } else {
         None
@@ -239,9 +242,12 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
                 GpuLayers::Count(n) => n,
             },
             n_ctx: context_limit,
+            n_seq_max: spec.serving.parallel,
             n_batch: 0,
         },
         context_limit,
+        parallel: spec.serving.parallel,
+        micro_batches: settings.micro_batches.unwrap_or(0),
         api,
         formation_deadline: settings.formation_timeout,
         wire: settings.wire,

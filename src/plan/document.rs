@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{join_host_port, InstanceKind, Plan, Sharding};
+use super::{join_host_port, InstanceKind, Plan, Serving, Sharding, MAX_PARALLEL};
 use crate::card::{normalize_model_id, ModelCard};
 use crate::inventory::{Connection, GpuLayers, SshSettings};
 
@@ -164,9 +164,35 @@ pub struct SkulkSection {
     pub api: ApiSettings,
     /// Per node: how to reach it and how its rank runs.
     pub hosts: BTreeMap<String, HostSettings>,
+    /// Requests served at once and waiting (absent in plans written before
+    /// skulk batched requests: the defaults then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingSettings>,
     /// sha256 (hex) of the canonical plan without this field; ranks compare
     /// it when they connect.
     pub plan_digest: String,
+}
+
+/// How many requests rank 0 serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServingSettings {
+    /// Requests served at once: sequences in every rank's KV cache, which
+    /// share the context budget (`contextTokenLimit` cells in all).
+    #[schemars(range(min = 1, max = 256))]
+    pub parallel: u32,
+    /// Requests that may wait for a free sequence; beyond them the API
+    /// answers 429.
+    pub queue: u32,
+}
+
+impl From<Serving> for ServingSettings {
+    fn from(s: Serving) -> Self {
+        ServingSettings {
+            parallel: s.parallel,
+            queue: s.queue,
+        }
+    }
 }
 
 /// The API endpoint.
@@ -289,6 +315,8 @@ pub struct RankSpec {
     pub threads: Option<u32>,
     pub gpu_layers: GpuLayers,
     pub context_token_limit: Option<u64>,
+    /// Requests served at once and waiting.
+    pub serving: Serving,
     pub resolved_backend: Option<String>,
     pub engine: String,
     pub plan_digest: String,
@@ -396,6 +424,7 @@ impl PlanDocument {
                     max_tokens: plan.api.max_tokens,
                 },
                 hosts,
+                serving: Some(plan.serving.into()),
                 plan_digest: String::new(),
             },
         };
@@ -520,6 +549,12 @@ impl PlanDocument {
                 computed,
             });
         }
+        let parallel = self.serving().parallel;
+        if !(1..=MAX_PARALLEL).contains(&parallel) {
+            return Err(DocumentError::Inconsistent(format!(
+                "`skulk.serving.parallel` is `{parallel}`; a ring serves 1 to {MAX_PARALLEL} requests at once"
+            )));
+        }
         self.ordered_ranks().map(|_| ())
     }
 
@@ -542,6 +577,17 @@ impl PlanDocument {
             Instance::MlxRingInstance(_) => InstanceKind::Ring,
             Instance::MlxJacclInstance(_) => InstanceKind::Jaccl,
         }
+    }
+
+    /// Requests served at once and waiting (the defaults for plans that
+    /// predate the setting).
+    pub fn serving(&self) -> Serving {
+        self.skulk
+            .serving
+            .map_or_else(Serving::default, |s| Serving {
+                parallel: s.parallel,
+                queue: s.queue,
+            })
     }
 
     pub fn context_token_limit(&self) -> Option<u64> {
@@ -742,6 +788,7 @@ impl PlanDocument {
             threads: host.threads,
             gpu_layers: host.gpu_layers,
             context_token_limit: self.context_token_limit(),
+            serving: self.serving(),
             resolved_backend: shard.resolved_backend.clone(),
             engine: self.skulk.engine.clone(),
             plan_digest: self.skulk.plan_digest.clone(),

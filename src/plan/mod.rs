@@ -106,6 +106,37 @@ pub struct PlanRequest {
     /// Tokens a request generates when it sets no `max_tokens` (`None`:
     /// the API's default).
     pub max_tokens: Option<u32>,
+    /// Requests served at once and waiting.
+    pub serving: Serving,
+}
+
+/// Requests served at once: every rank's KV cache holds `parallel`
+/// sequences, all sharing the plan's context budget (one pool of cells, as
+/// llama-server's `--kv-unified`; a request alone may use all of it). Up to
+/// `queue` more wait for a free sequence; beyond that the API answers 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub parallel: u32,
+    pub queue: u32,
+}
+
+/// Requests served at once by default: llama-server's default slots.
+pub const DEFAULT_PARALLEL: u32 = 4;
+
+/// Most requests served at once: llama.cpp's bound on sequence ids.
+pub const MAX_PARALLEL: u32 = 256;
+
+/// Requests waiting by default: enough for a burst of clients several times
+/// the running requests, bounded so a flood is refused instead of piling up.
+pub const DEFAULT_QUEUE: u32 = 64;
+
+impl Default for Serving {
+    fn default() -> Self {
+        Serving {
+            parallel: DEFAULT_PARALLEL,
+            queue: DEFAULT_QUEUE,
+        }
+    }
 }
 
 impl Default for PlanRequest {
@@ -122,6 +153,7 @@ impl Default for PlanRequest {
             api_bind: None,
             api_port: DEFAULT_API_PORT,
             max_tokens: None,
+            serving: Serving::default(),
         }
     }
 }
@@ -138,6 +170,8 @@ pub struct Plan {
     pub kv_budget_tokens: u64,
     /// Context tokens the ranks may use; `None` when nothing bounds it.
     pub context_token_limit: Option<u64>,
+    /// Requests served at once and waiting.
+    pub serving: Serving,
     pub ring_port: u16,
     pub api: ApiEndpoint,
     /// Engine of the resolved backends (`llama_cpp`, `mlx`, ...).
@@ -578,6 +612,12 @@ fn check_flags(ctx: &Context<'_>, inventory: &Inventory) -> Result<(), PlanError
     }
     if request.min_nodes == Some(0) {
         return Err(usage("`--min-nodes` must be at least 1"));
+    }
+    let parallel = request.serving.parallel;
+    if !(1..=MAX_PARALLEL).contains(&parallel) {
+        return Err(usage(format!(
+            "`--parallel {parallel}`: a ring serves 1 to {MAX_PARALLEL} requests at once"
+        )));
     }
     if let Some(layers) = &request.layers {
         if request.sharding == Sharding::Tensor {
@@ -1232,6 +1272,7 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         ranks,
         kv_budget_tokens: ctx.budget,
         context_token_limit: limit,
+        serving: request.serving,
         ring_port,
         api,
         engine,

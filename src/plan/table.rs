@@ -1,8 +1,8 @@
 //! `skulk plan -o table`: a plan for people.
 //!
 //! One row per rank with its memory arithmetic (the same numbers the
-//! infeasible-plan errors show), then the context limit, the ring port and
-//! the API endpoint. Pure: the caller decides about colour (a terminal and
+//! infeasible-plan errors show), then the context limit, the requests served
+//! at once, the ring port and the API endpoint. Pure: the caller decides about colour (a terminal and
 //! no `NO_COLOR`) and prints. Widths never depend on the terminal, so the
 //! output is the same bytes wherever it is rendered.
 
@@ -96,6 +96,10 @@ pub fn render(plan: &Plan, color: bool) -> String {
     out.push_str(&format!(
         "context limit: {context} (KV memory reserved for {} tokens)\n",
         plan.kv_budget_tokens
+    ));
+    out.push_str(&format!(
+        "requests: {} at once sharing that context, {} more waiting\n",
+        plan.serving.parallel, plan.serving.queue
     ));
     out.push_str(&format!("ring port: {}\n", plan.ring_port));
     out.push_str(&format!(

@@ -1024,3 +1024,54 @@ fn hosts_with_the_same_arithmetic_share_one_line() {
     let two = ["  a: x".to_string(), "  b: x".to_string()];
     assert_eq!(group_hosts(&two), ["  a, b (2 hosts): x"]);
 }
+
+#[test]
+fn requests_at_once_are_recorded_and_older_plans_get_the_defaults() {
+    let request = PlanRequest {
+        serving: Serving {
+            parallel: 8,
+            queue: 10,
+        },
+        ..PlanRequest::default()
+    };
+    let placed = plan(&card(json!({})), &vram_hosts(&[("a", "16GiB")]), &request).unwrap();
+    let doc = PlanDocument::from_plan(&placed);
+    let parsed = PlanDocument::from_json(&doc.to_json()).unwrap();
+    let spec = parsed.rank_spec(RankSelector::Rank(0)).unwrap();
+    assert_eq!(spec.serving, request.serving);
+
+    // A plan written before the setting existed (no `serving`) keeps its
+    // digest and serves with the defaults.
+    let mut old = doc.clone();
+    old.skulk.serving = None;
+    old.skulk.plan_digest = old.compute_digest();
+    assert!(!old.to_json().contains("serving"));
+    let parsed = PlanDocument::from_json(&old.to_json()).unwrap();
+    assert_eq!(parsed.serving(), Serving::default());
+    assert_eq!(parsed.serving().parallel, DEFAULT_PARALLEL);
+
+    // Out of range, even with a matching digest.
+    let mut bad = doc.clone();
+    bad.skulk.serving = Some(document::ServingSettings {
+        parallel: 0,
+        queue: 1,
+    });
+    bad.skulk.plan_digest = bad.compute_digest();
+    let e = PlanDocument::from_json(&bad.to_json()).unwrap_err();
+    assert!(
+        e.to_string().contains("`skulk.serving.parallel` is `0`"),
+        "{e}"
+    );
+    let e = err(plan(
+        &card(json!({})),
+        &vram_hosts(&[("a", "16GiB")]),
+        &PlanRequest {
+            serving: Serving {
+                parallel: 257,
+                queue: 0,
+            },
+            ..PlanRequest::default()
+        },
+    ));
+    assert!(e.contains("`--parallel 257`"), "{e}");
+}

@@ -421,7 +421,7 @@ mod tests {
             }
             // Rank 0 sends; each rank passes it on; it comes back to rank 0.
             let frame = Frame::Kv {
-                seq: 9,
+                slot: 9,
                 op: KvOp::Truncate { from: 0 },
             };
             assert!(senders[0].send(frame.clone()));
