@@ -206,7 +206,8 @@ pub fn card_from_gguf(
         num_key_value_heads,
         tasks: vec![ModelTask::TextGeneration],
         components: None,
-        family: String::new(),
+        // The GGUF architecture: `skulk plan` warns when it cannot be split.
+        family: facts.architecture.clone(),
         quantization: facts.quantization.clone().unwrap_or_default(),
         base_model: String::new(),
         gguf_file: Some(gguf_file.to_string()),

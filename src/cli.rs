@@ -495,6 +495,9 @@ fn plan(args: PlanArgs) -> CommandResult {
     for note in &placed.notes {
         let _ = writeln!(std::io::stderr(), "note: {note}");
     }
+    for warning in &placed.warnings {
+        let _ = writeln!(std::io::stderr(), "warning: {warning}");
+    }
     let document = PlanDocument::from_plan(&placed);
     if let Some(path) = &args.out {
         write_atomically(path, document.to_json().as_bytes()).map_err(|e| {

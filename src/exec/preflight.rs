@@ -8,6 +8,8 @@
 //! fix that `apply` performs after every host has passed.
 
 use super::script::{mem_available, parse_listeners, port_busy, Listener, Report};
+use crate::engine::SUPPORTED_ARCHITECTURES;
+use crate::gguf::{check_cut, GgufHeader};
 use super::target::{Deployment, RankTarget};
 
 /// What preflight may fix instead of failing.
@@ -70,6 +72,8 @@ pub struct Facts {
     pub disk_available: Option<u64>,
     pub mem_available: Option<u64>,
     pub listeners: Vec<Listener>,
+    /// The first bytes of the model file (rank 0 of a split plan).
+    pub gguf_head: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,8 +105,76 @@ impl Facts {
             disk_available: r.number("disk_avail_kib").map(|k| k * 1024),
             mem_available: mem_available(&r.section("meminfo")),
             listeners: parse_listeners(&r.section("listeners")),
+            gguf_head: {
+                let head = r
+                    .sections_named("gguf_head")
+                    .next()
+                    .map(|lines| parse_od_hex(lines.iter().map(String::as_str)));
+                head
+            },
         }
     }
+}
+
+/// Bytes from `od -An -v -tx1` output (hex pairs separated by spaces); a
+/// malformed pair ends the bytes.
+fn parse_od_hex<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for word in lines.flat_map(str::split_ascii_whitespace) {
+        match u8::from_str_radix(word, 16) {
+            Ok(b) if word.len() == 2 => out.push(b),
+            _ => return out,
+        }
+    }
+    out
+}
+
+/// What stops the plan's split of the model whose header starts with
+/// `head` (read on rank 0's host): an architecture skulk cannot split, a
+/// layer count other than the plan's, or a rank's range llama.cpp would run
+/// differently from the whole model.
+pub fn split_problems(dep: &Deployment, path: &str, head: &[u8]) -> Vec<String> {
+    let at = std::path::Path::new(path);
+    let metadata = match GgufHeader::parse_metadata_prefix(head, at) {
+        Ok(m) => m,
+        Err(e) => return vec![e.to_string()],
+    };
+    let header = GgufHeader {
+        path: at.to_path_buf(),
+        version: 3,
+        metadata,
+        tensors: Vec::new(),
+        alignment: crate::gguf::DEFAULT_ALIGNMENT,
+        data_offset: 0,
+        file_len: 0,
+    };
+    // Keys beyond the bytes read are unknown: say nothing rather than guess.
+    let Ok(arch) = header.architecture() else {
+        return Vec::new();
+    };
+    let n = dep.ranks.len();
+    if !SUPPORTED_ARCHITECTURES.contains(&arch) {
+        return vec![format!(
+            "model file `{path}` has architecture `{arch}`, which skulk cannot split across hosts yet (this plan has {n} ranks)\n\nhint: skulk splits {}; run this model on one host (a one-rank plan runs any architecture llama.cpp supports)",
+            SUPPORTED_ARCHITECTURES.join(", ")
+        )];
+    }
+    let mut problems = Vec::new();
+    if let (Ok(total), Some(r)) = (header.block_count(), dep.ranks.first()) {
+        if total != u64::from(r.n_layers) {
+            problems.push(format!(
+                "model file `{path}` has `{total}` layers, the plan splits `{}`\n\nhint: fix the card's `nLayers` and plan again",
+                r.n_layers
+            ));
+            return problems;
+        }
+    }
+    for r in &dep.ranks {
+        if let Err(refusal) = check_cut(&header, r.start_layer, r.end_layer) {
+            problems.push(format!("rank {} on `{}`: {refusal}", r.rank, r.node));
+        }
+    }
+    problems
 }
 
 /// The outcome of preflight on one host.
@@ -188,6 +260,14 @@ pub fn check(
         ModelState::NotAFile => v.problems.push(format!("model path `{path}` is not a regular file")),
     }
 
+    // The model's split, judged from its header on rank 0's host.
+    if rank.rank == 0 && dep.ranks.len() > 1 {
+        if let Some(head) = &facts.gguf_head {
+            v.problems
+                .extend(split_problems(dep, &path.to_string(), head));
+        }
+    }
+
     // Ports.
     if !opts.skip_ports {
         if port_busy(&facts.listeners, &rank.address, dep.ring_port) {
@@ -267,6 +347,7 @@ mod tests {
             disk_available: Some(10 << 30),
             mem_available: Some(8 << 30),
             listeners: vec![],
+            gguf_head: None,
         }
     }
 

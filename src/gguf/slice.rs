@@ -16,10 +16,13 @@
 //!   which the loader reads in preference), `leading_dense_block_count` and
 //!   `nextn_predict_layers` (counts of leading/trailing special layers).
 //!
-//! Not handled (the engine must refuse such models rather than run them
-//! wrong): llama.cpp behaviour keyed on the total layer count (e.g. Gemma 3
-//! 27B's attention scale, EXAONE 4's 64-layer sliding window) and other
-//! index-periodic settings (e.g. Llama 4's MoE interleave and no-RoPE steps).
+//! - the architecture-specific keys of [`cut_keys`](super::cut_keys)
+//!   (behaviour llama.cpp keys on the total layer count, e.g. Gemma 3 27B's
+//!   attention scale, or on the layer index without a per-layer key).
+//!
+//! A range llama.cpp would run differently whatever the keys say (e.g. a
+//! Llama 4 cut not starting on its 4-layer period) is refused
+//! ([`check_cut`](super::check_cut)) before anything is written.
 //!
 //! A model split by llama.cpp's `gguf-split` (`NAME-00001-of-NNNNN.gguf`,
 //! `split.*` metadata) is cut from its first file: tensors are read from
@@ -35,6 +38,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::cut::{check_cut, cut_keys};
 use super::error::GgufError;
 use super::names::shard_name;
 use super::read::{GgufHeader, TensorInfo};
@@ -79,6 +83,10 @@ const SWA_PERIODIC: &[(&str, u64, bool)] = &[
     ("plamo3", 8, false),
     ("smallthinker", 4, true),
 ];
+
+/// `<arch>.*` arrays that are not one entry per layer, whatever their
+/// length happens to be (M-RoPE's four position sections).
+const NOT_PER_LAYER: &[&str] = &[".rope.dimension_sections"];
 
 fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
     period == 0
@@ -140,6 +148,13 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         });
     }
     let arch = header.architecture()?;
+    check_cut(header, start, end).map_err(|refusal| GgufError::CutRefused {
+        path: header.path.clone(),
+        refusal,
+    })?;
+    // Architecture-specific keys for the range (see `cut.rs`), set after
+    // the generic rewrites below.
+    let arch_keys = cut_keys(header, start, end);
     let arch_prefix = format!("{arch}.");
     let block_count_key = format!("{arch_prefix}block_count");
     let swa_key = format!("{arch_prefix}attention.sliding_window_pattern");
@@ -176,6 +191,9 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         if key.starts_with("skulk.slice.") {
             continue;
         }
+        if arch_keys.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         let value = if *key == block_count_key {
             value
                 .with_uint(e - s)
@@ -198,7 +216,11 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
                 .expect("no larger than the original")
         } else {
             match value {
-                Value::Array(a) if key.starts_with(&arch_prefix) && a.len() as u64 == total => {
+                Value::Array(a)
+                    if key.starts_with(&arch_prefix)
+                        && a.len() as u64 == total
+                        && !NOT_PER_LAYER.iter().any(|k| key.ends_with(k)) =>
+                {
                     sliced_arrays.push(key.clone());
                     Value::Array(a.slice(s as usize..e as usize))
                 }
@@ -210,6 +232,10 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
     if let (Some(pattern), None) = (&swa_pattern, header.get(&swa_key)) {
         rewritten_keys.push(swa_key.clone());
         metadata.push((swa_key.clone(), pattern.clone()));
+    }
+    for (key, value) in arch_keys {
+        rewritten_keys.push(key.clone());
+        metadata.push((key, value));
     }
     let total_u32 = u32::try_from(total).map_err(|_| GgufError::KeyType {
         path: header.path.clone(),
