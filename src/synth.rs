@@ -289,7 +289,9 @@ fn layout(spec: &SynthSpec, n_vocab: u32) -> Result<Layout, SynthError> {
         return Err(s.shape_err("layers, hidden size, heads and head size must be positive"));
     }
     if s.nextn >= s.n_layer || s.dense_lead >= s.n_layer {
-        return Err(s.shape_err("the leading dense and trailing prediction blocks leave no other block"));
+        return Err(
+            s.shape_err("the leading dense and trailing prediction blocks leave no other block")
+        );
     }
     let moe_arch = matches!(
         arch,
@@ -303,10 +305,16 @@ fn layout(spec: &SynthSpec, n_vocab: u32) -> Result<Layout, SynthError> {
             | "qwen35moe"
     );
     if moe_arch && (ne == 0 || s.n_expert_used == 0 || s.n_expert_used > ne || ffe == 0) {
-        return Err(s.shape_err("a mixture of experts needs experts, experts used and an expert width"));
+        return Err(
+            s.shape_err("a mixture of experts needs experts, experts used and an expert width")
+        );
     }
     // Architectures whose attention projections are `n_embd x n_embd`.
-    if matches!(arch, "qwen2" | "phi3" | "olmo2" | "cohere2" | "exaone4" | "lfm2") && h * hd != n {
+    if matches!(
+        arch,
+        "qwen2" | "phi3" | "olmo2" | "cohere2" | "exaone4" | "lfm2"
+    ) && h * hd != n
+    {
         return Err(s.shape_err(format!(
             "heads x head size must equal the hidden size (`{h}` x `{hd}` != `{n}`)"
         )));
@@ -655,9 +663,17 @@ fn layout(spec: &SynthSpec, n_vocab: u32) -> Result<Layout, SynthError> {
                 } else {
                     l.m(w(i, "attn_qkv"), &[n, key_dim * 2 + value_dim]);
                     l.m(w(i, "attn_gate"), &[n, value_dim]);
-                    l.t32(w(i, "ssm_conv1d"), &[d_conv, key_dim * 2 + value_dim], Init::Matrix);
+                    l.t32(
+                        w(i, "ssm_conv1d"),
+                        &[d_conv, key_dim * 2 + value_dim],
+                        Init::Matrix,
+                    );
                     l.t(b(i, "ssm_dt"), &[v_heads], BIAS);
-                    l.t(format!("blk.{i}.ssm_a"), &[v_heads], Init::Uniform(-1.0, -0.1));
+                    l.t(
+                        format!("blk.{i}.ssm_a"),
+                        &[v_heads],
+                        Init::Uniform(-1.0, -0.1),
+                    );
                     if arch == "qwen3next" {
                         l.m(w(i, "ssm_ba"), &[n, 2 * v_heads]);
                     } else {
@@ -691,10 +707,16 @@ fn layout(spec: &SynthSpec, n_vocab: u32) -> Result<Layout, SynthError> {
                     _ => 'M',
                 })
                 .collect();
-            let kv_arr = kinds.iter().map(|&k| if k == 'A' { kv as i32 } else { 0 }).collect();
+            let kv_arr = kinds
+                .iter()
+                .map(|&k| if k == 'A' { kv as i32 } else { 0 })
+                .collect();
             l.arr("attention.head_count_kv", kv_arr);
             if arch == "nemotron_h" {
-                let ff_arr = kinds.iter().map(|&k| if k == 'F' { ff as i32 } else { 0 }).collect();
+                let ff_arr = kinds
+                    .iter()
+                    .map(|&k| if k == 'F' { ff as i32 } else { 0 })
+                    .collect();
                 l.arr("feed_forward_length", ff_arr);
                 l.f32("attention.layer_norm_epsilon", 1e-5);
                 l.f32("attention.layer_norm_rms_epsilon", 1e-5);
@@ -712,11 +734,23 @@ fn layout(spec: &SynthSpec, n_vocab: u32) -> Result<Layout, SynthError> {
                 match kind {
                     'M' => {
                         l.m(w(i, "ssm_in"), &[n, d_in_proj]);
-                        l.t32(w(i, "ssm_conv1d"), &[d_conv, d_inner + 2 * groups * d_state], Init::Matrix);
+                        l.t32(
+                            w(i, "ssm_conv1d"),
+                            &[d_conv, d_inner + 2 * groups * d_state],
+                            Init::Matrix,
+                        );
                         l.t(b(i, "ssm_conv1d"), &[d_inner + 2 * groups * d_state], BIAS);
                         l.t(b(i, "ssm_dt"), &[ssm_heads], BIAS);
-                        l.t32(format!("blk.{i}.ssm_a"), &[1, ssm_heads], Init::Uniform(-1.0, -0.1));
-                        l.t32(format!("blk.{i}.ssm_d"), &[1, ssm_heads], Init::Uniform(0.5, 1.5));
+                        l.t32(
+                            format!("blk.{i}.ssm_a"),
+                            &[1, ssm_heads],
+                            Init::Uniform(-1.0, -0.1),
+                        );
+                        l.t32(
+                            format!("blk.{i}.ssm_d"),
+                            &[1, ssm_heads],
+                            Init::Uniform(0.5, 1.5),
+                        );
                         l.t32(w(i, "ssm_norm"), &[d_inner / groups, groups], NORM);
                         l.m(w(i, "ssm_out"), &[d_inner, n]);
                     }
@@ -739,7 +773,9 @@ fn layout(spec: &SynthSpec, n_vocab: u32) -> Result<Layout, SynthError> {
             let l_cache = 3u32;
             l.u32("shortconv.l_cache", l_cache);
             // Attention every third block, short convolutions elsewhere.
-            let kv_arr = (0..s.n_layer).map(|i| if i % 3 == 2 { kv as i32 } else { 0 }).collect();
+            let kv_arr = (0..s.n_layer)
+                .map(|i| if i % 3 == 2 { kv as i32 } else { 0 })
+                .collect();
             l.arr("attention.head_count_kv", kv_arr);
             l.u32("feed_forward_length", ff);
             for i in layers {
@@ -1015,7 +1051,10 @@ mod tests {
             let spec = SynthSpec::tiny(arch).unwrap();
             let l = layout(&spec, 1000).unwrap_or_else(|e| panic!("{arch}: {e}"));
             assert!(l.tensors.iter().any(|t| t.name == "token_embd.weight"));
-            assert!(l.tensors.iter().any(|t| t.name.starts_with("blk.0.")), "{arch}");
+            assert!(
+                l.tensors.iter().any(|t| t.name.starts_with("blk.0.")),
+                "{arch}"
+            );
         }
         assert!(matches!(
             SynthSpec::tiny("gpt2"),

@@ -132,6 +132,9 @@ fn the_known_architectures_are_the_vendored_llama_cpp_ones() {
         path.display()
     );
     for arch in SUPPORTED_ARCHITECTURES {
-        assert!(names.contains(arch), "`{arch}` is not a llama.cpp architecture");
+        assert!(
+            names.contains(arch),
+            "`{arch}` is not a llama.cpp architecture"
+        );
     }
 }

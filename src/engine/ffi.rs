@@ -527,7 +527,11 @@ unsafe fn is_rows(t: &sys::ggml_tensor, n_embd: usize) -> bool {
 /// lm_head and the rest of the model that this rank does not hold), and
 /// llama_decode still succeeds; returning true computes the rest with what
 /// the tensor now holds (after an injection).
-unsafe extern "C" fn hooks_callback(t: *mut sys::ggml_tensor, ask: bool, user: *mut c_void) -> bool {
+unsafe extern "C" fn hooks_callback(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user: *mut c_void,
+) -> bool {
     if t.is_null() || user.is_null() {
         return !ask;
     }

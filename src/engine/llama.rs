@@ -55,6 +55,12 @@ fn effective_n_batch(requested: u32, n_vocab: usize) -> u32 {
     requested.min(cap.max(MIN_N_BATCH))
 }
 
+/// The graph tensor holding a layer's output (`<name>-<layer>`), where it is
+/// not llama.cpp's usual `l_out`: Nemotron-H names its blocks' outputs
+/// `nemotron_h_block_out` and uses `l_out` for the feed-forward's output
+/// before the residual (`models/nemotron-h.cpp`), which would be wrong.
+const LAYER_OUTPUT: &[(&str, &str)] = &[("nemotron_h", "nemotron_h_block_out")];
+
 /// Architectures whose graph scales every input row, hidden rows from the
 /// rank before included (which are already scaled), and the graph tensor
 /// holding the scaled rows: a non-first rank overwrites it with the rows it
@@ -134,7 +140,13 @@ pub fn load(
         n_ctx: opts.n_ctx,
         n_batch,
         threads,
-        capture: (!is_last).then(|| format!("l_out-{}", n_trunk - 1)),
+        capture: (!is_last).then(|| {
+            let name = LAYER_OUTPUT
+                .iter()
+                .find(|(a, _)| *a == arch)
+                .map_or("l_out", |(_, name)| name);
+            format!("{name}-{}", n_trunk - 1)
+        }),
         inject: INPUT_SCALED
             .iter()
             .find(|(a, _)| !is_first && *a == arch)

@@ -8,9 +8,9 @@
 //! fix that `apply` performs after every host has passed.
 
 use super::script::{mem_available, parse_listeners, port_busy, Listener, Report};
+use super::target::{Deployment, RankTarget};
 use crate::engine::SUPPORTED_ARCHITECTURES;
 use crate::gguf::{check_cut, GgufHeader};
-use super::target::{Deployment, RankTarget};
 
 /// What preflight may fix instead of failing.
 #[derive(Clone, Debug, Default)]

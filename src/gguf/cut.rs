@@ -19,6 +19,7 @@
 use std::fmt;
 
 use super::read::GgufHeader;
+use super::slice::{is_swa, SWA_PERIODIC};
 use super::value::{Array, Value};
 
 /// A cut that llama.cpp would compute differently from the whole model.
@@ -169,6 +170,80 @@ fn gemma_query_scale(m: &Model, trunk: u64, first_layer: u64) -> Option<f64> {
     })
 }
 
+/// Architectures whose sliding-window attention is on whatever
+/// `sliding_window` says (llama.cpp sets the window type unconditionally in
+/// `load_arch_hparams`); the others turn it on with a positive window.
+const SWA_ALWAYS: &[&str] = &["gemma2", "cohere2", "gpt-oss", "llama4"];
+
+/// For each block of `[s, e)`, whether it attends through the sliding
+/// window; `None` when the model has no sliding-window layers.
+fn swa_layers(m: &Model, s: u64, e: u64) -> Option<Vec<bool>> {
+    let &(_, default, dense_first) = SWA_PERIODIC.iter().find(|p| p.0 == m.arch)?;
+    let window = m.u64("attention.sliding_window");
+    let on = if SWA_ALWAYS.contains(&m.arch) {
+        window != Some(0)
+    } else {
+        window.is_some_and(|w| w > 0)
+    };
+    if !on {
+        return None;
+    }
+    let flags = match m.get("attention.sliding_window_pattern") {
+        Some(Value::Array(a)) => a.to_u64s()?.iter().map(|&v| v != 0).collect::<Vec<_>>(),
+        scalar => {
+            let period = scalar.and_then(Value::as_u64).unwrap_or(default);
+            (0..m.total)
+                .map(|il| il < m.trunk() && is_swa(il, period, dense_first))
+                .collect()
+        }
+    };
+    flags.get(s as usize..e as usize).map(<[bool]>::to_vec)
+}
+
+/// For each block of `[s, e)` of a hybrid model, whether it keeps a
+/// recurrent state (and not a KV cache); `None` for other models.
+fn recurrent_layers(m: &Model, s: u64, e: u64) -> Option<Vec<bool>> {
+    let trunk = m.trunk();
+    let flags: Vec<bool> = match m.arch {
+        "qwen3next" | "qwen35moe" => match m.get("attention.recurrent_layers") {
+            Some(Value::Array(a)) => a.to_u64s()?.iter().map(|&v| v != 0).collect(),
+            _ => {
+                let interval = m.u64("full_attention_interval").unwrap_or(4).max(1);
+                (0..m.total)
+                    .map(|il| il < trunk && (il + 1) % interval != 0)
+                    .collect()
+            }
+        },
+        // A block without KV heads is recurrent (nemotron_h: and without a
+        // feed-forward, which makes it a plain MLP block).
+        "lfm2" | "granitehybrid" => (0..m.total)
+            .map(|il| m.per_layer("attention.head_count_kv", il) == Some(0))
+            .collect(),
+        "nemotron_h" => (0..m.total)
+            .map(|il| {
+                il < trunk
+                    && m.per_layer("attention.head_count_kv", il) == Some(0)
+                    && m.per_layer("feed_forward_length", il) == Some(0)
+            })
+            .collect(),
+        _ => return None,
+    };
+    flags.get(s as usize..e as usize).map(<[bool]>::to_vec)
+}
+
+/// Blocks of a hybrid model that attend through a KV cache.
+fn attention_layers(m: &Model) -> Vec<u64> {
+    let Some(recurrent) = recurrent_layers(m, 0, m.total) else {
+        return Vec::new();
+    };
+    (0..m.trunk())
+        .filter(|&il| {
+            !recurrent[il as usize]
+                && (m.arch != "nemotron_h" || m.per_layer("attention.head_count_kv", il) != Some(0))
+        })
+        .collect()
+}
+
 /// The llama4 cut rule: (boundary multiple, or `None` when no cut works).
 fn llama4_boundary(m: &Model) -> Option<u64> {
     if m.u64("attention.sliding_window") == Some(0) {
@@ -225,6 +300,42 @@ pub fn check_cut(header: &GgufHeader, start: u32, end: u32) -> Result<(), CutRef
             ),
         ));
     }
+    // llama.cpp asserts that a model with sliding-window attention has a
+    // sliding-window layer (`llama_model::create_memory`).
+    if swa_layers(&m, s, e).is_some_and(|flags| !flags.contains(&true)) {
+        return Err(refusal(
+            &m,
+            start,
+            end,
+            "they hold no sliding-window layer, and llama.cpp cannot run a model with sliding-window attention that has none".into(),
+            "give every rank at least one sliding-window layer (only ranks of one global-attention layer lack one)".into(),
+        ));
+    }
+    // llama.cpp's hybrid memory needs layers of both kinds: a cut of
+    // recurrent blocks only aborts on its first decode (an empty KV cache),
+    // and so does one of attention blocks only (an empty recurrent state).
+    if let Some(recurrent) = recurrent_layers(&m, s, e) {
+        let trunk_flags = &recurrent[..trunk as usize];
+        let attention: Vec<u64> = attention_layers(&m);
+        let has_attention = attention.iter().any(|&il| (s..e).contains(&il));
+        let has_recurrent = trunk_flags.contains(&true);
+        if !has_attention || !has_recurrent {
+            let shown: Vec<String> = attention.iter().map(u64::to_string).collect();
+            return Err(refusal(
+                &m,
+                start,
+                end,
+                format!(
+                    "they hold no {} layer, and llama.cpp cannot run a hybrid model's rank without one",
+                    if has_attention { "recurrent" } else { "attention" }
+                ),
+                format!(
+                    "give every rank at least one attention layer (this model's are {}) and one recurrent layer, e.g. with `skulk plan --layers`",
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
     match m.arch {
         "deepseek2" => {
             let has_q_lora = m.u64("attention.q_lora_rank").unwrap_or(0) > 0;
@@ -275,9 +386,18 @@ pub fn check_cut(header: &GgufHeader, start: u32, end: u32) -> Result<(), CutRef
                     format!("start every rank's layers at a multiple of {k}"),
                 ))
             }
+            Some(_) if !(s..e).any(|il| (il + 1) % 4 == 0) => {
+                return Err(refusal(
+                    &m,
+                    start,
+                    end,
+                    "they hold no layer without RoPE (every 4th), and llama.cpp aborts on the first decode of such a Llama 4 file (its attention-temperature input goes unused)".into(),
+                    "give every rank at least 4 layers".into(),
+                ))
+            }
             Some(_) => {}
         },
-        "gemma2" | "gemma3" => {
+        "gemma2" => {
             let whole = gemma_query_scale(&m, m.trunk(), 0);
             let cut = gemma_query_scale(&m, trunk, s);
             let full_rope = match (m.u64("rope.dimension_count"), m.u64("attention.key_length")) {
@@ -297,6 +417,37 @@ pub fn check_cut(header: &GgufHeader, start: u32, end: u32) -> Result<(), CutRef
         _ => {}
     }
     Ok(())
+}
+
+/// Per-layer weights the cut `[start, end)` must carry multiplied by a
+/// factor (tensor name suffix after `blk.N.`, factor), so that llama.cpp
+/// computes for its blocks what it computes in the whole model. Assumes
+/// [`check_cut`] accepted the cut.
+///
+/// Gemma 3 scales its normalised, rotated queries by a constant llama.cpp
+/// picks from the block count (27B: `1/sqrt(n_embd/n_head)`, else
+/// `1/sqrt(head_dim)`); the query norm's weights, applied just before,
+/// carry the ratio. Only queries change: the keys in the (f16) KV cache stay
+/// bit for bit the whole model's, so the cut differs from it by f32
+/// rounding alone.
+pub fn cut_weight_scales(header: &GgufHeader, start: u32, end: u32) -> Vec<(String, f64)> {
+    let Some(m) = Model::new(header) else {
+        return Vec::new();
+    };
+    let (s, e) = (u64::from(start), u64::from(end));
+    let trunk = (e - s) - m.nextn_in(s, e);
+    if m.arch != "gemma3" {
+        return Vec::new();
+    }
+    match (
+        gemma_query_scale(&m, m.trunk(), 0),
+        gemma_query_scale(&m, trunk, s),
+    ) {
+        (Some(whole), Some(cut)) if whole != cut => {
+            vec![("attn_q_norm.weight".to_string(), whole / cut)]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Keys the cut `[start, end)` must carry (set or replaced) so that
@@ -328,15 +479,17 @@ pub fn cut_keys(header: &GgufHeader, start: u32, end: u32) -> Vec<(String, Value
                 ));
             }
         }
-        "gemma2" | "gemma3" => {
+        "gemma2" => {
             if let (Some(whole), Some(cut)) = (
                 gemma_query_scale(&m, m.trunk(), 0),
                 gemma_query_scale(&m, trunk, s),
             ) {
                 if whole != cut {
-                    // Queries and keys both pass through RoPE, whose
-                    // attention factor multiplies them: sqrt(ratio) each
-                    // scales every attention logit by the ratio.
+                    // Gemma 2 has no query norm to rescale (see
+                    // `cut_weight_scales`). Queries and keys both pass
+                    // through RoPE, whose attention factor multiplies them:
+                    // sqrt(ratio) each scales every attention logit by the
+                    // ratio.
                     let base = m.f64("rope.scaling.attn_factor").unwrap_or(1.0);
                     let factor = base * (whole / cut).sqrt();
                     keys.push((m.key("rope.scaling.attn_factor"), Value::F32(factor as f32)));
@@ -409,7 +562,13 @@ mod tests {
 
     #[test]
     fn whole_models_are_never_refused() {
-        let h = header("llama4", &[("block_count", Value::U32(48)), ("attention.sliding_window", Value::U32(0))]);
+        let h = header(
+            "llama4",
+            &[
+                ("block_count", Value::U32(48)),
+                ("attention.sliding_window", Value::U32(0)),
+            ],
+        );
         assert!(check_cut(&h, 0, 48).is_ok());
         assert!(check_cut(&h, 0, 24).is_err());
     }
@@ -418,7 +577,10 @@ mod tests {
     fn llama4_cuts_start_on_the_no_rope_and_moe_period() {
         let h = header(
             "llama4",
-            &[("block_count", Value::U32(48)), ("interleave_moe_layer_step", Value::U32(2))],
+            &[
+                ("block_count", Value::U32(48)),
+                ("interleave_moe_layer_step", Value::U32(2)),
+            ],
         );
         assert!(check_cut(&h, 0, 24).is_ok());
         assert!(check_cut(&h, 24, 48).is_ok());
@@ -427,7 +589,10 @@ mod tests {
         assert_eq!(boundary_multiple(&h), Some(4));
         let h = header(
             "llama4",
-            &[("block_count", Value::U32(48)), ("interleave_moe_layer_step", Value::U32(3))],
+            &[
+                ("block_count", Value::U32(48)),
+                ("interleave_moe_layer_step", Value::U32(3)),
+            ],
         );
         assert_eq!(boundary_multiple(&h), Some(12));
     }
@@ -467,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn gemma3_27b_cuts_carry_the_attention_scale_in_the_rope_factor() {
+    fn gemma3_27b_cuts_carry_the_attention_scale_in_the_query_norm() {
         let h = header(
             "gemma3",
             &[
@@ -478,12 +643,14 @@ mod tests {
             ],
         );
         assert!(check_cut(&h, 0, 31).is_ok());
-        let keys = cut_keys(&h, 0, 31);
-        assert_eq!(keys.len(), 1);
-        let Value::F32(f) = keys[0].1 else { panic!() };
-        let want = ((1.0 / 168f64.sqrt()) / (1.0 / 128f64.sqrt())).sqrt();
-        assert!((f64::from(f) - want).abs() < 1e-6, "{f}");
-        // A 270M-sized model needs nothing.
+        assert!(cut_keys(&h, 0, 31).is_empty());
+        let scales = cut_weight_scales(&h, 0, 31);
+        assert_eq!(scales.len(), 1);
+        assert_eq!(scales[0].0, "attn_q_norm.weight");
+        let want = (1.0 / 168f64.sqrt()) / (1.0 / 128f64.sqrt());
+        assert!((scales[0].1 - want).abs() < 1e-12, "{scales:?}");
+        // The whole model, and a 270M-sized one, need nothing.
+        assert!(cut_weight_scales(&h, 0, 62).is_empty());
         let h = header(
             "gemma3",
             &[
@@ -493,7 +660,38 @@ mod tests {
                 ("attention.key_length", Value::U32(256)),
             ],
         );
-        assert!(cut_keys(&h, 0, 9).is_empty());
+        assert!(cut_weight_scales(&h, 0, 9).is_empty());
+    }
+
+    #[test]
+    fn gemma2_27b_cuts_carry_the_attention_scale_in_the_rope_factor() {
+        let h = header(
+            "gemma2",
+            &[
+                ("block_count", Value::U32(46)),
+                ("embedding_length", Value::U32(4608)),
+                ("attention.head_count", Value::U32(32)),
+                ("attention.key_length", Value::U32(128)),
+            ],
+        );
+        let keys = cut_keys(&h, 0, 23);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].0, "gemma2.rope.scaling.attn_factor");
+        let Value::F32(f) = keys[0].1 else { panic!() };
+        let want = ((1.0 / 144f64.sqrt()) / (1.0 / 128f64.sqrt())).sqrt();
+        assert!((f64::from(f) - want).abs() < 1e-6, "{f}");
+        // With RoPE on part of each head only, no factor works.
+        let h = header(
+            "gemma2",
+            &[
+                ("block_count", Value::U32(46)),
+                ("embedding_length", Value::U32(4608)),
+                ("attention.head_count", Value::U32(32)),
+                ("attention.key_length", Value::U32(128)),
+                ("rope.dimension_count", Value::U32(64)),
+            ],
+        );
+        assert!(check_cut(&h, 0, 23).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-pub use cut::{boundary_multiple, check_cut, cut_keys, CutRefusal};
+pub use cut::{boundary_multiple, check_cut, cut_keys, cut_weight_scales, CutRefusal};
 pub use error::GgufError;
 pub(crate) use names::strip_gguf;
 pub use names::{shard_name, ShardName};

@@ -16,6 +16,9 @@
 //!   which the loader reads in preference), `leading_dense_block_count` and
 //!   `nextn_predict_layers` (counts of leading/trailing special layers).
 //!
+//! - per-layer weights multiplied by [`cut_weight_scales`](super::cut_weight_scales)
+//!   (Gemma 3 27B's query scale in its query norm; F32, F16 and BF16
+//!   tensors only);
 //! - the architecture-specific keys of [`cut_keys`](super::cut_keys)
 //!   (behaviour llama.cpp keys on the total layer count, e.g. Gemma 3 27B's
 //!   attention scale, or on the layer index without a per-layer key).
@@ -38,10 +41,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::cut::{check_cut, cut_keys};
+use super::cut::{check_cut, cut_keys, cut_weight_scales};
 use super::error::GgufError;
 use super::names::shard_name;
 use super::read::{GgufHeader, TensorInfo};
+use super::types::GgmlType;
 use super::value::{Array, Value};
 use super::write::{alignment_of, layout_offsets, write_header, write_padding};
 
@@ -63,7 +67,7 @@ pub const KEY_SLICE_TOTAL: &str = "skulk.slice.total_layers";
 /// `il % period != 0`, else `il % period < period - 1`
 /// (`llama_hparams::set_swa_pattern`). A scalar pattern key overrides the
 /// period.
-const SWA_PERIODIC: &[(&str, u64, bool)] = &[
+pub(super) const SWA_PERIODIC: &[(&str, u64, bool)] = &[
     ("afmoe", 4, false),
     ("cohere2", 4, false),
     ("cohere2moe", 4, true),
@@ -88,7 +92,7 @@ const SWA_PERIODIC: &[(&str, u64, bool)] = &[
 /// length happens to be (M-RoPE's four position sections).
 const NOT_PER_LAYER: &[&str] = &[".rope.dimension_sections"];
 
-fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
+pub(super) fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
     period == 0
         || if dense_first {
             il % period != 0
@@ -105,6 +109,9 @@ pub struct SlicePlan {
     pub tensors: Vec<TensorInfo>,
     /// For each output tensor, its data offset in the source's data section.
     pub source_offsets: Vec<u64>,
+    /// For each output tensor, the factor its values are multiplied by
+    /// (`cut_weight_scales`), if any.
+    pub scales: Vec<Option<f64>>,
     /// Per-layer metadata arrays that were cut.
     pub sliced_arrays: Vec<String>,
     /// Keys rewritten for the range (besides the block count and the cut
@@ -247,14 +254,38 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
     metadata.push((KEY_SLICE_END.into(), Value::U32(end)));
     metadata.push((KEY_SLICE_TOTAL.into(), Value::U32(total_u32)));
 
+    let weight_scales = cut_weight_scales(header, start, end);
     let mut tensors = Vec::new();
     let mut source_offsets = Vec::new();
+    let mut scales = Vec::new();
     for t in &header.tensors {
-        let name = match layer_of(&t.name) {
-            Some((n, rest)) if (s..e).contains(&n) => format!("blk.{}.{rest}", n - s),
+        let (name, scale) = match layer_of(&t.name) {
+            Some((n, rest)) if (s..e).contains(&n) => (
+                format!("blk.{}.{rest}", n - s),
+                weight_scales
+                    .iter()
+                    .find(|(suffix, _)| suffix == rest)
+                    .map(|&(_, f)| f),
+            ),
             Some(_) => continue,
-            None => t.name.clone(),
+            None => (t.name.clone(), None),
         };
+        if scale.is_some() && !SCALABLE.contains(&t.ggml_type) {
+            return Err(GgufError::CutRefused {
+                path: header.path.clone(),
+                refusal: super::cut::CutRefusal {
+                    arch: arch.to_string(),
+                    start,
+                    end,
+                    reason: format!(
+                        "tensor `{}` must be rescaled in the cut, and skulk rescales only F32, F16 and BF16 tensors, not `{}`",
+                        t.name, t.ggml_type
+                    ),
+                    hint: "run this model on one host (a one-rank plan)".into(),
+                },
+            });
+        }
+        scales.push(scale);
         tensors.push(TensorInfo {
             name,
             dims: t.dims.clone(),
@@ -274,10 +305,40 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         metadata,
         tensors,
         source_offsets,
+        scales,
         sliced_arrays,
         rewritten_keys,
         data_bytes,
     })
+}
+
+/// Tensor types whose values [`scale_values`] can multiply.
+const SCALABLE: &[GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
+/// Multiplies every value of `data` (little-endian, of type `ty`, one of
+/// [`SCALABLE`]) by `factor`, rounding once to the type.
+fn scale_values(data: &mut [u8], ty: GgmlType, factor: f64) {
+    match ty {
+        GgmlType::F32 => {
+            for b in data.chunks_exact_mut(4) {
+                let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                b.copy_from_slice(&((f64::from(v) * factor) as f32).to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for b in data.chunks_exact_mut(2) {
+                let v = half::f16::from_le_bytes([b[0], b[1]]).to_f64();
+                b.copy_from_slice(&half::f16::from_f64(v * factor).to_le_bytes());
+            }
+        }
+        GgmlType::BF16 => {
+            for b in data.chunks_exact_mut(2) {
+                let v = half::bf16::from_le_bytes([b[0], b[1]]).to_f64();
+                b.copy_from_slice(&half::bf16::from_f64(v * factor).to_le_bytes());
+            }
+        }
+        other => unreachable!("plan_slice refuses rescaling `{other}`"),
+    }
 }
 
 /// A file in the destination's directory, removed on drop unless persisted.
@@ -453,7 +514,12 @@ pub fn slice_layers(
 
     let mut buf = vec![0u8; COPY_BUFFER_BYTES];
     let mut pos = 0u64;
-    for (t, &src_offset) in plan.tensors.iter().zip(&plan.source_offsets) {
+    for ((t, &src_offset), scale) in plan
+        .tensors
+        .iter()
+        .zip(&plan.source_offsets)
+        .zip(&plan.scales)
+    {
         debug_assert_eq!(pos, t.offset);
         let mut left = t.n_bytes().expect("plan_slice checked the types");
         // The part holding this tensor: the last whose base is not past it.
@@ -471,6 +537,10 @@ pub fn slice_layers(
         while left > 0 {
             let chunk = &mut buf[..left.min(COPY_BUFFER_BYTES as u64) as usize];
             input.read_exact(chunk).map_err(|e| src_err("read", e))?;
+            if let Some(factor) = scale {
+                // The buffer holds whole values (its size is a multiple of 4).
+                scale_values(chunk, t.ggml_type, *factor);
+            }
             out.write_all(chunk).map_err(dst_err)?;
             left -= chunk.len() as u64;
         }
