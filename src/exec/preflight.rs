@@ -351,6 +351,111 @@ mod tests {
         }
     }
 
+    /// The first bytes of a GGUF with `kv` (and `general.architecture`),
+    /// as rank 0's preflight reports them: only the start of the file.
+    fn head(arch: &str, kv: &[(&str, crate::gguf::Value)]) -> Vec<u8> {
+        use crate::gguf::{GgufBuilder, Value};
+        let mut b = GgufBuilder::new().kv("general.architecture", Value::string(arch));
+        for (k, v) in kv {
+            b = b.kv(&format!("{arch}.{k}"), v.clone());
+        }
+        // A vocabulary after the architecture's keys, cut off by the prefix.
+        b = b.kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(crate::gguf::Array::Str(vec![b"tok".to_vec(); 40_000])),
+        );
+        let mut bytes = b.to_bytes();
+        bytes.truncate(crate::exec::script::GGUF_HEAD_BYTES);
+        bytes
+    }
+
+    fn facts_with_head(d: &Deployment, head: Vec<u8>) -> Facts {
+        Facts {
+            gguf_head: Some(head),
+            ..good(d)
+        }
+    }
+
+    #[test]
+    fn an_architecture_skulk_cannot_split_fails_on_rank_0_naming_it() {
+        use crate::gguf::Value;
+        let d = fixtures::deployment(3);
+        let facts = facts_with_head(&d, head("rwkv7", &[("block_count", Value::U32(30))]));
+        let v = check(&d, &d.ranks[0], &facts, &opts(), "x");
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        let p = &v.problems[0];
+        assert!(
+            p.contains("architecture `rwkv7`")
+                && p.contains("cannot split across hosts")
+                && p.contains("qwen3moe")
+                && p.contains("hint: ")
+                && p.contains("one host"),
+            "{p}"
+        );
+        // Only rank 0 reads the header.
+        assert_eq!(
+            check(&d, &d.ranks[1], &facts, &opts(), "x"),
+            Verdict::default()
+        );
+        // One rank runs any architecture.
+        let one = fixtures::deployment(1);
+        let facts = facts_with_head(&one, head("rwkv7", &[("block_count", Value::U32(30))]));
+        assert_eq!(
+            check(&one, &one.ranks[0], &facts, &opts(), "x"),
+            Verdict::default()
+        );
+    }
+
+    #[test]
+    fn ranges_llama_cpp_would_run_differently_fail_naming_the_rank_and_the_rule() {
+        use crate::gguf::Value;
+        // 30 layers over 3 ranks: 0..10, 10..20, 20..30; Llama 4 needs
+        // multiples of 4.
+        let d = fixtures::deployment(3);
+        let facts = facts_with_head(
+            &d,
+            head(
+                "llama4",
+                &[
+                    ("block_count", Value::U32(30)),
+                    ("interleave_moe_layer_step", Value::U32(2)),
+                ],
+            ),
+        );
+        let v = check(&d, &d.ranks[0], &facts, &opts(), "x");
+        // 20 is a multiple of 4, 10 is not.
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].starts_with("rank 1 on `h2`: layers `10..20`")
+                && v.problems[0].contains("hint: start every rank's layers at a multiple of 4"),
+            "{:?}",
+            v.problems
+        );
+        // A supported architecture cut anywhere passes.
+        let facts = facts_with_head(&d, head("qwen3", &[("block_count", Value::U32(30))]));
+        assert_eq!(
+            check(&d, &d.ranks[0], &facts, &opts(), "x"),
+            Verdict::default()
+        );
+        // A layer count other than the plan's.
+        let facts = facts_with_head(&d, head("qwen3", &[("block_count", Value::U32(28))]));
+        let v = check(&d, &d.ranks[0], &facts, &opts(), "x");
+        assert!(
+            v.problems[0].contains("has `28` layers, the plan splits `30`"),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn od_output_parses_to_bytes() {
+        assert_eq!(
+            parse_od_hex([" 47 47 55 46 03 00", " 00 00"].into_iter()),
+            vec![0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0]
+        );
+        assert_eq!(parse_od_hex([" 47 zz 01"].into_iter()), vec![0x47]);
+    }
+
     #[test]
     fn a_ready_host_passes() {
         let d = fixtures::deployment(3);

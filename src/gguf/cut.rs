@@ -610,9 +610,11 @@ mod tests {
         assert!(check_cut(&h, 0, 26).is_err());
         assert!(check_cut(&h, 0, 27).is_err());
         assert!(check_cut(&h, 0, 28).is_ok());
-        // 27 blocks of which one is the prediction block: 26 run.
+        // The prediction block does not count: 35..62 runs 26 blocks,
+        // 34..62 27, 33..62 28.
         assert!(check_cut(&h, 35, 62).is_err());
-        assert!(check_cut(&h, 34, 62).is_ok());
+        assert!(check_cut(&h, 34, 62).is_err());
+        assert!(check_cut(&h, 33, 62).is_ok());
         // Only the prediction block.
         let e = check_cut(&h, 61, 62).unwrap_err();
         assert!(e.to_string().contains("next-token-prediction"), "{e}");
