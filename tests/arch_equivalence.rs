@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use skulk::engine::{
@@ -67,7 +67,6 @@ enum Match {
 
 /// A synthetic model, its layer ranges cut and loaded once each.
 struct Bench {
-    arch: String,
     path: PathBuf,
     total: u32,
     dir: tempfile::TempDir,
@@ -88,7 +87,6 @@ impl Bench {
         write_model(spec, &tokenizer, &path).unwrap_or_else(|e| panic!("{}: {e}", spec.arch));
         let header = GgufHeader::read(&path).unwrap();
         Some(Bench {
-            arch: spec.arch.clone(),
             path,
             total: spec.n_layer,
             dir,

@@ -341,7 +341,7 @@ pub enum EngineError {
         actual: u64,
         expected: u64,
     },
-    #[error("model file `{}` has architecture `{arch}`, which skulk cannot split into layer ranges yet\n\nhint: supported architectures: {}", path.display(), SUPPORTED_ARCHITECTURES.join(", "))]
+    #[error("model file `{}` has architecture `{arch}`, which skulk cannot split into layer ranges yet\n\nhint: skulk splits {}; run this model on one host (a one-rank plan runs any architecture llama.cpp supports)", path.display(), SUPPORTED_ARCHITECTURES.join(", "))]
     UnsupportedArchitecture { path: PathBuf, arch: String },
     #[error("model file `{}`: {reason}", path.display())]
     LayerRange { path: PathBuf, reason: String },
