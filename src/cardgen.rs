@@ -206,8 +206,9 @@ pub fn card_from_gguf(
         num_key_value_heads,
         tasks: vec![ModelTask::TextGeneration],
         components: None,
-        // The GGUF's `general.architecture` (`llama`, `qwen3`, `gemma3`):
-        // the family token a card's capability defaults key on.
+        // The GGUF's `general.architecture` (`llama`, `qwen3`, `gemma3`): the
+        // family token a card's capability defaults key on, and what `skulk
+        // plan` checks to warn when the model cannot be split.
         family: facts.architecture.clone(),
         quantization: facts.quantization.clone().unwrap_or_default(),
         base_model: String::new(),

@@ -538,6 +538,9 @@ fn plan(args: PlanArgs) -> Result<(), CliError> {
     for note in &placed.notes {
         output::note(note);
     }
+    for warning in &placed.warnings {
+        output::warn(warning);
+    }
     let document = PlanDocument::from_plan(&placed);
     if let Some(path) = &args.out {
         let yaml = match crate::load::Format::from_path(path) {

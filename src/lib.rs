@@ -23,4 +23,5 @@ pub mod ring;
 pub mod run_shard;
 pub mod schema;
 pub mod shard;
+pub mod synth;
 pub mod validate;

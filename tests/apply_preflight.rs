@@ -280,6 +280,27 @@ fn a_missing_model_fails_preflight_naming_host_and_path() {
 }
 
 #[test]
+fn an_architecture_skulk_cannot_split_fails_preflight_on_rank_0_before_anything_starts() {
+    let Some(h) = test_hosts() else { return };
+    let sc = Scratch::new();
+    // Every host's model file says `rwkv7`, a llama.cpp architecture skulk
+    // does not split; only rank 0's host reads the header.
+    let mut specs = sc.hosts(h, N, false);
+    for (i, spec) in specs.iter_mut().enumerate() {
+        spec.model_dir = Some(sc.model_dir_of(&format!("rwkv-h{}", i + 1), false, "rwkv7"));
+    }
+    let inv = sc.inventory(h, &specs);
+    let plan = sc.plan(&inv, &["h1", "h2", "h3"], ring_port(11));
+    let r = skulk(&strs(&apply_args(h, &plan, &[]))).expect(2);
+    r.assert_stderr_has("preflight failed on 1 of 3 hosts; nothing was started");
+    r.assert_stderr_has(&format!("host `h1` (`{}`): model file `", h.addrs[0]));
+    r.assert_stderr_has("has architecture `rwkv7`, which skulk cannot split across hosts yet (this plan has 3 ranks)");
+    r.assert_stderr_has("hint: skulk splits llama, mistral3,");
+    r.assert_stderr_has("run this model on one host");
+    assert!(!run_dir(&plan).exists(), "nothing written on the hosts");
+}
+
+#[test]
 fn a_busy_ring_port_fails_preflight() {
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();

@@ -114,6 +114,25 @@ fn test_model_cards_match_the_real_files() {
             continue;
         };
         assert_eq!(card.storage_size.in_bytes, meta.len(), "{name}");
+        let header = skulk::gguf::GgufHeader::read(&path).unwrap();
+        assert_eq!(card.family, header.architecture().unwrap(), "{name}");
+    }
+}
+
+/// `skulk plan` reads a GGUF card's `family` as the file's architecture
+/// (`card new --from-gguf` writes it so): the curated ones say it.
+#[test]
+fn gguf_cards_name_their_architecture_in_family() {
+    for entry in std::fs::read_dir(root().join("cards")).unwrap() {
+        let card = card(&entry.unwrap().path());
+        if card.is_gguf() {
+            assert!(
+                skulk::engine::LLAMA_CPP_ARCHITECTURES.contains(&card.family.as_str()),
+                "{}: family `{}`",
+                card.model_id,
+                card.family
+            );
+        }
     }
 }
 

@@ -165,3 +165,65 @@ fn the_seed_example_is_reproduced_in_shape_and_assignment() {
     assert_eq!(keys(ours_ring), keys(seed_ring));
     assert_eq!(keys(&ours), ["instance", "skulk"]);
 }
+
+/// `skulk plan` of the three-hosts case (80 layers split 27/27/26) with the
+/// card's `family` replaced.
+fn plan_with_family(family: &str, extra: &[&str]) -> Output {
+    let dir = golden("three-hosts");
+    let card = std::fs::read_to_string(dir.join("card.yaml"))
+        .unwrap()
+        .replace("family: llama\n", &format!("family: {family}\n"));
+    let tmp = tempfile::tempdir().unwrap();
+    let card_path = tmp.path().join("card.yaml");
+    std::fs::write(&card_path, card).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_skulk"))
+        .arg("plan")
+        .arg("--card")
+        .arg(&card_path)
+        .arg("--inventory")
+        .arg(dir.join("inventory.yaml"))
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn plan_warns_when_the_cards_architecture_cannot_be_split() {
+    let run = plan_with_family("rwkv7", &[]);
+    assert_eq!(run.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("warning: the card's family `rwkv7` is a llama.cpp architecture skulk cannot split across hosts yet, and this plan has 3 ranks; `skulk apply` will refuse it")
+            && stderr.contains("hint: skulk splits llama, mistral3,")
+            && stderr.contains("--nodes 1"),
+        "{stderr}"
+    );
+    // A family that is no llama.cpp architecture says nothing either.
+    let run = plan_with_family("llama-family", &[]);
+    assert!(!String::from_utf8_lossy(&run.stderr).contains("warning"));
+}
+
+#[test]
+fn plan_warns_about_ranks_llama_cpp_would_run_differently() {
+    // 27/27/26 layers: DeepSeek ranks of 26 or 27 layers load as the Lite
+    // model; Llama 4 ranks must start on multiples of 4.
+    let stderr = String::from_utf8_lossy(&plan_with_family("deepseek2", &[]).stderr).into_owned();
+    assert_eq!(stderr.matches("warning: rank").count(), 3, "{stderr}");
+    assert!(stderr.contains("warning: rank 2 holds layers `54..80`: llama.cpp takes a DeepSeek-V2 file of 26 layers for the Lite model"), "{stderr}");
+    assert!(
+        stderr.contains("hint: set the split with `--layers`"),
+        "{stderr}"
+    );
+    let stderr = String::from_utf8_lossy(&plan_with_family("llama4", &[]).stderr).into_owned();
+    assert_eq!(stderr.matches("warning: rank").count(), 2, "{stderr}");
+    assert!(
+        stderr
+            .contains("rank 1 holds layers `27..54`: Llama 4 ranks must start on a multiple of 4"),
+        "{stderr}"
+    );
+    let stderr =
+        String::from_utf8_lossy(&plan_with_family("llama4", &["--layers", "28,28,24"]).stderr)
+            .into_owned();
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

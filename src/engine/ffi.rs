@@ -331,6 +331,31 @@ impl Model {
         unsafe { sys::llama_model_n_swa(self.ptr.as_ptr()) }.max(0) as u32
     }
 
+    /// Whether some of the model's layers keep a recurrent state (Mamba,
+    /// gated delta nets, short convolutions) instead of, or besides, a KV
+    /// cache: such a state cannot be cut back to an earlier position.
+    pub fn has_recurrent_state(&self) -> bool {
+        // SAFETY: live model; plain queries.
+        unsafe {
+            sys::llama_model_is_recurrent(self.ptr.as_ptr())
+                || sys::llama_model_is_hybrid(self.ptr.as_ptr())
+        }
+    }
+
+    /// Positions per token that llama.cpp reads from a batch of hidden rows:
+    /// 4 for multi-section RoPE (M-RoPE and interleaved M-RoPE), else 1.
+    pub fn positions_per_embd(&self) -> usize {
+        // SAFETY: live model; a plain query.
+        let rope = unsafe { sys::llama_model_rope_type(self.ptr.as_ptr()) } as i64;
+        // `GGML_ROPE_TYPE_MROPE` (8) and `GGML_ROPE_TYPE_IMROPE` (40) share bit
+        // 8; vision RoPE (24) does too but no text model uses it.
+        if rope >= 0 && rope & 8 != 0 {
+            4
+        } else {
+            1
+        }
+    }
+
     /// The chat template stored in the GGUF (`tokenizer.chat_template`).
     pub fn chat_template(&self) -> Option<String> {
         // SAFETY: live model; a null name asks for the default template; the
@@ -468,21 +493,42 @@ impl Drop for Model {
 // ---------------------------------------------------------------------------
 // Context (KV cache, graph, decode)
 
-/// What the eval callback copies out: the rows of one named graph tensor.
-struct Capture {
-    /// Tensor name, NUL-terminated (`l_out-N`).
-    name: Vec<u8>,
+/// What the eval callback does with two named graph tensors: copies out the
+/// rows of one (`capture`, then stops the graph) and overwrites the other
+/// with given rows (`inject`, then lets the graph go on).
+struct Hooks {
+    /// Tensor to copy and stop at, NUL-terminated (`l_out-N`).
+    capture: Option<Vec<u8>>,
+    /// Tensor to overwrite with `inject_rows`, NUL-terminated.
+    inject: Option<Vec<u8>>,
     n_embd: usize,
     rows: Vec<f32>,
+    /// Rows to write into `inject` during the current decode (empty: none).
+    inject_rows: Vec<f32>,
+    injected: bool,
     error: Option<String>,
 }
 
+/// Whether `t` is an f32, contiguous `n_embd x n_rows` matrix.
+///
+/// # Safety
+/// `t` must be a live tensor.
+unsafe fn is_rows(t: &sys::ggml_tensor, n_embd: usize) -> bool {
+    t.type_ == sys::GGML_TYPE_F32
+        && t.ne[0] as usize == n_embd
+        && t.ne[2] == 1
+        && t.ne[3] == 1
+        // SAFETY: `t` is live (the caller's contract).
+        && unsafe { sys::ggml_is_contiguous(t) }
+}
+
 /// ggml calls this for every graph node with `ask = true` ("do you want this
-/// one?") and, for the node we want, with `ask = false` once it is computed.
-/// Returning false then cancels the rest of the graph (the lm_head and the
-/// rest of the model that this rank does not hold), and llama_decode still
-/// succeeds.
-unsafe extern "C" fn capture_callback(
+/// one?") and, for the nodes we want, with `ask = false` once computed.
+/// Returning false then cancels the rest of the graph (after a capture: the
+/// lm_head and the rest of the model that this rank does not hold), and
+/// llama_decode still succeeds; returning true computes the rest with what
+/// the tensor now holds (after an injection).
+unsafe extern "C" fn hooks_callback(
     t: *mut sys::ggml_tensor,
     ask: bool,
     user: *mut c_void,
@@ -490,46 +536,70 @@ unsafe extern "C" fn capture_callback(
     if t.is_null() || user.is_null() {
         return !ask;
     }
-    // SAFETY: `user` is the Box<Capture> pointer of the context being decoded
+    // SAFETY: `user` is the Box<Hooks> pointer of the context being decoded
     // on this thread (ggml calls back synchronously from llama_decode, while
-    // the Rust side holds `&mut Context` and does not touch the capture).
+    // the Rust side holds `&mut Context` and does not touch the hooks).
     // `t` is a live tensor of the graph being computed.
-    let (cap, t) = unsafe { (&mut *user.cast::<Capture>(), &*t) };
+    let (h, t) = unsafe { (&mut *user.cast::<Hooks>(), &mut *t) };
     // SAFETY: ggml tensor names are NUL-terminated within their 64 bytes.
     let name = unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_bytes_with_nul();
-    let wanted = name == cap.name.as_slice();
+    let capture = h.capture.as_deref() == Some(name);
+    let inject = h.inject.as_deref() == Some(name) && !h.inject_rows.is_empty();
     if ask {
-        return wanted;
+        return capture || inject;
     }
-    if !wanted {
+    let shown = || String::from_utf8_lossy(&name[..name.len() - 1]).into_owned();
+    if inject {
+        let n_rows = t.ne[1].max(0) as usize;
+        // SAFETY: `t` is live.
+        if !unsafe { is_rows(t, h.n_embd) } || n_rows * h.n_embd != h.inject_rows.len() {
+            h.error = Some(format!(
+                "tensor `{}` has type {} and shape {:?}, expected f32 [{}, {}]",
+                shown(),
+                t.type_,
+                t.ne,
+                h.n_embd,
+                h.inject_rows.len() / h.n_embd.max(1)
+            ));
+            return false;
+        }
+        // SAFETY: the tensor holds exactly `inject_rows.len()` f32 values
+        // (checked above); tensor_set copies to whatever backend holds it.
+        unsafe {
+            sys::ggml_backend_tensor_set(
+                t,
+                h.inject_rows.as_ptr().cast(),
+                0,
+                h.inject_rows.len() * 4,
+            );
+        }
+        h.injected = true;
+        return true;
+    }
+    if !capture {
         return true;
     }
     let n_rows = t.ne[1].max(0) as usize;
-    let ok_shape = t.type_ == sys::GGML_TYPE_F32
-        && t.ne[0] as usize == cap.n_embd
-        && t.ne[2] == 1
-        && t.ne[3] == 1
-        // SAFETY: `t` is a live tensor.
-        && unsafe { sys::ggml_is_contiguous(t) };
-    if !ok_shape {
-        cap.error = Some(format!(
+    // SAFETY: `t` is live.
+    if !unsafe { is_rows(t, h.n_embd) } {
+        h.error = Some(format!(
             "tensor `{}` has type {} and shape {:?}, expected f32 [{}, n_tokens]",
-            String::from_utf8_lossy(&cap.name[..cap.name.len() - 1]),
+            shown(),
             t.type_,
             t.ne,
-            cap.n_embd
+            h.n_embd
         ));
         return false;
     }
-    let start = cap.rows.len();
-    cap.rows.resize(start + n_rows * cap.n_embd, 0.0);
+    let start = h.rows.len();
+    h.rows.resize(start + n_rows * h.n_embd, 0.0);
     // SAFETY: the destination has room for exactly ggml_nbytes(t) bytes
     // (f32, contiguous, n_embd x n_rows, checked above); tensor_get copies
     // from whatever backend (CPU or GPU) holds the tensor.
     unsafe {
         let bytes = sys::ggml_nbytes(t);
-        debug_assert_eq!(bytes, n_rows * cap.n_embd * 4);
-        sys::ggml_backend_tensor_get(t, cap.rows[start..].as_mut_ptr().cast(), 0, bytes);
+        debug_assert_eq!(bytes, n_rows * h.n_embd * 4);
+        sys::ggml_backend_tensor_get(t, h.rows[start..].as_mut_ptr().cast(), 0, bytes);
     }
     false
 }
@@ -544,6 +614,10 @@ pub struct ContextParams {
     pub threads: i32,
     /// Stop the graph after this tensor and keep its rows (non-final ranks).
     pub capture: Option<String>,
+    /// Overwrite this tensor with the input rows of each hidden-row decode
+    /// (architectures that transform input rows before the first layer, see
+    /// `llama.rs`).
+    pub inject: Option<String>,
 }
 
 /// llama.cpp's bound on sequence ids (`LLAMA_MAX_SEQ`).
@@ -571,10 +645,12 @@ pub struct TokenMeta {
 pub struct Context {
     ptr: NonNull<sys::llama_context>,
     /// Freed in Drop after the context (the callback may use it until then).
-    capture: Option<NonNull<Capture>>,
+    hooks: Option<NonNull<Hooks>>,
     model: Arc<Model>,
     n_batch: usize,
     n_seq_max: u32,
+    /// Positions per hidden row ([`Model::positions_per_embd`]).
+    pos_per_embd: usize,
     // Batch buffers, reused between calls.
     tokens: Vec<i32>,
     pos: Vec<i32>,
@@ -598,23 +674,26 @@ impl Context {
                 p.n_seq_max
             ));
         }
-        let capture = match &p.capture {
-            Some(name) => {
-                let mut bytes = name.as_bytes().to_vec();
-                bytes.push(0);
-                let b = Box::new(Capture {
-                    name: bytes,
-                    n_embd: model.n_embd(),
-                    rows: Vec::new(),
-                    error: None,
-                });
-                Some(NonNull::from(Box::leak(b)))
-            }
-            None => None,
+        let nul = |name: &String| {
+            let mut bytes = name.as_bytes().to_vec();
+            bytes.push(0);
+            bytes
         };
+        let hooks = (p.capture.is_some() || p.inject.is_some()).then(|| {
+            let b = Box::new(Hooks {
+                capture: p.capture.as_ref().map(nul),
+                inject: p.inject.as_ref().map(nul),
+                n_embd: model.n_embd(),
+                rows: Vec::new(),
+                inject_rows: Vec::new(),
+                injected: false,
+                error: None,
+            });
+            NonNull::from(Box::leak(b))
+        });
         let mark = log_mark();
         // SAFETY: default params are plain data. The callback's user data is
-        // the leaked Capture box, freed only after llama_free in Drop. The
+        // the leaked Hooks box, freed only after llama_free in Drop. The
         // model outlives the context through `model`.
         let raw = unsafe {
             let mut cp = sys::llama_context_default_params();
@@ -629,14 +708,14 @@ impl Context {
             cp.n_threads = p.threads;
             cp.n_threads_batch = p.threads;
             cp.no_perf = true;
-            if let Some(c) = capture {
-                cp.cb_eval = Some(capture_callback);
+            if let Some(c) = hooks {
+                cp.cb_eval = Some(hooks_callback);
                 cp.cb_eval_user_data = c.as_ptr().cast();
             }
             sys::llama_init_from_model(model.ptr.as_ptr(), cp)
         };
         let Some(ptr) = NonNull::new(raw) else {
-            if let Some(c) = capture {
+            if let Some(c) = hooks {
                 // SAFETY: no context refers to the box; freed once.
                 drop(unsafe { Box::from_raw(c.as_ptr()) });
             }
@@ -644,7 +723,8 @@ impl Context {
         };
         Ok(Context {
             ptr,
-            capture,
+            hooks,
+            pos_per_embd: model.positions_per_embd(),
             model,
             n_batch: p.n_batch as usize,
             n_seq_max: p.n_seq_max,
@@ -706,6 +786,18 @@ impl Context {
         }
         self.pos.clear();
         self.pos.extend(meta.iter().map(|m| m.pos));
+        if matches!(input, Input::Embd(..)) && self.pos_per_embd > 1 {
+            // Multi-section RoPE reads hidden rows' positions section-major
+            // (`pos[j * n + i]`); llama.cpp expands a token's position to
+            // `[p, p, p, 0]`, so hidden rows get the same.
+            for j in 1..self.pos_per_embd {
+                if j < 3 {
+                    self.pos.extend(meta.iter().map(|m| m.pos));
+                } else {
+                    self.pos.extend(std::iter::repeat_n(0, n));
+                }
+            }
+        }
         self.n_seq_id.clear();
         self.n_seq_id.resize(n, 1);
         self.seq_ids.clear();
@@ -731,10 +823,25 @@ impl Context {
             seq_id: self.seq_ptrs.as_mut_ptr(),
             logits: self.logits.as_mut_ptr(),
         };
-        if let Some(c) = self.capture {
+        let inject = match (self.hooks, input) {
             // SAFETY: no decode is running; we hold &mut self.
-            unsafe { (*c.as_ptr()).error = None };
-        }
+            (Some(h), Input::Embd(d, _)) => unsafe {
+                let h = &mut *h.as_ptr();
+                h.error = None;
+                h.injected = false;
+                h.inject_rows.clear();
+                if h.inject.is_some() {
+                    h.inject_rows.extend_from_slice(d);
+                }
+                h.inject.is_some()
+            },
+            (Some(h), Input::Tokens(_)) => {
+                // SAFETY: as above.
+                unsafe { (*h.as_ptr()).error = None };
+                false
+            }
+            (None, _) => false,
+        };
         let mark = log_mark();
         // SAFETY: every array of `batch` has `n` elements and lives in `self`
         // or the caller's borrow for the duration of the call; `embd` rows are
@@ -744,10 +851,21 @@ impl Context {
         if rc != 0 {
             return Err((rc, errors_since(mark, "no reason logged")));
         }
-        if let Some(c) = self.capture {
+        if let Some(h) = self.hooks {
             // SAFETY: the decode has returned; nothing else refers to it.
-            if let Some(e) = unsafe { (*c.as_ptr()).error.take() } {
+            let h = unsafe { &mut *h.as_ptr() };
+            if let Some(e) = h.error.take() {
                 return Err((0, e));
+            }
+            if inject && !h.injected {
+                return Err((
+                    0,
+                    format!(
+                        "the graph has no tensor `{}` to take the hidden rows",
+                        String::from_utf8_lossy(h.inject.as_deref().unwrap_or(b"?\0"))
+                            .trim_end_matches('\0')
+                    ),
+                ));
             }
         }
         Ok(())
@@ -755,7 +873,7 @@ impl Context {
 
     /// Rows captured since the last call (n_tokens x n_embd).
     pub fn take_captured(&mut self) -> Vec<f32> {
-        match self.capture {
+        match self.hooks {
             // SAFETY: no decode is running; we hold &mut self.
             Some(c) => std::mem::take(unsafe { &mut (*c.as_ptr()).rows }),
             None => Vec::new(),
@@ -820,11 +938,11 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
-        // SAFETY: freed once, context first (it may reference the capture
+        // SAFETY: freed once, context first (it may reference the hooks
         // box), then what it referenced.
         unsafe {
             sys::llama_free(self.ptr.as_ptr());
-            if let Some(c) = self.capture {
+            if let Some(c) = self.hooks {
                 drop(Box::from_raw(c.as_ptr()));
             }
         }

@@ -5,12 +5,14 @@
 //! at its layer boundary. Non-final ranks stop the graph after their last
 //! layer's output (`l_out-{n-1}`) and mark every token as output (otherwise
 //! llama.cpp drops the rows of non-output tokens inside the last layer);
-//! non-first ranks feed the received rows through `llama_batch.embd`, which
-//! llama.cpp does not scale (Gemma's sqrt(n_embd) applies to token rows
-//! only, and Granite-style `f_embedding_scale` architectures are not
-//! allowed). Each decode holds at most `n_batch` = `n_ubatch` tokens, so the
-//! capture fires once per decode and every rank cuts a long prompt at the
-//! same places as the whole model.
+//! non-first ranks feed the received rows through `llama_batch.embd`. Where
+//! llama.cpp would transform those rows before the first layer, the cut or
+//! the rank undoes it exactly: Gemma 3's sqrt(n_embd) applies to token rows
+//! only; Granite's `embedding_scale` is 1 in non-first cuts
+//! (`gguf::cut_keys`); Gemma 2 scales every row, so the rank overwrites the
+//! scaled rows with the received ones (`INPUT_SCALED`). Each decode holds at
+//! most `n_batch` = `n_ubatch` tokens, so the capture fires once per decode
+//! and every rank cuts a long prompt at the same places as the whole model.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -53,6 +55,20 @@ fn effective_n_batch(requested: u32, n_vocab: usize) -> u32 {
     requested.min(cap.max(MIN_N_BATCH))
 }
 
+/// The graph tensor holding a layer's output (`<name>-<layer>`), where it is
+/// not llama.cpp's usual `l_out`: Nemotron-H names its blocks' outputs
+/// `nemotron_h_block_out` and uses `l_out` for the feed-forward's output
+/// before the residual (`models/nemotron-h.cpp`), which would be wrong.
+const LAYER_OUTPUT: &[(&str, &str)] = &[("nemotron_h", "nemotron_h_block_out")];
+
+/// Architectures whose graph scales every input row, hidden rows from the
+/// rank before included (which are already scaled), and the graph tensor
+/// holding the scaled rows: a non-first rank overwrites it with the rows it
+/// received, so its first layer sees exactly what the whole model's does
+/// (`models/gemma2.cpp`: `ggml_scale(inpL, sqrtf(n_embd))`, named
+/// `inp_scaled`). Dividing the rows beforehand would not be exact.
+const INPUT_SCALED: &[(&str, &str)] = &[("gemma2", "inp_scaled")];
+
 /// Gemma 3's built-in sliding-window pattern: every 6th layer is global
 /// (llama.cpp `llama_model_gemma3::load_arch_hparams`, `load_swa_pattern(ml, 6)`).
 const GEMMA3_DEFAULT_SWA_PATTERN: u64 = 6;
@@ -78,7 +94,20 @@ pub fn load(
         });
     }
     let n_local = (layers.end - layers.start) as usize;
-    let arch = check_file(&path, &layers, total_layers)?;
+    let (arch, nextn) = check_file(&path, &layers, total_layers)?;
+    // Trailing next-token-prediction blocks are loaded but not run (the
+    // cut's `nextn_predict_layers` counts those it holds).
+    let n_trunk = n_local.saturating_sub(nextn);
+    if n_trunk == 0 {
+        return Err(EngineError::LayerRange {
+            path,
+            reason: format!(
+                "layers `{}..{}` are only next-token-prediction blocks, which llama.cpp does not run\n\n\
+                 hint: give this rank at least one of the model's other layers",
+                layers.start, layers.end
+            ),
+        });
+    }
 
     let n_gpu_layers = if opts.gpu_layers as usize >= n_local {
         -1 // all layers and the output layer
@@ -89,11 +118,11 @@ pub fn load(
         path: path.clone(),
         reason,
     })?;
-    if model.n_layer() != n_local {
+    if model.n_layer() != n_trunk {
         return Err(EngineError::LayerRange {
             path,
             reason: format!(
-                "llama.cpp loaded `{}` layers, expected `{n_local}`",
+                "llama.cpp loaded `{}` layers, expected `{n_trunk}`",
                 model.n_layer()
             ),
         });
@@ -113,7 +142,17 @@ pub fn load(
         n_batch,
         n_seq_max,
         threads,
-        capture: (!is_last).then(|| format!("l_out-{}", n_local - 1)),
+        capture: (!is_last).then(|| {
+            let name = LAYER_OUTPUT
+                .iter()
+                .find(|(a, _)| *a == arch)
+                .map_or("l_out", |(_, name)| name);
+            format!("{name}-{}", n_trunk - 1)
+        }),
+        inject: INPUT_SCALED
+            .iter()
+            .find(|(a, _)| !is_first && *a == arch)
+            .map(|(_, tensor)| tensor.to_string()),
     };
     let ctx = Context::new(model.clone(), &params).map_err(|reason| EngineError::Context {
         path: path.clone(),
@@ -128,6 +167,7 @@ pub fn load(
         n_batch: n_batch as usize,
         n_seq_max,
         n_swa: model.n_swa(),
+        recurrent: model.has_recurrent_state(),
         is_first,
         is_last,
         ctx,
@@ -144,8 +184,13 @@ pub fn load(
 
 /// Checks the file before llama.cpp sees it: present, a GGUF, complete, an
 /// allowed architecture, and cut to the rank's layer count with the
-/// per-layer metadata its architecture needs. Returns the architecture.
-fn check_file(path: &Path, layers: &Range<u32>, total_layers: u32) -> Result<String, EngineError> {
+/// per-layer metadata its architecture needs. Returns the architecture and
+/// the number of trailing next-token-prediction blocks the file holds.
+fn check_file(
+    path: &Path,
+    layers: &Range<u32>,
+    total_layers: u32,
+) -> Result<(String, usize), EngineError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => m,
         Ok(_) => {
@@ -191,7 +236,9 @@ fn check_file(path: &Path, layers: &Range<u32>, total_layers: u32) -> Result<Str
             })
         }
     };
-    if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+    // A whole model is not cut: llama.cpp runs it as it would alone.
+    let whole = layers.start == 0 && layers.end == total_layers;
+    if !whole && !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
         return Err(EngineError::UnsupportedArchitecture {
             path: path.into(),
             arch,
@@ -243,7 +290,12 @@ fn check_file(path: &Path, layers: &Range<u32>, total_layers: u32) -> Result<Str
     if arch == "gemma3" {
         check_gemma3_swa(path, &gguf, layers)?;
     }
-    Ok(arch)
+    let nextn = match gguf.get(&format!("{arch}.nextn_predict_layers")) {
+        Some(GgufValue::Uint(n)) => n as usize,
+        Some(GgufValue::Int(n)) => n.max(0) as usize,
+        _ => 0,
+    };
+    Ok((arch, nextn))
 }
 
 /// llama.cpp derives Gemma 3's sliding-window layers from the layer index
@@ -298,6 +350,10 @@ struct LlamaStage {
     n_batch: usize,
     n_seq_max: u32,
     n_swa: u32,
+    /// Some layers keep a recurrent state, which cannot be cut back to a
+    /// prefix: the same on every rank of a model (an architecture property),
+    /// so all ranks agree not to reuse prefixes.
+    recurrent: bool,
     is_first: bool,
     is_last: bool,
     ctx: Context,
@@ -336,7 +392,7 @@ impl Stage for LlamaStage {
     }
 
     fn reuses_prefixes(&self) -> bool {
-        self.n_swa == 0
+        self.n_swa == 0 && !self.recurrent
     }
 
     fn n_seq_max(&self) -> u32 {

@@ -5,8 +5,9 @@
 //! behind the `engine` cargo feature. The invariant this module guards:
 //! chaining the stages of a model's layer ranges in order gives, token for
 //! token, what the whole model gives in one stage (proved by
-//! `tests/engine_equivalence.rs` for every architecture in
-//! [`SUPPORTED_ARCHITECTURES`]).
+//! `tests/arch_equivalence.rs` for every architecture in
+//! [`SUPPORTED_ARCHITECTURES`], on generated models, and by
+//! `tests/engine_equivalence.rs` on real ones).
 
 use std::path::PathBuf;
 
@@ -25,11 +26,199 @@ pub use ffi::supports_gpu_offload;
 pub use llama::load;
 
 /// Architectures (GGUF `general.architecture`) whose layer-range stages are
-/// proved equivalent to the whole model by `tests/engine_equivalence.rs`.
-/// Any other architecture is refused at load time: per-layer attributes that
-/// llama.cpp derives from the layer index, or embedding scales applied to
-/// injected hidden rows, could otherwise give wrong output silently.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
+/// proved equivalent to the whole model by `tests/arch_equivalence.rs` (and
+/// `tests/engine_equivalence.rs` on real models), with the cut rules of
+/// `gguf::check_cut` (`docs/architectures.md`). Any other architecture runs
+/// only whole (one rank): per-layer attributes that llama.cpp derives from
+/// the layer index or the layer count, or transformations of injected
+/// hidden rows, could otherwise give wrong output silently.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    // dense
+    "llama",
+    "mistral3",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "olmo2",
+    "cohere2",
+    "exaone4",
+    "granite",
+    // mixture of experts
+    "qwen3moe",
+    "gpt-oss",
+    "deepseek2",
+    "glm4moe",
+    "minimax-m2",
+    "llama4",
+    // hybrid: attention and recurrent layers
+    "qwen3next",
+    "qwen35moe",
+    "nemotron_h",
+    "lfm2",
+    "granitehybrid",
+];
+
+/// Every `general.architecture` the vendored llama.cpp knows
+/// (`LLM_ARCH_NAMES` in its `src/llama-arch.cpp`, without the `clip`
+/// placeholder), in its order. A one-rank plan runs any of them; `skulk
+/// plan` reads a card's `family` as the architecture when it is one.
+pub const LLAMA_CPP_ARCHITECTURES: &[&str] = &[
+    "llama",
+    "llama4",
+    "deci",
+    "falcon",
+    "grok",
+    "gpt2",
+    "gptj",
+    "gptneox",
+    "mpt",
+    "baichuan",
+    "starcoder",
+    "refact",
+    "bert",
+    "modern-bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "neo-bert",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "eurobert",
+    "bloom",
+    "stablelm",
+    "qwen",
+    "qwen2",
+    "qwen2moe",
+    "qwen2vl",
+    "qwen3",
+    "qwen3moe",
+    "qwen3next",
+    "qwen3vl",
+    "qwen3vlmoe",
+    "qwen35",
+    "qwen35moe",
+    "clef",
+    "qwen4exp",
+    "phi2",
+    "phi3",
+    "phimoe",
+    "plamo",
+    "plamo2",
+    "plamo3",
+    "codeshell",
+    "orion",
+    "internlm2",
+    "minicpm",
+    "minicpm3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3n",
+    "gemma4",
+    "gemma4-assistant",
+    "gemma-embedding",
+    "starcoder2",
+    "mamba",
+    "mamba2",
+    "maple",
+    "jamba",
+    "falcon-h1",
+    "xverse",
+    "command-r",
+    "cohere2",
+    "cohere2moe",
+    "dbrx",
+    "olmo",
+    "olmo2",
+    "olmoe",
+    "muse-glimmer",
+    "openelm",
+    "arctic",
+    "deepseek",
+    "deepseek2",
+    "deepseek2-ocr",
+    "deepseek32",
+    "deepseek4",
+    "chatglm",
+    "glm4",
+    "glm4moe",
+    "glm-dsa",
+    "bitnet",
+    "t5",
+    "t5encoder",
+    "jais",
+    "jais2",
+    "nemotron",
+    "nemotron_h",
+    "nemotron_h_moe",
+    "exaone",
+    "exaone4",
+    "exaone-moe",
+    "rwkv6",
+    "rwkv6qwen2",
+    "rwkv7",
+    "arwkv7",
+    "granite",
+    "granitemoe",
+    "granitehybrid",
+    "graniteswitch",
+    "granite_swa",
+    "chameleon",
+    "wavtokenizer-dec",
+    "plm",
+    "bailingmoe",
+    "bailingmoe2",
+    "bailingmoe3",
+    "dots1",
+    "dots3note",
+    "arcee",
+    "afmoe",
+    "laguna",
+    "ernie4_5",
+    "ernie4_5-moe",
+    "hunyuan-moe",
+    "hunyuan-dense",
+    "hunyuan_vl",
+    "hy_v3",
+    "hy_v4",
+    "smollm3",
+    "gpt-oss",
+    "lfm2",
+    "lfm2moe",
+    "dream",
+    "smallthinker",
+    "llada",
+    "llada-moe",
+    "seed_oss",
+    "grovemoe",
+    "apertus",
+    "minimax-01",
+    "hrm_text",
+    "minimax-m2",
+    "minimax-m3",
+    "cogvlm",
+    "rnd1",
+    "pangu-embedded",
+    "mistral3",
+    "eagle3",
+    "dflash",
+    "mistral4",
+    "paddleocr",
+    "mimo2",
+    "step35",
+    "spark2_5",
+    "llama-embed",
+    "maincoder",
+    "kimi-linear",
+    "kimi-k3",
+    "glm5-next",
+    "talkie",
+    "mellum",
+    "nanbeige",
+    "qwen3tts",
+    "pockettts",
+];
 
 /// Input of one forward pass: tokens on the first rank, hidden rows elsewhere.
 pub enum StageInput<'a> {
@@ -220,7 +409,7 @@ pub enum EngineError {
         actual: u64,
         expected: u64,
     },
-    #[error("model file `{}` has architecture `{arch}`, which skulk cannot split into layer ranges yet\n\nhint: supported architectures: {}", path.display(), SUPPORTED_ARCHITECTURES.join(", "))]
+    #[error("model file `{}` has architecture `{arch}`, which skulk cannot split into layer ranges yet\n\nhint: skulk splits {}; run this model on one host (a one-rank plan runs any architecture llama.cpp supports)", path.display(), SUPPORTED_ARCHITECTURES.join(", "))]
     UnsupportedArchitecture { path: PathBuf, arch: String },
     #[error("model file `{}`: {reason}", path.display())]
     LayerRange { path: PathBuf, reason: String },

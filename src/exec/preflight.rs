@@ -10,6 +10,8 @@
 use super::remote::RemotePath;
 use super::script::{mem_available, parse_listeners, port_busy, Listener, Report};
 use super::target::{Deployment, RankTarget};
+use crate::engine::SUPPORTED_ARCHITECTURES;
+use crate::gguf::{check_cut, GgufHeader};
 
 /// What preflight may fix instead of failing.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +73,8 @@ pub struct Facts {
     pub disk_available: Option<u64>,
     pub mem_available: Option<u64>,
     pub listeners: Vec<Listener>,
+    /// The first bytes of the model file (rank 0 of a split plan).
+    pub gguf_head: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,8 +106,76 @@ impl Facts {
             disk_available: r.number("disk_avail_kib").map(|k| k * 1024),
             mem_available: mem_available(&r.section("meminfo")),
             listeners: parse_listeners(&r.section("listeners")),
+            gguf_head: {
+                let head = r
+                    .sections_named("gguf_head")
+                    .next()
+                    .map(|lines| parse_od_hex(lines.iter().map(String::as_str)));
+                head
+            },
         }
     }
+}
+
+/// Bytes from `od -An -v -tx1` output (hex pairs separated by spaces); a
+/// malformed pair ends the bytes.
+fn parse_od_hex<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for word in lines.flat_map(str::split_ascii_whitespace) {
+        match u8::from_str_radix(word, 16) {
+            Ok(b) if word.len() == 2 => out.push(b),
+            _ => return out,
+        }
+    }
+    out
+}
+
+/// What stops the plan's split of the model whose header starts with
+/// `head` (read on rank 0's host): an architecture skulk cannot split, a
+/// layer count other than the plan's, or a rank's range llama.cpp would run
+/// differently from the whole model.
+pub fn split_problems(dep: &Deployment, path: &str, head: &[u8]) -> Vec<String> {
+    let at = std::path::Path::new(path);
+    let metadata = match GgufHeader::parse_metadata_prefix(head, at) {
+        Ok(m) => m,
+        Err(e) => return vec![e.to_string()],
+    };
+    let header = GgufHeader {
+        path: at.to_path_buf(),
+        version: 3,
+        metadata,
+        tensors: Vec::new(),
+        alignment: crate::gguf::DEFAULT_ALIGNMENT,
+        data_offset: 0,
+        file_len: 0,
+    };
+    // Keys beyond the bytes read are unknown: say nothing rather than guess.
+    let Ok(arch) = header.architecture() else {
+        return Vec::new();
+    };
+    let n = dep.ranks.len();
+    if !SUPPORTED_ARCHITECTURES.contains(&arch) {
+        return vec![format!(
+            "model file `{path}` has architecture `{arch}`, which skulk cannot split across hosts yet (this plan has {n} ranks)\n\nhint: skulk splits {}; run this model on one host (a one-rank plan runs any architecture llama.cpp supports)",
+            SUPPORTED_ARCHITECTURES.join(", ")
+        )];
+    }
+    let mut problems = Vec::new();
+    if let (Ok(total), Some(r)) = (header.block_count(), dep.ranks.first()) {
+        if total != u64::from(r.n_layers) {
+            problems.push(format!(
+                "model file `{path}` has `{total}` layers, the plan splits `{}`\n\nhint: fix the card's `nLayers` and plan again",
+                r.n_layers
+            ));
+            return problems;
+        }
+    }
+    for r in &dep.ranks {
+        if let Err(refusal) = check_cut(&header, r.start_layer, r.end_layer) {
+            problems.push(format!("rank {} on `{}`: {refusal}", r.rank, r.node));
+        }
+    }
+    problems
 }
 
 /// The outcome of preflight on one host.
@@ -193,6 +265,14 @@ pub fn check(
         ModelState::NotAFile => v.problems.push(format!("model path `{path}` is not a regular file")),
     }
 
+    // The model's split, judged from its header on rank 0's host.
+    if rank.rank == 0 && dep.ranks.len() > 1 {
+        if let Some(head) = &facts.gguf_head {
+            v.problems
+                .extend(split_problems(dep, &path.to_string(), head));
+        }
+    }
+
     // Ports.
     if !opts.skip_ports {
         if port_busy(&facts.listeners, &rank.address, dep.ring_port) {
@@ -272,7 +352,113 @@ mod tests {
             disk_available: Some(10 << 30),
             mem_available: Some(8 << 30),
             listeners: vec![],
+            gguf_head: None,
         }
+    }
+
+    /// The first bytes of a GGUF with `kv` (and `general.architecture`),
+    /// as rank 0's preflight reports them: only the start of the file.
+    fn head(arch: &str, kv: &[(&str, crate::gguf::Value)]) -> Vec<u8> {
+        use crate::gguf::{GgufBuilder, Value};
+        let mut b = GgufBuilder::new().kv("general.architecture", Value::string(arch));
+        for (k, v) in kv {
+            b = b.kv(&format!("{arch}.{k}"), v.clone());
+        }
+        // A vocabulary after the architecture's keys, cut off by the prefix.
+        b = b.kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(crate::gguf::Array::Str(vec![b"tok".to_vec(); 40_000])),
+        );
+        let mut bytes = b.to_bytes();
+        bytes.truncate(crate::exec::script::GGUF_HEAD_BYTES);
+        bytes
+    }
+
+    fn facts_with_head(d: &Deployment, head: Vec<u8>) -> Facts {
+        Facts {
+            gguf_head: Some(head),
+            ..good(d)
+        }
+    }
+
+    #[test]
+    fn an_architecture_skulk_cannot_split_fails_on_rank_0_naming_it() {
+        use crate::gguf::Value;
+        let d = fixtures::deployment(3);
+        let facts = facts_with_head(&d, head("rwkv7", &[("block_count", Value::U32(30))]));
+        let v = check(&d, &d.ranks[0], &facts, &opts(), "x");
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        let p = &v.problems[0];
+        assert!(
+            p.contains("architecture `rwkv7`")
+                && p.contains("cannot split across hosts")
+                && p.contains("qwen3moe")
+                && p.contains("hint: ")
+                && p.contains("one host"),
+            "{p}"
+        );
+        // Only rank 0 reads the header.
+        assert_eq!(
+            check(&d, &d.ranks[1], &facts, &opts(), "x"),
+            Verdict::default()
+        );
+        // One rank runs any architecture.
+        let one = fixtures::deployment(1);
+        let facts = facts_with_head(&one, head("rwkv7", &[("block_count", Value::U32(30))]));
+        assert_eq!(
+            check(&one, &one.ranks[0], &facts, &opts(), "x"),
+            Verdict::default()
+        );
+    }
+
+    #[test]
+    fn ranges_llama_cpp_would_run_differently_fail_naming_the_rank_and_the_rule() {
+        use crate::gguf::Value;
+        // 30 layers over 3 ranks: 0..10, 10..20, 20..30; Llama 4 needs
+        // multiples of 4.
+        let d = fixtures::deployment(3);
+        let facts = facts_with_head(
+            &d,
+            head(
+                "llama4",
+                &[
+                    ("block_count", Value::U32(30)),
+                    ("interleave_moe_layer_step", Value::U32(2)),
+                ],
+            ),
+        );
+        let v = check(&d, &d.ranks[0], &facts, &opts(), "x");
+        // 20 is a multiple of 4, 10 is not.
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0].starts_with("rank 1 on `h2`: layers `10..20`")
+                && v.problems[0].contains("hint: start every rank's layers at a multiple of 4"),
+            "{:?}",
+            v.problems
+        );
+        // A supported architecture cut anywhere passes.
+        let facts = facts_with_head(&d, head("qwen3", &[("block_count", Value::U32(30))]));
+        assert_eq!(
+            check(&d, &d.ranks[0], &facts, &opts(), "x"),
+            Verdict::default()
+        );
+        // A layer count other than the plan's.
+        let facts = facts_with_head(&d, head("qwen3", &[("block_count", Value::U32(28))]));
+        let v = check(&d, &d.ranks[0], &facts, &opts(), "x");
+        assert!(
+            v.problems[0].contains("has `28` layers, the plan splits `30`"),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn od_output_parses_to_bytes() {
+        assert_eq!(
+            parse_od_hex([" 47 47 55 46 03 00", " 00 00"].into_iter()),
+            vec![0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0]
+        );
+        assert_eq!(parse_od_hex([" 47 zz 01"].into_iter()), vec![0x47]);
     }
 
     #[test]

@@ -67,9 +67,15 @@ if [ -r /proc/net/tcp ]; then cat /proc/net/tcp; [ -r /proc/net/tcp6 ] && cat /p
 echo "::end"
 "#;
 
+/// Bytes of the model file's start that rank 0's preflight reports: GGUF
+/// converters write `general.*` and the architecture's keys before the
+/// vocabulary, and those fit in far less.
+pub const GGUF_HEAD_BYTES: usize = 64 << 10;
+
 /// Facts preflight needs from one host: home, OS, skulk and its version,
 /// the model file (size; sha256 when the plan gives one and the size
-/// matches), free disk under the shard cache, memory and listening sockets.
+/// matches; on rank 0 of a split plan the start of its header), free disk
+/// under the shard cache, memory and listening sockets.
 pub fn preflight(rank: &RankTarget, skulk: &SkulkLocation) -> Action {
     let mut s = String::new();
     s.push_str("echo \"home=$HOME\"\necho \"uname=$(uname -sm)\"\n");
@@ -87,6 +93,13 @@ pub fn preflight(rank: &RankTarget, skulk: &SkulkLocation) -> Action {
         ));
     }
     s.push_str("elif [ -e \"$m\" ]; then echo \"model_size=not-a-file\"; fi\n");
+    if rank.rank == 0 && rank.world_size > 1 {
+        // The start of the GGUF header (architecture and hyperparameters
+        // come before the vocabulary), for the split checks.
+        s.push_str(&format!(
+            "if [ -f \"$m\" ]; then echo \"::begin gguf_head\"; head -c {GGUF_HEAD_BYTES} \"$m\" | od -An -v -tx1; echo \"::end\"; fi\n"
+        ));
+    }
     s.push_str(&format!(
         "d={}\nwhile [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\necho \"disk_avail_kib=$(df -Pk \"$d\" | awk 'NR == 2 {{ print $4 }}')\"\n",
         RunLayout::shard_cache().sh()

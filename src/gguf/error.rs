@@ -66,4 +66,10 @@ pub enum GgufError {
 
     #[error("`{path}`: split model part {what}\n\nhint: a model split by llama.cpp's `gguf-split` is read from its first file, `NAME-00001-of-NNNNN.gguf`, with every part beside it")]
     Split { path: PathBuf, what: String },
+
+    #[error("`{path}`: {refusal}")]
+    CutRefused {
+        path: PathBuf,
+        refusal: super::cut::CutRefusal,
+    },
 }

@@ -8,6 +8,7 @@
 //! model's size. Card generation and the engine consume [`GgufHeader`] and
 //! [`slice_layers`]; neither parses GGUF bytes itself.
 
+mod cut;
 mod error;
 mod names;
 mod read;
@@ -25,6 +26,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub use cut::{boundary_multiple, check_cut, cut_keys, cut_weight_scales, CutRefusal};
 pub use error::GgufError;
 pub(crate) use names::strip_gguf;
 pub use names::{shard_name, ShardName};

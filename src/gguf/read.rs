@@ -115,6 +115,40 @@ impl GgufHeader {
         .header()
     }
 
+    /// The metadata keys held entirely in `prefix`, the first bytes of a
+    /// GGUF file (e.g. read from a remote host), in file order: keys cut off
+    /// by the end of the prefix, and the tensor infos, are left out. Errors
+    /// other than running out of bytes are reported as for a whole file.
+    pub fn parse_metadata_prefix(
+        prefix: &[u8],
+        path: &Path,
+    ) -> Result<Vec<(String, Value)>, GgufError> {
+        let mut p = Parser {
+            r: prefix,
+            pos: 0,
+            // The real length is unknown: allow any header, and stop where
+            // the prefix ends.
+            len: MAX_HEADER_BYTES,
+            limit: MAX_HEADER_BYTES,
+            path: path.to_path_buf(),
+            what: String::new(),
+        };
+        let (_, _, n_kv) = match p.preamble() {
+            Ok(counts) => counts,
+            Err(GgufError::Truncated { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut metadata = Vec::new();
+        for i in 0..n_kv {
+            match p.key_value(i) {
+                Ok(kv) => metadata.push(kv),
+                Err(GgufError::Truncated { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(metadata)
+    }
+
     /// The value of metadata key `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -366,7 +400,8 @@ impl<R: Read> Parser<R> {
         Ok(n)
     }
 
-    fn header(mut self) -> Res<GgufHeader> {
+    /// Magic, version, tensor count and metadata count.
+    fn preamble(&mut self) -> Res<(u32, u64, u64)> {
         self.what = "magic".into();
         if self.len < MAGIC.len() as u64 {
             return Err(GgufError::NotGguf {
@@ -403,20 +438,30 @@ impl<R: Read> Parser<R> {
         // A key-value pair is at least a key length, a type and one byte.
         self.what = "metadata count".into();
         let n_kv = self.count(8 + 4 + 1, "metadata keys")?;
+        Ok((version, n_tensors, n_kv))
+    }
 
+    /// Metadata pair `i`.
+    fn key_value(&mut self, i: u64) -> Res<(String, Value)> {
+        self.what = format!("metadata key {i}");
+        let key = self.string()?;
+        self.what = format!("type of `{key}`");
+        let ty = self.value_type()?;
+        self.what = format!("value of `{key}`");
+        let value = self.value(ty, 0)?;
+        Ok((key, value))
+    }
+
+    fn header(mut self) -> Res<GgufHeader> {
+        let (version, n_tensors, n_kv) = self.preamble()?;
         let mut metadata = Vec::with_capacity(n_kv.min(PREALLOC_ELEMENTS) as usize);
         let mut seen = HashSet::new();
         for i in 0..n_kv {
             let at = self.pos;
-            self.what = format!("metadata key {i}");
-            let key = self.string()?;
+            let (key, value) = self.key_value(i)?;
             if !seen.insert(key.clone()) {
                 return Err(self.malformed(at, format!("duplicate metadata key `{key}`")));
             }
-            self.what = format!("type of `{key}`");
-            let ty = self.value_type()?;
-            self.what = format!("value of `{key}`");
-            let value = self.value(ty, 0)?;
             metadata.push((key, value));
         }
 

@@ -16,10 +16,16 @@
 //!   which the loader reads in preference), `leading_dense_block_count` and
 //!   `nextn_predict_layers` (counts of leading/trailing special layers).
 //!
-//! Not handled (the engine must refuse such models rather than run them
-//! wrong): llama.cpp behaviour keyed on the total layer count (e.g. Gemma 3
-//! 27B's attention scale, EXAONE 4's 64-layer sliding window) and other
-//! index-periodic settings (e.g. Llama 4's MoE interleave and no-RoPE steps).
+//! - per-layer weights multiplied by [`cut_weight_scales`](super::cut_weight_scales)
+//!   (Gemma 3 27B's query scale in its query norm; F32, F16 and BF16
+//!   tensors only);
+//! - the architecture-specific keys of [`cut_keys`](super::cut_keys)
+//!   (behaviour llama.cpp keys on the total layer count, e.g. Gemma 3 27B's
+//!   attention scale, or on the layer index without a per-layer key).
+//!
+//! A range llama.cpp would run differently whatever the keys say (e.g. a
+//! Llama 4 cut not starting on its 4-layer period) is refused
+//! ([`check_cut`](super::check_cut)) before anything is written.
 //!
 //! A model split by llama.cpp's `gguf-split` (`NAME-00001-of-NNNNN.gguf`,
 //! `split.*` metadata) is cut from its first file: tensors are read from
@@ -35,9 +41,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::cut::{check_cut, cut_keys, cut_weight_scales};
 use super::error::GgufError;
 use super::names::shard_name;
 use super::read::{GgufHeader, TensorInfo};
+use super::types::GgmlType;
 use super::value::{Array, Value};
 use super::write::{alignment_of, layout_offsets, write_header, write_padding};
 
@@ -59,7 +67,7 @@ pub const KEY_SLICE_TOTAL: &str = "skulk.slice.total_layers";
 /// `il % period != 0`, else `il % period < period - 1`
 /// (`llama_hparams::set_swa_pattern`). A scalar pattern key overrides the
 /// period.
-const SWA_PERIODIC: &[(&str, u64, bool)] = &[
+pub(super) const SWA_PERIODIC: &[(&str, u64, bool)] = &[
     ("afmoe", 4, false),
     ("cohere2", 4, false),
     ("cohere2moe", 4, true),
@@ -80,7 +88,11 @@ const SWA_PERIODIC: &[(&str, u64, bool)] = &[
     ("smallthinker", 4, true),
 ];
 
-fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
+/// `<arch>.*` arrays that are not one entry per layer, whatever their
+/// length happens to be (M-RoPE's four position sections).
+const NOT_PER_LAYER: &[&str] = &[".rope.dimension_sections"];
+
+pub(super) fn is_swa(il: u64, period: u64, dense_first: bool) -> bool {
     period == 0
         || if dense_first {
             il % period != 0
@@ -97,6 +109,9 @@ pub struct SlicePlan {
     pub tensors: Vec<TensorInfo>,
     /// For each output tensor, its data offset in the source's data section.
     pub source_offsets: Vec<u64>,
+    /// For each output tensor, the factor its values are multiplied by
+    /// (`cut_weight_scales`), if any.
+    pub scales: Vec<Option<f64>>,
     /// Per-layer metadata arrays that were cut.
     pub sliced_arrays: Vec<String>,
     /// Keys rewritten for the range (besides the block count and the cut
@@ -140,6 +155,13 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         });
     }
     let arch = header.architecture()?;
+    check_cut(header, start, end).map_err(|refusal| GgufError::CutRefused {
+        path: header.path.clone(),
+        refusal,
+    })?;
+    // Architecture-specific keys for the range (see `cut.rs`), set after
+    // the generic rewrites below.
+    let arch_keys = cut_keys(header, start, end);
     let arch_prefix = format!("{arch}.");
     let block_count_key = format!("{arch_prefix}block_count");
     let swa_key = format!("{arch_prefix}attention.sliding_window_pattern");
@@ -176,6 +198,9 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         if key.starts_with("skulk.slice.") {
             continue;
         }
+        if arch_keys.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         let value = if *key == block_count_key {
             value
                 .with_uint(e - s)
@@ -198,7 +223,11 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
                 .expect("no larger than the original")
         } else {
             match value {
-                Value::Array(a) if key.starts_with(&arch_prefix) && a.len() as u64 == total => {
+                Value::Array(a)
+                    if key.starts_with(&arch_prefix)
+                        && a.len() as u64 == total
+                        && !NOT_PER_LAYER.iter().any(|k| key.ends_with(k)) =>
+                {
                     sliced_arrays.push(key.clone());
                     Value::Array(a.slice(s as usize..e as usize))
                 }
@@ -211,6 +240,10 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         rewritten_keys.push(swa_key.clone());
         metadata.push((swa_key.clone(), pattern.clone()));
     }
+    for (key, value) in arch_keys {
+        rewritten_keys.push(key.clone());
+        metadata.push((key, value));
+    }
     let total_u32 = u32::try_from(total).map_err(|_| GgufError::KeyType {
         path: header.path.clone(),
         key: block_count_key.clone(),
@@ -221,14 +254,38 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
     metadata.push((KEY_SLICE_END.into(), Value::U32(end)));
     metadata.push((KEY_SLICE_TOTAL.into(), Value::U32(total_u32)));
 
+    let weight_scales = cut_weight_scales(header, start, end);
     let mut tensors = Vec::new();
     let mut source_offsets = Vec::new();
+    let mut scales = Vec::new();
     for t in &header.tensors {
-        let name = match layer_of(&t.name) {
-            Some((n, rest)) if (s..e).contains(&n) => format!("blk.{}.{rest}", n - s),
+        let (name, scale) = match layer_of(&t.name) {
+            Some((n, rest)) if (s..e).contains(&n) => (
+                format!("blk.{}.{rest}", n - s),
+                weight_scales
+                    .iter()
+                    .find(|(suffix, _)| suffix == rest)
+                    .map(|&(_, f)| f),
+            ),
             Some(_) => continue,
-            None => t.name.clone(),
+            None => (t.name.clone(), None),
         };
+        if scale.is_some() && !SCALABLE.contains(&t.ggml_type) {
+            return Err(GgufError::CutRefused {
+                path: header.path.clone(),
+                refusal: super::cut::CutRefusal {
+                    arch: arch.to_string(),
+                    start,
+                    end,
+                    reason: format!(
+                        "tensor `{}` must be rescaled in the cut, and skulk rescales only F32, F16 and BF16 tensors, not `{}`",
+                        t.name, t.ggml_type
+                    ),
+                    hint: "run this model on one host (a one-rank plan)".into(),
+                },
+            });
+        }
+        scales.push(scale);
         tensors.push(TensorInfo {
             name,
             dims: t.dims.clone(),
@@ -248,10 +305,40 @@ pub fn plan_slice(header: &GgufHeader, start: u32, end: u32) -> Result<SlicePlan
         metadata,
         tensors,
         source_offsets,
+        scales,
         sliced_arrays,
         rewritten_keys,
         data_bytes,
     })
+}
+
+/// Tensor types whose values [`scale_values`] can multiply.
+const SCALABLE: &[GgmlType] = &[GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
+/// Multiplies every value of `data` (little-endian, of type `ty`, one of
+/// [`SCALABLE`]) by `factor`, rounding once to the type.
+fn scale_values(data: &mut [u8], ty: GgmlType, factor: f64) {
+    match ty {
+        GgmlType::F32 => {
+            for b in data.chunks_exact_mut(4) {
+                let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                b.copy_from_slice(&((f64::from(v) * factor) as f32).to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for b in data.chunks_exact_mut(2) {
+                let v = half::f16::from_le_bytes([b[0], b[1]]).to_f64();
+                b.copy_from_slice(&half::f16::from_f64(v * factor).to_le_bytes());
+            }
+        }
+        GgmlType::BF16 => {
+            for b in data.chunks_exact_mut(2) {
+                let v = half::bf16::from_le_bytes([b[0], b[1]]).to_f64();
+                b.copy_from_slice(&half::bf16::from_f64(v * factor).to_le_bytes());
+            }
+        }
+        other => unreachable!("plan_slice refuses rescaling `{other}`"),
+    }
 }
 
 /// A file in the destination's directory, removed on drop unless persisted.
@@ -427,7 +514,12 @@ pub fn slice_layers(
 
     let mut buf = vec![0u8; COPY_BUFFER_BYTES];
     let mut pos = 0u64;
-    for (t, &src_offset) in plan.tensors.iter().zip(&plan.source_offsets) {
+    for ((t, &src_offset), scale) in plan
+        .tensors
+        .iter()
+        .zip(&plan.source_offsets)
+        .zip(&plan.scales)
+    {
         debug_assert_eq!(pos, t.offset);
         let mut left = t.n_bytes().expect("plan_slice checked the types");
         // The part holding this tensor: the last whose base is not past it.
@@ -445,6 +537,10 @@ pub fn slice_layers(
         while left > 0 {
             let chunk = &mut buf[..left.min(COPY_BUFFER_BYTES as u64) as usize];
             input.read_exact(chunk).map_err(|e| src_err("read", e))?;
+            if let Some(factor) = scale {
+                // The buffer holds whole values (its size is a multiple of 4).
+                scale_values(chunk, t.ggml_type, *factor);
+            }
             out.write_all(chunk).map_err(dst_err)?;
             left -= chunk.len() as u64;
         }

@@ -732,6 +732,9 @@ fn leading_dense_and_trailing_nextn_counts_follow_the_range() {
         vec![
             ("deepseek2.leading_dense_block_count", Value::U32(3)),
             ("deepseek2.nextn_predict_layers", Value::U32(2)),
+            // Set, so that the cut rewrites no DeepSeek-specific key.
+            ("deepseek2.attention.q_lora_rank", Value::U32(32)),
+            ("deepseek2.expert_gating_func", Value::U32(2)),
         ],
     );
     for (s, e, dense, nextn) in [
@@ -740,7 +743,7 @@ fn leading_dense_and_trailing_nextn_counts_follow_the_range() {
         (2, 5, 1, 0),
         (3, 8, 0, 0),
         (5, 9, 0, 1),
-        (8, 10, 0, 2),
+        (7, 10, 0, 2),
     ] {
         let (h, report) = slice_header(&b, s, e);
         assert_eq!(
@@ -755,4 +758,145 @@ fn leading_dense_and_trailing_nextn_counts_follow_the_range() {
         );
         assert_eq!(report.rewritten_keys.len(), 2);
     }
+    // A range of prediction blocks only is refused, with the rule.
+    let e = slice_err(&b, 8, 10);
+    assert!(
+        e.contains("next-token-prediction") && e.contains("hint: "),
+        "{e}"
+    );
+}
+
+fn slice_err(b: &GgufBuilder, start: u32, end: u32) -> String {
+    let dir = tempdir();
+    let (src, dst) = (dir.path().join("m.gguf"), dir.path().join("s.gguf"));
+    b.write(&src).unwrap();
+    let e = slice_layers(&src, &dst, start, end).unwrap_err();
+    assert!(matches!(e, GgufError::CutRefused { .. }), "{e}");
+    assert!(!dst.exists(), "a refused cut wrote a file");
+    e.to_string()
+}
+
+#[test]
+fn gemma3_27b_cuts_rescale_the_query_norm_and_nothing_else() {
+    // 62 layers of Gemma 3 27B's shape (n_embd / n_head = 168, head 128).
+    let mut b = tiny(
+        "gemma3",
+        62,
+        vec![
+            ("gemma3.embedding_length", Value::U32(5376)),
+            ("gemma3.attention.head_count", Value::U32(32)),
+            ("gemma3.attention.key_length", Value::U32(128)),
+        ],
+    );
+    b.metadata
+        .retain(|(k, v)| k != "gemma3.embedding_length" || *v == Value::U32(5376));
+    let norm: Vec<f32> = (0..4).map(|i| 1.0 + i as f32 / 8.0).collect();
+    let bytes: Vec<u8> = norm.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for l in 0..62 {
+        b = b.tensor(
+            &format!("blk.{l}.attn_q_norm.weight"),
+            &[4],
+            GgmlType::F32,
+            bytes.clone(),
+        );
+    }
+    let dir = tempdir();
+    let (src, dst) = (dir.path().join("m.gguf"), dir.path().join("s.gguf"));
+    b.write(&src).unwrap();
+    slice_layers(&src, &dst, 31, 62).unwrap();
+    let h = GgufHeader::read(&dst).unwrap();
+    let data = std::fs::read(&dst).unwrap();
+    let read = |name: &str| {
+        let t = h.tensor(name).unwrap();
+        let at = (h.data_offset + t.offset) as usize;
+        data[at..at + t.n_bytes().unwrap() as usize].to_vec()
+    };
+    let ratio = (1.0 / 168f64.sqrt()) / (1.0 / 128f64.sqrt());
+    let got: Vec<f32> = read("blk.0.attn_q_norm.weight")
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let want: Vec<f32> = norm
+        .iter()
+        .map(|&v| (f64::from(v) * ratio) as f32)
+        .collect();
+    assert_eq!(got, want);
+    // Other tensors are copied as they are.
+    assert_eq!(read("blk.0.attn_norm.weight"), pattern(31, 128));
+    // The whole model's own layers are never rescaled (one rank).
+    assert!(cut_weight_scales(&GgufHeader::read(&src).unwrap(), 0, 62).is_empty());
+}
+
+#[test]
+fn architecture_keys_are_set_in_the_cuts_that_need_them() {
+    // Granite: hidden rows arrive scaled, so later cuts scale by 1.
+    let b = tiny(
+        "granite",
+        4,
+        vec![("granite.embedding_scale", Value::F32(12.0))],
+    );
+    assert_eq!(
+        slice_header(&b, 0, 2).0.get("granite.embedding_scale"),
+        Some(&Value::F32(12.0))
+    );
+    let (h, report) = slice_header(&b, 2, 4);
+    assert_eq!(h.get("granite.embedding_scale"), Some(&Value::F32(1.0)));
+    assert_eq!(report.rewritten_keys, ["granite.embedding_scale"]);
+
+    // GLM 4.5: M-RoPE sections in later cuts only (the first takes tokens).
+    let b = tiny("glm4moe", 4, vec![]);
+    assert_eq!(
+        slice_header(&b, 0, 2)
+            .0
+            .get("glm4moe.rope.dimension_sections"),
+        None
+    );
+    assert_eq!(
+        slice_header(&b, 2, 4)
+            .0
+            .get("glm4moe.rope.dimension_sections"),
+        Some(&Value::Array(Array::I32(vec![1, 1, 0, 0])))
+    );
+
+    // Qwen3-Next: the recurrent layout, derived from the absolute index.
+    let b = tiny("qwen3next", 8, vec![]);
+    assert_eq!(
+        slice_header(&b, 2, 8)
+            .0
+            .get("qwen3next.attention.recurrent_layers"),
+        Some(&bools("101110"))
+    );
+    // A rank of recurrent layers only is refused.
+    let e = slice_err(&b, 0, 3);
+    assert!(
+        e.contains("no attention layer") && e.contains("3, 7"),
+        "{e}"
+    );
+}
+
+#[test]
+fn metadata_prefixes_parse_as_far_as_they_go() {
+    let b = tiny("llama", 2, vec![("llama.context_length", Value::U32(4096))]);
+    let bytes = b.to_bytes();
+    let path = Path::new("remote.gguf");
+    let all = GgufHeader::parse_metadata_prefix(&bytes, path).unwrap();
+    assert_eq!(all.len(), 4);
+    // Cut inside the third key: the first two come back.
+    let whole = GgufHeader::parse(&bytes[..], bytes.len() as u64, path).unwrap();
+    let mut cut = 24; // magic, version, counts
+    for (k, v) in &whole.metadata[..2] {
+        cut += 8
+            + k.len()
+            + 4
+            + match v {
+                Value::Str(s) => 8 + s.len(),
+                _ => 4,
+            };
+    }
+    let some = GgufHeader::parse_metadata_prefix(&bytes[..cut + 5], path).unwrap();
+    assert_eq!(some, whole.metadata[..2]);
+    assert!(GgufHeader::parse_metadata_prefix(&bytes[..10], path)
+        .unwrap()
+        .is_empty());
+    assert!(GgufHeader::parse_metadata_prefix(b"not a gguf at all", path).is_err());
 }

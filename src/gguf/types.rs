@@ -60,6 +60,7 @@ impl GgmlType {
     pub const Q8_0: GgmlType = GgmlType(8);
     pub const Q4_K: GgmlType = GgmlType(12);
     pub const Q6_K: GgmlType = GgmlType(14);
+    pub const BF16: GgmlType = GgmlType(30);
 
     fn entry(self) -> Option<&'static (u32, &'static str, u64, u64)> {
         GGML_TYPES.iter().find(|e| e.0 == self.0)

@@ -188,6 +188,9 @@ pub struct Plan {
     pub inventory_hosts: usize,
     /// Inventory hosts without a rank, in inventory order, with why.
     pub unused: Vec<Unused>,
+    /// Reasons the plan may not run as placed (`split_warnings`), for
+    /// stderr; `apply` refuses such a plan in preflight.
+    pub warnings: Vec<String>,
 }
 
 /// How a plan's hosts were chosen.
@@ -1265,6 +1268,7 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
             .collect()
     });
 
+    let warnings = split_warnings(card, &ranks);
     Ok(Plan {
         card: card.clone(),
         sharding,
@@ -1282,7 +1286,48 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         chosen_by: Choice::Named,
         inventory_hosts: 0,
         unused: Vec::new(),
+        warnings,
     })
+}
+
+/// Warnings about splitting the card's model when its `family` names the
+/// GGUF architecture (`card new --from-gguf` records it there): an
+/// architecture skulk cannot split, or a layer range llama.cpp would run
+/// differently from the whole model. Pure; the authoritative check is
+/// preflight's, on the model file's own header.
+pub fn split_warnings(card: &ModelCard, ranks: &[Rank]) -> Vec<String> {
+    use crate::engine::{LLAMA_CPP_ARCHITECTURES, SUPPORTED_ARCHITECTURES};
+    let arch = card.family.as_str();
+    if ranks.len() < 2 || card.gguf_file.is_none() || !LLAMA_CPP_ARCHITECTURES.contains(&arch) {
+        return Vec::new();
+    }
+    if !SUPPORTED_ARCHITECTURES.contains(&arch) {
+        return vec![format!(
+            "the card's family `{arch}` is a llama.cpp architecture skulk cannot split across hosts yet, and this plan has {} ranks; `skulk apply` will refuse it\n\nhint: skulk splits {}; plan it on one host (`--nodes 1`), or correct `family` if it is not the GGUF architecture",
+            ranks.len(),
+            SUPPORTED_ARCHITECTURES.join(", ")
+        )];
+    }
+    let mut warnings = Vec::new();
+    for r in ranks {
+        let n = r.layer_count();
+        let why = match arch {
+            "llama4" if r.start_layer % 4 != 0 => Some(
+                "Llama 4 ranks must start on a multiple of 4 layers (llama.cpp picks the layers without RoPE and with experts by their index in the file)".to_string(),
+            ),
+            "deepseek2" if n == 26 || n == 27 => Some(format!(
+                "llama.cpp takes a DeepSeek-V2 file of {n} layers for the Lite model and would not load it"
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            warnings.push(format!(
+                "rank {} holds layers `{}..{}`: {why}; `skulk apply` will refuse it\n\nhint: set the split with `--layers`",
+                r.rank, r.start_layer, r.end_layer
+            ));
+        }
+    }
+    warnings
 }
 
 /// The layer counts of a set in ring order: every layer on every rank for

@@ -1075,3 +1075,47 @@ fn requests_at_once_are_recorded_and_older_plans_get_the_defaults() {
     ));
     assert!(e.contains("`--parallel 257`"), "{e}");
 }
+
+#[test]
+fn split_warnings_follow_the_cards_architecture() {
+    let gguf = |family: &str| card(json!({"family": family, "ggufFile": "m.gguf"}));
+    let two = vram_hosts(&[("a", "4GiB"), ("b", "4GiB"), ("c", "4GiB")]);
+    let split = |c: &ModelCard, layers: Option<Vec<u32>>| {
+        plan(
+            c,
+            &two,
+            &PlanRequest {
+                nodes: Some(vec!["a".into(), "b".into()]),
+                layers,
+                ..PlanRequest::default()
+            },
+        )
+        .unwrap()
+    };
+    // Not a llama.cpp architecture, or a supported one: nothing.
+    assert!(split(&gguf("qwen3"), None).warnings.is_empty());
+    assert!(split(&gguf("my-family"), None).warnings.is_empty());
+    // A llama.cpp architecture skulk cannot split: one warning.
+    let w = split(&gguf("rwkv7"), None).warnings;
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("`rwkv7`") && w[0].contains("2 ranks"),
+        "{w:?}"
+    );
+    // The same model on one host is not cut.
+    let one = plan(
+        &gguf("rwkv7"),
+        &vram_hosts(&[("a", "16GiB")]),
+        &PlanRequest::default(),
+    )
+    .unwrap();
+    assert!(one.warnings.is_empty());
+    // Not a GGUF card: skulk does not run it.
+    let mlx = card(json!({"family": "rwkv7"}));
+    assert!(split(&mlx, None).warnings.is_empty());
+    // Llama 4: ranks start on multiples of 4.
+    assert_eq!(split(&gguf("llama4"), Some(vec![14, 18])).warnings.len(), 1);
+    assert!(split(&gguf("llama4"), Some(vec![16, 16]))
+        .warnings
+        .is_empty());
+}

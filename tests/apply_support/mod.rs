@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use skulk::card::ModelCard;
+use skulk::gguf::{GgufBuilder, Value};
 use skulk::plan::{PlanDocument, PlanRequest};
 
 use super::hosts::TestHosts;
@@ -87,9 +88,15 @@ impl Scratch {
     }
 
     /// A model directory holding a model file for the card: a symlink to the
-    /// real model when `real`, else a sparse file of the right size (enough
-    /// for every check before a rank loads it).
+    /// real model when `real`, else a sparse file of the right size that
+    /// starts with a GGUF header of SmolLM2's architecture and layer count
+    /// (enough for every check before a rank loads it).
     pub fn model_dir(&self, name: &str, real: bool) -> PathBuf {
+        self.model_dir_of(name, real, "llama")
+    }
+
+    /// As [`Scratch::model_dir`], the sparse file's header saying `arch`.
+    pub fn model_dir_of(&self, name: &str, real: bool, arch: &str) -> PathBuf {
         let dir = self.path(name);
         let store = dir.join(SMOL_STORE);
         fs::create_dir_all(&store).unwrap();
@@ -98,7 +105,12 @@ impl Scratch {
             let src = smol_model().expect("test model fetched");
             std::os::unix::fs::symlink(src, &file).unwrap();
         } else {
-            let f = fs::File::create(&file).unwrap();
+            let header = GgufBuilder::new()
+                .kv("general.architecture", Value::string(arch))
+                .kv(&format!("{arch}.block_count"), Value::U32(30))
+                .to_bytes();
+            fs::write(&file, header).unwrap();
+            let f = fs::OpenOptions::new().write(true).open(&file).unwrap();
             f.set_len(SMOL_SIZE).unwrap();
         }
         dir
