@@ -147,6 +147,14 @@ pub struct PlanArgs {
     /// API port
     #[arg(long, value_name = "PORT", default_value_t = 52415)]
     pub api_port: u16,
+    /// Seconds a serving rank waits on a silent ring neighbour before it
+    /// declares it lost (default 3; raised automatically on irregular links)
+    #[arg(long, value_name = "SECS", value_parser = silence_secs)]
+    pub silence_limit: Option<u32>,
+    /// Seconds a rank waits on a silent neighbour while the ring forms and
+    /// loads (default 60)
+    #[arg(long, value_name = "SECS", value_parser = silence_secs)]
+    pub loading_silence_limit: Option<u32>,
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -484,6 +492,12 @@ fn plan(args: PlanArgs) -> CommandResult {
         port: args.port,
         api_bind: args.api_bind,
         api_port: args.api_port,
+        ring: (args.silence_limit.is_some() || args.loading_silence_limit.is_some()).then_some(
+            crate::plan::document::RingTimeouts {
+                silence_limit_ms: args.silence_limit,
+                loading_silence_limit_ms: args.loading_silence_limit,
+            },
+        ),
     };
     let placed = plan::plan(&card, &inventory, &request).map_err(|e| {
         if e.is_usage() {
@@ -510,6 +524,21 @@ fn plan(args: PlanArgs) -> CommandResult {
         .write_all(text.as_bytes())
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the plan: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--silence-limit SECS` (decimals allowed) as milliseconds, at least one
+/// second (two heartbeats).
+fn silence_secs(text: &str) -> Result<u32, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(1.0..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "`{text}` is outside 1..86400 seconds (the ranks send a heartbeat every 0.5 s)"
+        ));
+    }
+    Ok((secs * 1000.0).round() as u32)
 }
 
 /// Loads a file of a known kind with the checks of `skulk validate`; every

@@ -238,7 +238,21 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         api,
         formation_deadline: settings.formation_timeout,
         wire: settings.wire,
+        silence: silence_policy(&spec),
     })
+}
+
+/// The plan's silence limits over skulk's defaults.
+fn silence_policy(spec: &RankSpec) -> crate::ring::SilencePolicy {
+    let mut policy = crate::ring::SilencePolicy::default();
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    if let Some(v) = spec.ring.silence_limit_ms {
+        policy.serving = ms(v);
+    }
+    if let Some(v) = spec.ring.loading_silence_limit_ms {
+        policy.loading = ms(v);
+    }
+    policy
 }
 
 /// What this build's engine can run: pipeline ring plans of GGUF models on

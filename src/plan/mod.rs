@@ -103,6 +103,8 @@ pub struct PlanRequest {
     /// API bind address (default: rank 0's address).
     pub api_bind: Option<String>,
     pub api_port: u16,
+    /// Silence limits for the ranks (absent: skulk's defaults).
+    pub ring: Option<document::RingTimeouts>,
 }
 
 impl Default for PlanRequest {
@@ -118,6 +120,7 @@ impl Default for PlanRequest {
             port: None,
             api_bind: None,
             api_port: DEFAULT_API_PORT,
+            ring: None,
         }
     }
 }
@@ -144,6 +147,8 @@ pub struct Plan {
     pub instance_id: String,
     /// Things the user may not expect, for stderr.
     pub notes: Vec<String>,
+    /// Silence limits for the ranks, as requested.
+    pub ring: Option<document::RingTimeouts>,
 }
 
 /// One rank of a plan.
@@ -1095,6 +1100,7 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         jaccl_devices,
         instance_id: instance_uuid.to_string(),
         notes,
+        ring: request.ring.filter(|r| *r != document::RingTimeouts::default()),
     })
 }
 
