@@ -46,6 +46,10 @@ pub enum Command {
     /// `skulk apply --fetch` runs on each host that lacks it)
     #[command(hide = true)]
     FetchModel(FetchModelArgs),
+    /// Answer 503 with Retry-After at a plan's API address (what `skulk
+    /// apply --watch` runs on the API host while no ring serves)
+    #[command(hide = true)]
+    Standby(StandbyArgs),
     /// Create and inspect model cards
     #[command(subcommand)]
     Card(CardCommand),
@@ -195,6 +199,48 @@ pub struct ApplyArgs {
     /// ~/.local/bin/skulk if present, else skulk on the login PATH)
     #[arg(long, value_name = "PATH")]
     pub remote_skulk: Option<String>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// `apply --watch` and what only it takes.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Stay in the foreground and keep the plan up: restart a failed ring,
+    /// plan around a host lost for longer than `--grace` (with
+    /// `--inventory`), move back when it returns. Ctrl-C or `skulk down`
+    /// brings the ranks down
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
+    /// The inventory the plan was made from, to plan again without lost
+    /// hosts (with `--watch`)
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    pub inventory: Option<PathBuf>,
+    /// Seconds a host may stay unreachable before the plan is made again
+    /// without it (with `--watch`)
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "watch")]
+    pub grace: u64,
+    /// Longest wait for requests in flight before moving back to the full
+    /// plan, in seconds (with `--watch`)
+    #[arg(long, value_name = "SECS", default_value_t = 30, requires = "watch")]
+    pub drain: u64,
+    /// Leave the ranks running when interrupted (with `--watch`; `skulk
+    /// down` still brings them down)
+    #[arg(long, requires = "watch")]
+    pub keep_running: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StandbyArgs {
+    /// Plan document (its API address and port are served)
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Seconds clients are told to wait
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_after: u32,
+    /// Seconds until the listener exits by itself
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lifetime: u64,
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +462,7 @@ fn run(command: Command) -> CommandResult {
         Command::Logs(args) => logs(args),
         Command::RunShard(args) => run_shard(args),
         Command::FetchModel(args) => fetch_model(args),
+        Command::Standby(args) => standby(args),
         Command::Card(CardCommand::New(args)) => card_new(args),
         Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
     }
@@ -626,19 +673,60 @@ fn apply(args: ApplyArgs) -> CommandResult {
         api_key: api_key(args.api_key_file.as_deref())?,
         skulk: apply::skulk_location(args.remote_skulk.as_deref()),
     };
+    if args.watch.watch {
+        return watch(&args.plan, dep, settings, args.watch);
+    }
     apply::apply(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
     Ok(ExitCode::SUCCESS)
 }
 
+fn watch(
+    plan: &std::path::Path,
+    dep: crate::exec::target::Deployment,
+    apply: crate::exec::apply::ApplySettings,
+    args: WatchArgs,
+) -> CommandResult {
+    use crate::exec::supervise::{self, Ending, WatchSettings};
+    let settings = WatchSettings {
+        apply,
+        inventory: args.inventory,
+        grace: std::time::Duration::from_secs(args.grace),
+        keep_running: args.keep_running,
+        drain: std::time::Duration::from_secs(args.drain),
+    };
+    match supervise::watch(plan, dep, &settings, &mut std::io::stdout()).map_err(exec_failure)? {
+        Ending::Serving => Ok(ExitCode::SUCCESS),
+        Ending::NotServing(c) => Err(Failure::Runtime(anyhow::anyhow!(
+            "stopped while the plan was not serving (it was {})",
+            c.as_str()
+        ))),
+    }
+}
+
+fn standby(args: StandbyArgs) -> CommandResult {
+    use crate::exec::supervise::standby;
+    let addr = standby::api_addr(&args.plan).map_err(|e| Failure::Invalid(e.into()))?;
+    standby::serve(
+        addr,
+        args.retry_after,
+        std::time::Duration::from_secs(args.lifetime),
+    )
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(args: StatusArgs) -> CommandResult {
-    use crate::exec::status;
+    use crate::exec::{status, supervise};
     let dep = load_deployment(&args.plan)?;
     let key = api_key(None)?;
-    let report = status::status(
-        &dep,
+    // A supervisor running a smaller plan: report on that one.
+    let (supervisor, running) = supervise::status_view(&args.plan, &dep).map_err(exec_failure)?;
+    let mut report = status::status(
+        running.as_ref().unwrap_or(&dep),
         &connect_settings(args.known_hosts, false),
         key.as_deref(),
     );
+    report.supervisor = supervisor.map(|s| supervise::state::Summary::of(&s, &dep.endpoint()));
     let text = match args.output {
         OutputFormat::Table => status::render_table(&report),
         OutputFormat::Json => {
@@ -662,7 +750,19 @@ fn down(args: DownArgs) -> CommandResult {
         purge: args.purge,
         timeout: std::time::Duration::from_secs(args.timeout),
     };
-    down::down(&dep, &settings).map_err(exec_failure)?;
+    // A supervisor of the plan stops for good first; a smaller plan it ran
+    // goes down too.
+    let others =
+        crate::exec::supervise::before_down(&args.plan, &dep).map_err(exec_failure)?;
+    let mut result = Ok(());
+    for d in others.iter().chain([&dep]) {
+        if let Err(e) = down::down(d, &settings) {
+            eprintln!("error: {e}");
+            result = Err(e);
+        }
+    }
+    crate::exec::supervise::after_down(&args.plan, &dep);
+    result.map_err(exec_failure)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -18,6 +18,9 @@ pub struct StatusReport {
     pub endpoint: String,
     pub health: Health,
     pub ranks: Vec<RankStatus>,
+    /// The plan's supervisor (`apply --watch`), when one runs or ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<super::supervise::state::Summary>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +82,7 @@ pub fn status(dep: &Deployment, connect: &ConnectSettings, api_key: Option<&str>
         endpoint: dep.endpoint(),
         health,
         ranks,
+        supervisor: None,
     }
 }
 
@@ -155,6 +159,9 @@ pub fn render_table(report: &StatusReport) -> String {
         report.endpoint,
         report.health
     );
+    if let Some(sup) = &report.supervisor {
+        s.push_str(&sup.render());
+    }
     for r in &report.ranks {
         if let Some(e) = &r.error {
             s.push_str(&format!(
@@ -197,6 +204,7 @@ mod tests {
             endpoint: "http://10.0.0.1:52415/v1".into(),
             health: Health::Ready,
             ranks: vec![rank(RankState::Running)],
+            supervisor: None,
         };
         assert!(r.healthy());
         let table = render_table(&r);
