@@ -334,6 +334,9 @@ pub struct RunShardArgs {
     /// Directory for the rank-local shard cache (default ~/.cache/skulk/shards)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// File where the rank notes a slow ring neighbour while it is slow
+    #[arg(long, value_name = "FILE")]
+    pub health_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -752,8 +755,7 @@ fn down(args: DownArgs) -> CommandResult {
     };
     // A supervisor of the plan stops for good first; a smaller plan it ran
     // goes down too.
-    let others =
-        crate::exec::supervise::before_down(&args.plan, &dep).map_err(exec_failure)?;
+    let others = crate::exec::supervise::before_down(&args.plan, &dep).map_err(exec_failure)?;
     let mut result = Ok(());
     for d in others.iter().chain([&dep]) {
         if let Err(e) = down::down(d, &settings) {
@@ -902,6 +904,7 @@ fn run_shard(args: RunShardArgs) -> CommandResult {
         },
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: args.cache_dir,
+        health_file: args.health_file,
     };
     match run_shard::run(settings) {
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -68,6 +68,9 @@ pub struct Settings {
     pub wire: WireFormat,
     pub formation_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
+    /// Where the ring reports a slow neighbour (`apply` passes the run
+    /// directory's `ring-health`, which `status` reads).
+    pub health_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,10 @@ pub fn bound_openmp_spin() {
 /// Run one rank until the ring stops or fails.
 pub fn run(settings: Settings) -> Result<(), RunShardError> {
     let shard = resolve(&settings)?;
+    if let Some(path) = &settings.health_file {
+        let _ = std::fs::remove_file(path);
+        crate::ring::report_health_to(path.clone());
+    }
     #[cfg(feature = "engine")]
     if shard.engine.gpu_layers > 0 && !crate::engine::supports_gpu_offload() {
         eprintln!(

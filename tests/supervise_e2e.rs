@@ -97,7 +97,10 @@ impl Watcher {
                 return Instant::now();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the supervisor exited ({status}) before `{needle}`:\n{}", self.log());
+                panic!(
+                    "the supervisor exited ({status}) before `{needle}`:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < end,
@@ -113,7 +116,12 @@ impl Watcher {
     }
 
     fn endpoint(&self) -> String {
-        self.endpoint.lock().unwrap().last().cloned().expect("an endpoint on stdout")
+        self.endpoint
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("an endpoint on stdout")
     }
 
     /// SIGINT (Ctrl-C), then the exit code.
@@ -126,7 +134,11 @@ impl Watcher {
                 std::thread::sleep(Duration::from_millis(200));
                 return (status.code().unwrap_or(-1), self.log());
             }
-            assert!(Instant::now() < end, "the supervisor did not stop:\n{}", self.log());
+            assert!(
+                Instant::now() < end,
+                "the supervisor did not stop:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -194,7 +206,10 @@ fn http(endpoint: &str, method: &str, path: &str, body: &str) -> std::io::Result
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -208,7 +223,10 @@ fn complete(endpoint: &str) -> String {
     let (status, text) = http(endpoint, "POST", "/v1/chat/completions", body).unwrap();
     assert_eq!(status, 200, "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["choices"][0]["message"]["content"].as_str().unwrap().to_owned()
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// pid of the rank of `node` in the plan's run directory.
@@ -226,12 +244,24 @@ fn rank_pid(plan: &Path, node: &str) -> u32 {
 
 fn alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped) is not a running rank.
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 fn status_json(h: &TestHosts, plan: &Path) -> serde_json::Value {
-    let r = skulk(&["status", s(plan), "--known-hosts", s(&h.known_hosts), "-o", "json"]);
+    let r = skulk(&[
+        "status",
+        s(plan),
+        "--known-hosts",
+        s(&h.known_hosts),
+        "-o",
+        "json",
+    ]);
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr))
 }
 
@@ -240,12 +270,18 @@ fn assert_all_gone(h: &TestHosts, digests: &[String], ports: &[u16]) {
     for digest in digests {
         let d16 = &digest[..16];
         let procs = processes_with(&format!("runs/{d16}/"));
-        assert!(procs.is_empty(), "processes of plan {d16} still running: {procs:?}");
+        assert!(
+            procs.is_empty(),
+            "processes of plan {d16} still running: {procs:?}"
+        );
     }
     for ns in &h.netns {
         let l = listening(ns);
         for p in ports {
-            assert!(!l.contains(&format!(":{p} ")), "port {p} still listening in {ns}:\n{l}");
+            assert!(
+                !l.contains(&format!(":{p} ")),
+                "port {p} still listening in {ns}:\n{l}"
+            );
         }
     }
 }
@@ -268,11 +304,16 @@ fn a_killed_rank_is_restarted_and_the_ring_serves_again_within_10_s() {
     w.wait_for("serving plan", Duration::from_secs(180));
     let endpoint = w.endpoint();
     let before = complete(&endpoint);
-    let old: Vec<u32> = ["h1", "h2", "h3"].iter().map(|n| rank_pid(&plan, n)).collect();
+    let old: Vec<u32> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|n| rank_pid(&plan, n))
+        .collect();
 
     // A streaming request; the middle rank dies while it streams.
     let mut stream = TcpStream::connect(authority(&endpoint)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let body = r#"{"messages":[{"role":"user","content":"Count from one to one thousand."}],"max_tokens":2000,"temperature":0,"stream":true}"#;
     write!(
         stream,
@@ -284,15 +325,27 @@ fn a_killed_rank_is_restarted_and_the_ring_serves_again_within_10_s() {
     let mut line = String::new();
     while !line.starts_with("data: {") {
         line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended early");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
     }
     let killed = Instant::now();
-    let st = Command::new("kill").args(["-9", &old[1].to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-9", &old[1].to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let mut rest = String::new();
     let _ = reader.read_to_string(&mut rest);
-    assert!(!rest.contains("data: [DONE]"), "the request finished with a rank dead:\n{rest}");
-    assert!(rest.contains("\"error\""), "the stream ends with an error event:\n{rest}");
+    assert!(
+        !rest.contains("data: [DONE]"),
+        "the request finished with a rank dead:\n{rest}"
+    );
+    assert!(
+        rest.contains("\"error\""),
+        "the stream ends with an error event:\n{rest}"
+    );
 
     // Serving again within 10 s.
     while !healthy(&endpoint) {
@@ -305,14 +358,26 @@ fn a_killed_rank_is_restarted_and_the_ring_serves_again_within_10_s() {
     }
     let took = killed.elapsed();
     eprintln!("kill -9 -> serving again: {:.1} s", took.as_secs_f64());
-    assert!(took < Duration::from_secs(10), "serving again after {took:?}:\n{}", w.log());
+    assert!(
+        took < Duration::from_secs(10),
+        "serving again after {took:?}:\n{}",
+        w.log()
+    );
     w.wait_for("serving plan", Duration::from_secs(10));
-    assert_eq!(complete(&endpoint), before, "the restarted ring answers as before");
+    assert_eq!(
+        complete(&endpoint),
+        before,
+        "the restarted ring answers as before"
+    );
     for pid in &old {
         assert!(!alive(*pid), "old rank {pid} still runs");
     }
     let d16 = &plan_digest(&plan)[..16];
-    assert_eq!(processes_with(&format!("runs/{d16}/")).len(), N, "one rank per host");
+    assert_eq!(
+        processes_with(&format!("runs/{d16}/")).len(),
+        N,
+        "one rank per host"
+    );
 
     let v = status_json(h, &plan);
     assert_eq!(v["supervisor"]["condition"], "serving", "{v}");
@@ -321,7 +386,10 @@ fn a_killed_rank_is_restarted_and_the_ring_serves_again_within_10_s() {
 
     // A frozen rank (SIGSTOP) is detected too, and replaced.
     let frozen = rank_pid(&plan, "h2");
-    let st = Command::new("kill").args(["-STOP", &frozen.to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-STOP", &frozen.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let stopped_at = Instant::now();
     w.wait_for_n("failed:", 2, Duration::from_secs(30));
@@ -364,9 +432,15 @@ fn a_host_lost_past_the_grace_is_planned_around_and_returned_to() {
     );
     let log = w.log();
     assert!(log.contains("planned without `h3`: plan "), "{log}");
-    assert!(log.contains("`h3`: rank 2 layers [20, 30) -> not in the plan"), "{log}");
+    assert!(
+        log.contains("`h3`: rank 2 layers [20, 30) -> not in the plan"),
+        "{log}"
+    );
     let degraded = state_degraded_path(&plan);
-    assert!(degraded.exists(), "the smaller plan is written beside the plan");
+    assert!(
+        degraded.exists(),
+        "the smaller plan is written beside the plan"
+    );
     let degraded_digest = plan_digest(&degraded);
     // Rank 0 stays on h1: the API stays where it was.
     assert!(healthy(&endpoint));
@@ -378,7 +452,8 @@ fn a_host_lost_past_the_grace_is_planned_around_and_returned_to() {
     assert_eq!(v["planDigest"], degraded_digest, "{v}");
     let table = skulk(&["status", s(&plan), "--known-hosts", s(&h.known_hosts)]);
     assert!(
-        table.stdout.contains("degraded: running plan ") && table.stdout.contains("without host `h3` since "),
+        table.stdout.contains("degraded: running plan ")
+            && table.stdout.contains("without host `h3` since "),
         "{}",
         table.stdout
     );
@@ -387,9 +462,19 @@ fn a_host_lost_past_the_grace_is_planned_around_and_returned_to() {
     down.restore();
     let back = Instant::now();
     let d16 = plan_digest(&plan)[..16].to_owned();
-    w.wait_for(&format!("serving plan {d16} again"), Duration::from_secs(120));
-    eprintln!("link up -> full plan serving: {:.1} s", back.elapsed().as_secs_f64());
-    assert!(w.log().contains("answer again; moving back to plan"), "{}", w.log());
+    w.wait_for(
+        &format!("serving plan {d16} again"),
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "link up -> full plan serving: {:.1} s",
+        back.elapsed().as_secs_f64()
+    );
+    assert!(
+        w.log().contains("answer again; moving back to plan"),
+        "{}",
+        w.log()
+    );
     assert_eq!(complete(&endpoint), text);
     let v = status_json(h, &plan);
     assert_eq!(v["supervisor"]["condition"], "serving", "{v}");
@@ -433,15 +518,25 @@ fn a_host_the_model_cannot_do_without_is_waited_for_and_stopping_then_fails() {
     let endpoint = w.endpoint();
 
     let _down = LinkDown::new(h, 3);
-    w.wait_for("the model no longer fits without `h3`", Duration::from_secs(90));
+    w.wait_for(
+        "the model no longer fits without `h3`",
+        Duration::from_secs(90),
+    );
     // It keeps trying (and says so once), never gives up by itself.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(w.child.try_wait().unwrap().is_none(), "the supervisor gave up:\n{}", w.log());
+    assert!(
+        w.child.try_wait().unwrap().is_none(),
+        "the supervisor gave up:\n{}",
+        w.log()
+    );
     let v = status_json(h, &plan);
     assert_eq!(v["supervisor"]["condition"], "recovering", "{v}");
     // Meanwhile clients of the API host (h1, alive) hear 503 and when to
     // come back, not connection refused.
-    w.wait_for("standby listener on `h1` answers 503", Duration::from_secs(30));
+    w.wait_for(
+        "standby listener on `h1` answers 503",
+        Duration::from_secs(30),
+    );
     let mut c = TcpStream::connect(authority(&endpoint)).unwrap();
     write!(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").unwrap();
     let mut raw = String::new();
@@ -450,7 +545,10 @@ fn a_host_the_model_cannot_do_without_is_waited_for_and_stopping_then_fails() {
     assert!(raw.contains("\r\nRetry-After: 5\r\n"), "{raw}");
     let (code, log) = w.interrupt();
     assert_eq!(code, 2, "{log}");
-    assert!(log.contains("stopped while the plan was not serving (it was recovering)"), "{log}");
+    assert!(
+        log.contains("stopped while the plan was not serving (it was recovering)"),
+        "{log}"
+    );
     assert_eq!(log.matches("the model no longer fits").count(), 1, "{log}");
     drop(_down);
     // h3 is reachable again: nothing of the plan anywhere.
@@ -481,9 +579,107 @@ fn a_second_supervisor_is_refused_and_down_stops_the_first_for_good() {
     d.assert_stderr_has("stopped the supervisor of plan");
     let status = w.child.try_wait().unwrap();
     assert!(status.is_some(), "the supervisor still runs:\n{}", w.log());
-    assert!(w.log().contains("`skulk down`: bringing plan"), "{}", w.log());
+    assert!(
+        w.log().contains("`skulk down`: bringing plan"),
+        "{}",
+        w.log()
+    );
     assert_all_gone(h, &[plan_digest(&plan)], &[port, 52415]);
     let v = status_json(h, &plan);
     assert_eq!(v["supervisor"]["condition"], "stopped", "{v}");
     assert!(v["supervisor"]["supervisorPid"].is_null(), "{v}");
+}
+
+/// A plan of SmolLM2 over the three hosts whose ranks wait `silence_ms` on a
+/// silent neighbour while serving (`skulk plan --silence-limit`).
+fn plan_with_silence_limit(h: &TestHosts, sc: &Scratch, port: u16, silence_ms: u32) -> PathBuf {
+    use skulk::plan::document::RingTimeouts;
+    use skulk::plan::{PlanDocument, PlanRequest};
+    let inv_path = sc.inventory(h, &sc.hosts(h, N, true));
+    let card: skulk::card::ModelCard = serde_yaml_ng::from_str(SMOL_CARD).unwrap();
+    let inv: serde_json::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(&inv_path).unwrap()).unwrap();
+    let inv = skulk::inventory::parse(&inv).unwrap();
+    let request = PlanRequest {
+        nodes: Some(vec!["h1".into(), "h2".into(), "h3".into()]),
+        port: Some(port),
+        ring: Some(RingTimeouts {
+            silence_limit_ms: Some(silence_ms),
+            loading_silence_limit_ms: None,
+        }),
+        ..PlanRequest::default()
+    };
+    let placed = skulk::plan::plan(&card, &inv, &request).unwrap();
+    let path = sc.path("plan.json");
+    fs::write(&path, PlanDocument::from_plan(&placed).to_json()).unwrap();
+    path
+}
+
+#[test]
+fn a_briefly_frozen_rank_is_reported_slow_and_not_dropped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = prerequisites() else { return };
+    let sc = Scratch::new();
+    let port = ring_port(34);
+    let plan = plan_with_silence_limit(h, &sc, port, 8000);
+    let r = skulk(&strs(&apply_args(h, &plan, &["--timeout", "120"]))).expect(0);
+    let endpoint = r.stdout.trim().to_owned();
+    let text = complete(&endpoint);
+    let pids: Vec<u32> = ["h1", "h2", "h3"]
+        .iter()
+        .map(|n| rank_pid(&plan, n))
+        .collect();
+
+    // Rank 1 stops answering for 2 s and a status call: longer than its
+    // usual gaps, shorter than the plan's 8 s limit.
+    let stopped = Instant::now();
+    Command::new("kill")
+        .args(["-STOP", &pids[1].to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2_000));
+    let v = status_json(h, &plan);
+    Command::new("kill")
+        .args(["-CONT", &pids[1].to_string()])
+        .status()
+        .unwrap();
+    let frozen_for = stopped.elapsed();
+    let slow: Vec<String> = v["ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["slowNeighbour"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        slow.iter().any(|s| s.starts_with("rank 1 at `10.213.7.2:")),
+        "status names the slow rank ({frozen_for:?} frozen): {v}"
+    );
+    // Not dropped: the same ranks serve the same answer, and say so.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(complete(&endpoint), text);
+    for pid in &pids {
+        assert!(alive(*pid), "rank {pid} was dropped");
+    }
+    let logs = skulk(&["logs", s(&plan), "--known-hosts", s(&h.known_hosts)]).expect(0);
+    assert!(
+        logs.stdout.contains("is slow; still waiting"),
+        "{}",
+        logs.stdout
+    );
+    assert!(
+        logs.stdout.contains("is answering again after"),
+        "{}",
+        logs.stdout
+    );
+    let v = status_json(h, &plan);
+    assert!(
+        v["ranks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["slowNeighbour"].is_null()),
+        "no longer slow: {v}"
+    );
+    skulk(&["down", s(&plan), "--known-hosts", s(&h.known_hosts)]).expect(0);
+    assert_all_gone(h, &[plan_digest(&plan)], &[port, 52415]);
 }

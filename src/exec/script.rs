@@ -113,7 +113,7 @@ pub fn inspect() -> Action {
     let mut s = String::from(OURS_FN);
     s.push_str("echo \"now=$(date +%s)\"\n");
     s.push_str(&format!(
-        "for s in {}/*/*/state; do\n  [ -f \"$s\" ] || continue\n  d=${{s%/state}}\n  pid=$(sed -n 's/^pid=//p' \"$s\" | head -n 1)\n  alive=0; ours \"$pid\" \"$d\" && alive=1\n  echo \"::begin run\"; echo \"dir=$d\"; echo \"alive=$alive\"; cat \"$s\"; echo \"::end\"\ndone\n",
+        "for s in {}/*/*/state; do\n  [ -f \"$s\" ] || continue\n  d=${{s%/state}}\n  pid=$(sed -n 's/^pid=//p' \"$s\" | head -n 1)\n  alive=0; ours \"$pid\" \"$d\" && alive=1\n  echo \"::begin run\"; echo \"dir=$d\"; echo \"alive=$alive\"; cat \"$s\"; [ ! -f \"$d\"/ring-health ] || sed 's/^/ring_/' \"$d\"/ring-health; echo \"::end\"\ndone\n",
         RunLayout::runs_root().sh()
     ));
     Action::run("inspect runs", s)
@@ -234,6 +234,8 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
         settings.formation_timeout.to_string(),
         "--cache-dir".to_owned(),
         RunLayout::shard_cache().sh(),
+        "--health-file".to_owned(),
+        "\"$d\"/ring-health".to_owned(),
     ]);
     let record = [
         ("digest", shell_quote(&dep.digest)),
@@ -244,7 +246,7 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
         ("skulk", shell_quote(&settings.skulk)),
     ];
     let mut s = format!(
-        "set -e\nd={}\ncd \"$d\"\nrm -f rank.pid state\n",
+        "set -e\nd={}\ncd \"$d\"\nrm -f rank.pid state ring-health\n",
         layout.dir.sh()
     );
     s.push_str(&format!(
@@ -305,7 +307,7 @@ impl StopTarget {
 /// `purge`, also the rank's slices in the shard cache.
 pub fn clean(layout: &RunLayout, purge: Option<&ShardSlice>) -> Action {
     let mut s = format!(
-        "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/*.tmp\n",
+        "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/ring-health \"$d\"/*.tmp\n",
         layout.dir.sh()
     );
     if let Some(slice) = purge {
@@ -482,6 +484,8 @@ pub struct RunRecord {
     pub pid: Option<u32>,
     /// Unix seconds.
     pub started: Option<u64>,
+    /// A slow ring neighbour, as the rank reports it while it lasts.
+    pub slow: Option<String>,
 }
 
 /// What [`inspect`] found on one host.
@@ -510,6 +514,7 @@ impl Inspection {
                     layers: kv.get("layers").cloned(),
                     pid: kv.get("pid").and_then(|v| v.parse().ok()),
                     started: kv.get("started").and_then(|v| v.parse().ok()),
+                    slow: kv.get("ring_slow").cloned(),
                 }
             })
             .collect();

@@ -34,6 +34,10 @@ pub struct RankStatus {
     /// `[start, end)`.
     pub layers: [u32; 2],
     pub uptime_seconds: Option<u64>,
+    /// A ring neighbour this rank finds slow (silent for longer than usual,
+    /// not yet declared lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_neighbour: Option<String>,
     /// Why the host could not be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -95,6 +99,7 @@ fn rank_status(dep: &Deployment, r: &RankTarget, connect: &ConnectSettings) -> R
         pid: None,
         layers: [r.start_layer, r.end_layer],
         uptime_seconds: None,
+        slow_neighbour: None,
         error: None,
     };
     let found = fleet::connect(r, connect).and_then(|h| fleet::inspect(&h));
@@ -110,6 +115,7 @@ fn rank_status(dep: &Deployment, r: &RankTarget, connect: &ConnectSettings) -> R
                     st.pid = rec.pid;
                     if rec.alive {
                         st.state = RankState::Running;
+                        st.slow_neighbour = rec.slow.clone();
                         st.uptime_seconds = match (i.now, rec.started) {
                             (Some(now), Some(t)) => Some(now.saturating_sub(t)),
                             _ => None,
@@ -163,6 +169,14 @@ pub fn render_table(report: &StatusReport) -> String {
         s.push_str(&sup.render());
     }
     for r in &report.ranks {
+        if let Some(slow) = &r.slow_neighbour {
+            s.push_str(&format!(
+                "rank {} on `{}` finds {slow}; slow, not lost\n",
+                r.rank, r.node
+            ));
+        }
+    }
+    for r in &report.ranks {
         if let Some(e) = &r.error {
             s.push_str(&format!(
                 "rank {} on `{}`: {}\n",
@@ -196,6 +210,7 @@ mod tests {
             pid: Some(1),
             layers: [0, 30],
             uptime_seconds: Some(3),
+            slow_neighbour: None,
             error: None,
         };
         let mut r = StatusReport {

@@ -1100,7 +1100,9 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         jaccl_devices,
         instance_id: instance_uuid.to_string(),
         notes,
-        ring: request.ring.filter(|r| *r != document::RingTimeouts::default()),
+        ring: request
+            .ring
+            .filter(|r| *r != document::RingTimeouts::default()),
     })
 }
 

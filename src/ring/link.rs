@@ -26,7 +26,35 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 
 use super::detector::{Detector, Verdict};
 use super::frame::{read_frame, Frame, FrameError, WireFormat};
-use super::{handshake, RingConfig, RingError, CONNECT_RETRY, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
+use super::{
+    handshake, RingConfig, RingError, CONNECT_RETRY, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL,
+};
+
+/// Where this process's ring writes what it thinks of its neighbours
+/// (`skulk status` shows it); set once by `run-shard`.
+static HEALTH_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Makes the ring of this process write `slow=...` to `path` while a
+/// neighbour is slow, and remove it when the neighbour answers again.
+pub fn report_health_to(path: std::path::PathBuf) {
+    let _ = HEALTH_FILE.set(path);
+}
+
+fn report_health(slow: Option<&str>) {
+    let Some(path) = HEALTH_FILE.get() else {
+        return;
+    };
+    // Best effort: a full disk must not take the ring down.
+    let _ = match slow {
+        Some(what) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            std::fs::write(path, format!("slow={what}\nslow_since={now}\n"))
+        }
+        None => std::fs::remove_file(path),
+    };
+}
 
 /// How often the monitor judges each link's silence.
 const MONITOR_EVERY: Duration = Duration::from_millis(100);
@@ -304,7 +332,11 @@ struct Watch {
 
 impl Watch {
     fn heard(&self) {
-        let again = self.detector.lock().unwrap().heard(Instant::now().into_std());
+        let again = self
+            .detector
+            .lock()
+            .unwrap()
+            .heard(Instant::now().into_std());
         if let Some(silent) = again {
             eprintln!(
                 "skulk rank {}: rank {} at `{}` is answering again after {:.1} s of silence",
@@ -313,6 +345,7 @@ impl Watch {
                 self.peer.1,
                 silent.as_secs_f64()
             );
+            report_health(None);
         }
     }
 }
@@ -392,7 +425,10 @@ pub fn start(formed: Formed, cfg: &RingConfig, sink: Sink) -> RingSender {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        sink(RingEvent::Failed(lost(prev, format!("cannot start the ring's thread: {e}"))));
+                        sink(RingEvent::Failed(lost(
+                            prev,
+                            format!("cannot start the ring's thread: {e}"),
+                        )));
                         return;
                     }
                 };
@@ -400,13 +436,21 @@ pub fn start(formed: Formed, cfg: &RingConfig, sink: Sink) -> RingSender {
                     let (up, down) = match (TcpStream::from_std(up), TcpStream::from_std(down)) {
                         (Ok(u), Ok(d)) => (u, d),
                         (Err(e), _) | (_, Err(e)) => {
-                            sink(RingEvent::Failed(lost(prev, format!("cannot move the link to the ring's thread: {e}"))));
+                            sink(RingEvent::Failed(lost(
+                                prev,
+                                format!("cannot move the link to the ring's thread: {e}"),
+                            )));
                             return;
                         }
                     };
                     let (up_rd, up_wr) = up.into_split();
                     let (down_rd, down_wr) = down.into_split();
-                    tokio::spawn(read_loop(up_rd, links.up.clone(), Some((links.clone(), rank)), sink.clone()));
+                    tokio::spawn(read_loop(
+                        up_rd,
+                        links.up.clone(),
+                        Some((links.clone(), rank)),
+                        sink.clone(),
+                    ));
                     tokio::spawn(heartbeat_loop(up_wr, prev, sink.clone()));
                     tokio::spawn(read_loop(down_rd, links.down.clone(), None, sink.clone()));
                     let writer = tokio::spawn(write_loop(down_wr, rx, wire, next, sink.clone()));
@@ -518,14 +562,17 @@ async fn monitor(links: Arc<Links>, sink: Sink) {
             let verdict = w.detector.lock().unwrap().judge(now.into_std());
             match verdict {
                 Verdict::Fine => {}
-                Verdict::Slow { silent, usual } => eprintln!(
-                    "skulk rank {}: rank {} at `{}` is slow: nothing received for {:.1} s (usually every {:.2} s); still waiting",
-                    w.me,
-                    w.peer.0,
-                    w.peer.1,
-                    silent.as_secs_f64(),
-                    usual.as_secs_f64()
-                ),
+                Verdict::Slow { silent, usual } => {
+                    let what = format!(
+                        "rank {} at `{}`: nothing received for {:.1} s (usually every {:.2} s)",
+                        w.peer.0,
+                        w.peer.1,
+                        silent.as_secs_f64(),
+                        usual.as_secs_f64()
+                    );
+                    eprintln!("skulk rank {}: {what} is slow; still waiting", w.me);
+                    report_health(Some(&what));
+                }
                 Verdict::Lost {
                     silent,
                     limit,
@@ -811,7 +858,13 @@ mod tests {
             for rx in &mut events {
                 match rx.recv().await.unwrap() {
                     RingEvent::Failed(e @ RingError::PeerSilent { rank: 1, .. }) => {
-                        let RingError::PeerSilent { silent, limit, phase, .. } = &e else {
+                        let RingError::PeerSilent {
+                            silent,
+                            limit,
+                            phase,
+                            ..
+                        } = &e
+                        else {
                             unreachable!()
                         };
                         assert_eq!(*phase, Phase::Loading);
@@ -823,7 +876,9 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
                 // Reported once per link.
-                assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.is_err());
+                assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv())
+                    .await
+                    .is_err());
             }
             drop(frozen);
         });
@@ -860,7 +915,10 @@ mod tests {
             let (sink, mut events2) = channel_sink();
             let sender2 = start(formed2, &cfgs[2], sink);
             tokio::time::sleep(Duration::from_millis(2_500)).await;
-            assert!(events2.try_recv().is_err(), "rank 2 heard a failure while its neighbours formed");
+            assert!(
+                events2.try_recv().is_err(),
+                "rank 2 heard a failure while its neighbours formed"
+            );
             let formed0 = form(&late).await.unwrap();
             let (f1, f3) = (r1.await.unwrap().unwrap(), r3.await.unwrap().unwrap());
             let mut senders = vec![];

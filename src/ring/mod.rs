@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use detector::{Phase, SilencePolicy};
 pub use frame::{Frame, FrameError, KvOp, WireFormat, MAX_FRAME_LEN};
 pub use handshake::{HandshakeError, Refusal, PROTOCOL_VERSION};
-pub use link::{form, start, Formed, RingEvent, RingSender};
+pub use link::{form, report_health_to, start, Formed, RingEvent, RingSender};
 
 /// Default time for all ranks of a plan to find each other (the issue's
 /// 120 s: model loading runs in parallel, so this only covers process start

@@ -392,7 +392,10 @@ impl Supervisor<'_> {
     /// listener; best effort. With a `survey`, only where it found them.
     fn stop_ranks(&mut self, dep: &Deployment, survey: Option<&Survey>) {
         let connect = &self.probe_connect;
-        let standby = self.standby.as_ref().is_some_and(|s| s.dep.digest == dep.digest);
+        let standby = self
+            .standby
+            .as_ref()
+            .is_some_and(|s| s.dep.digest == dep.digest);
         let failures: Vec<String> = par_map(&dep.ranks, |r| {
             if let Some(sv) = survey {
                 if !(sv.alive(dep, r) || (standby && r.rank == 0)) {
@@ -401,11 +404,15 @@ impl Supervisor<'_> {
             }
             let host = fleet::connect(r, connect).ok()?;
             let layout = r.layout(&dep.digest);
-            let stopped = fleet::stop(&host, &StopTarget::Layout(layout.clone()), STOP_TIMEOUT_SECS)
-                .and_then(|how| {
-                    host.perform_checked(&script::clean(&layout, None))?;
-                    Ok(how)
-                });
+            let stopped = fleet::stop(
+                &host,
+                &StopTarget::Layout(layout.clone()),
+                STOP_TIMEOUT_SECS,
+            )
+            .and_then(|how| {
+                host.perform_checked(&script::clean(&layout, None))?;
+                Ok(how)
+            });
             match stopped {
                 Ok(fleet::Stopped::None) => None,
                 Ok(how) => Some(format!("rank {} on `{}` {how}", r.rank, r.node)),
@@ -427,7 +434,11 @@ impl Supervisor<'_> {
                 failures.join("; ")
             ));
         }
-        if self.standby.as_ref().is_some_and(|s| s.dep.digest == dep.digest) {
+        if self
+            .standby
+            .as_ref()
+            .is_some_and(|s| s.dep.digest == dep.digest)
+        {
             // `script::stop` stopped it with rank 0.
             self.standby = None;
         }
@@ -441,11 +452,9 @@ impl Supervisor<'_> {
         if self.lost.contains_key(&r0.node) {
             return;
         }
-        if self
-            .standby
-            .as_ref()
-            .is_some_and(|s| s.dep.digest == dep.digest && s.started.elapsed() < standby::LIFETIME / 2)
-        {
+        if self.standby.as_ref().is_some_and(|s| {
+            s.dep.digest == dep.digest && s.started.elapsed() < standby::LIFETIME / 2
+        }) {
             return;
         }
         let layout = r0.layout(&dep.digest);
@@ -531,7 +540,12 @@ impl Supervisor<'_> {
             return Target::Desired;
         }
         let lost: BTreeSet<String> = self.lost.keys().cloned().collect();
-        let longest = self.lost.values().map(Instant::elapsed).max().unwrap_or_default();
+        let longest = self
+            .lost
+            .values()
+            .map(Instant::elapsed)
+            .max()
+            .unwrap_or_default();
         if longest < self.s.grace {
             let left = self.s.grace - longest;
             self.note_once(format!(
@@ -654,7 +668,8 @@ impl Supervisor<'_> {
             let desired_doc =
                 PlanDocument::from_json(&String::from_utf8_lossy(&self.desired.plan_bytes)).ok()?;
             let diff = replan::difference(&desired_doc, &doc);
-            let msg = format!(
+            let msg =
+                format!(
                 "planned without {}: plan {} ({} ranks, `{}`) instead of plan {} ({} ranks):\n{}",
                 names(&lost),
                 short(&doc.skulk.plan_digest),
@@ -673,7 +688,10 @@ impl Supervisor<'_> {
         let dep = match Deployment::from_plan_json(&path, text.into_bytes()) {
             Ok(d) => d,
             Err(e) => {
-                self.note_once(format!("the smaller plan is not runnable: {}", first_line(&e)));
+                self.note_once(format!(
+                    "the smaller plan is not runnable: {}",
+                    first_line(&e)
+                ));
                 return None;
             }
         };
@@ -688,10 +706,7 @@ impl Supervisor<'_> {
                 Some(())
             }
             Err(e) => {
-                self.note(format!(
-                    "starting plan {} failed: {e}",
-                    short(&dep.digest)
-                ));
+                self.note(format!("starting plan {} failed: {e}", short(&dep.digest)));
                 self.current = dep;
                 None
             }
@@ -699,15 +714,27 @@ impl Supervisor<'_> {
     }
 
     /// `dep` (from `path`) serves now.
-    fn serving(&mut self, dep: Deployment, path: PathBuf, without: BTreeSet<String>, began: Instant) {
+    fn serving(
+        &mut self,
+        dep: Deployment,
+        path: PathBuf,
+        without: BTreeSet<String>,
+        began: Instant,
+    ) {
         let first = self.state.condition == Condition::Starting;
         let endpoint = dep.endpoint();
         let took = began.elapsed().as_secs_f64();
         let msg = if without.is_empty() {
             if first {
-                format!("serving plan {}: API at {endpoint} (ready in {took:.1} s)", short(&dep.digest))
+                format!(
+                    "serving plan {}: API at {endpoint} (ready in {took:.1} s)",
+                    short(&dep.digest)
+                )
             } else {
-                format!("serving plan {} again after {took:.1} s: API at {endpoint}", short(&dep.digest))
+                format!(
+                    "serving plan {} again after {took:.1} s: API at {endpoint}",
+                    short(&dep.digest)
+                )
             }
         } else {
             let api = if endpoint == self.desired.endpoint() {
@@ -746,8 +773,14 @@ impl Supervisor<'_> {
     /// Requests in flight at the current API (`None`: it did not say).
     fn in_flight(&self) -> Option<u64> {
         let (host, port) = self.current.api_target();
-        let (status, body) =
-            health::get(&host, port, "/health", self.s.apply.api_key.as_deref(), HEALTH_TIMEOUT).ok()?;
+        let (status, body) = health::get(
+            &host,
+            port,
+            "/health",
+            self.s.apply.api_key.as_deref(),
+            HEALTH_TIMEOUT,
+        )
+        .ok()?;
         if status != 200 {
             return None;
         }
@@ -821,7 +854,10 @@ impl Supervisor<'_> {
                 match self.apply(&smaller) {
                     Ok(()) => self.serving(smaller, smaller_path, without, began),
                     Err(e) => {
-                        self.note(format!("starting plan {} failed: {e}", short(&smaller.digest)));
+                        self.note(format!(
+                            "starting plan {} failed: {e}",
+                            short(&smaller.digest)
+                        ));
                         self.current = smaller;
                         self.recover(Some(health::Health::Unreachable {
                             error: "the smaller plan did not start".into(),
@@ -842,7 +878,11 @@ impl Supervisor<'_> {
         if self.s.keep_running && !down_asked {
             self.note("stopping; the ranks keep running (`--keep-running`)");
         } else {
-            let why = if down_asked { "`skulk down`" } else { "interrupted" };
+            let why = if down_asked {
+                "`skulk down`"
+            } else {
+                "interrupted"
+            };
             self.note(format!(
                 "{why}: bringing plan {} down",
                 short(&self.current.digest)
@@ -917,9 +957,15 @@ fn find_state(plan_path: &Path, desired: &Deployment) -> Result<Option<State>, E
 /// plans down), and returns the other plans it ran that `down` must also
 /// bring down (a smaller plan left by a supervisor that died).
 pub fn before_down(plan_path: &Path, desired: &Deployment) -> Result<Vec<Deployment>, ExecError> {
-    if let Some(info) = state::stop_holder(&desired.digest, DOWN_WAIT)
-        .map_err(|e| ExecError::runtime(format!("cannot stop the supervisor of plan {}: {e}", short(&desired.digest)), Vec::new()))?
-    {
+    if let Some(info) = state::stop_holder(&desired.digest, DOWN_WAIT).map_err(|e| {
+        ExecError::runtime(
+            format!(
+                "cannot stop the supervisor of plan {}: {e}",
+                short(&desired.digest)
+            ),
+            Vec::new(),
+        )
+    })? {
         eprintln!(
             "stopped the supervisor of plan {} (pid {})",
             short(&desired.digest),

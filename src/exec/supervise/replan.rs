@@ -145,7 +145,11 @@ impl Replanner {
         match &self.hosts {
             Hosts::Chosen => request.exclude = lost.iter().cloned().collect(),
             Hosts::Given(nodes) => {
-                let left: Vec<String> = nodes.iter().filter(|n| !lost.contains(*n)).cloned().collect();
+                let left: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| !lost.contains(*n))
+                    .cloned()
+                    .collect();
                 if left.is_empty() {
                     return Err(plan::PlanError::Infeasible(
                         "every host of the plan is lost".into(),
@@ -169,8 +173,17 @@ pub fn difference(a: &PlanDocument, b: &PlanDocument) -> Vec<String> {
     for s in &sa {
         seen.insert(s.node.clone());
         match sb.iter().find(|t| t.node == s.node) {
-            Some(t) if t.start_layer == s.start_layer && t.end_layer == s.end_layer && t.rank == s.rank => {
-                lines.push(format!("`{}`: rank {}, layers {} (unchanged)", s.node, s.rank, layers(s)));
+            Some(t)
+                if t.start_layer == s.start_layer
+                    && t.end_layer == s.end_layer
+                    && t.rank == s.rank =>
+            {
+                lines.push(format!(
+                    "`{}`: rank {}, layers {} (unchanged)",
+                    s.node,
+                    s.rank,
+                    layers(s)
+                ));
             }
             Some(t) => lines.push(format!(
                 "`{}`: rank {} layers {} -> rank {} layers {}",
@@ -246,20 +259,37 @@ mod tests {
         };
         let a = doc(&inv, &given);
         let rp = Replanner::from_parts(&a, Path::new("p.json"), inv, Path::new("i.yaml")).unwrap();
-        assert_eq!(rp.hosts, Hosts::Given(vec!["h1".into(), "h2".into(), "h3".into()]));
+        assert_eq!(
+            rp.hosts,
+            Hosts::Given(vec!["h1".into(), "h2".into(), "h3".into()])
+        );
         // Nothing lost: the very same plan.
         assert_eq!(rp.without(&lost(&[])).unwrap(), a);
         let b = rp.without(&lost(&["h2"])).unwrap();
-        let nodes: Vec<String> = b.rank_specs().unwrap().iter().map(|s| s.node.clone()).collect();
+        let nodes: Vec<String> = b
+            .rank_specs()
+            .unwrap()
+            .iter()
+            .map(|s| s.node.clone())
+            .collect();
         assert_eq!(nodes, ["h1", "h3"]);
         assert_eq!(b.ring_port(), a.ring_port(), "the ring port stays");
         let diff = difference(&a, &b);
         assert_eq!(diff[1], "`h2`: rank 1 layers [10, 20) -> not in the plan");
-        assert!(diff[0].starts_with("`h1`: rank 0 layers [0, 10) -> rank 0 layers [0, 15)"), "{diff:?}");
-        assert!(!diff.iter().any(|l| l.starts_with("API")), "rank 0 stays: {diff:?}");
+        assert!(
+            diff[0].starts_with("`h1`: rank 0 layers [0, 10) -> rank 0 layers [0, 15)"),
+            "{diff:?}"
+        );
+        assert!(
+            !diff.iter().any(|l| l.starts_with("API")),
+            "rank 0 stays: {diff:?}"
+        );
         // Losing rank 0 moves the API.
         let c = rp.without(&lost(&["h1"])).unwrap();
-        assert!(difference(&a, &c).last().unwrap().starts_with("API: 10.0.0.1:52415 -> 10.0.0.2:52415"));
+        assert!(difference(&a, &c)
+            .last()
+            .unwrap()
+            .starts_with("API: 10.0.0.1:52415 -> 10.0.0.2:52415"));
     }
 
     #[test]
@@ -271,7 +301,12 @@ mod tests {
         let rp = Replanner::from_parts(&a, Path::new("p.json"), inv, Path::new("i.yaml")).unwrap();
         assert_eq!(rp.hosts, Hosts::Chosen);
         let b = rp.without(&lost(&["h1"])).unwrap();
-        let nodes: Vec<String> = b.rank_specs().unwrap().iter().map(|s| s.node.clone()).collect();
+        let nodes: Vec<String> = b
+            .rank_specs()
+            .unwrap()
+            .iter()
+            .map(|s| s.node.clone())
+            .collect();
         assert!(!nodes.contains(&"h1".to_owned()), "{nodes:?}");
         assert_eq!(b.ring_port(), a.ring_port());
     }
@@ -295,10 +330,21 @@ mod tests {
     fn another_inventory_is_refused() {
         // The same names at other addresses.
         let a = doc(&inventory(3, 2), &PlanRequest::default());
-        let e = Replanner::from_parts(&a, Path::new("p.json"), inventory_on(9, 3, 2), Path::new("i.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("inventory `i.yaml` does not reproduce plan `"), "{e}");
-        assert!(e.contains("hint: pass the inventory the plan was made from"), "{e}");
+        let e = Replanner::from_parts(
+            &a,
+            Path::new("p.json"),
+            inventory_on(9, 3, 2),
+            Path::new("i.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("inventory `i.yaml` does not reproduce plan `"),
+            "{e}"
+        );
+        assert!(
+            e.contains("hint: pass the inventory the plan was made from"),
+            "{e}"
+        );
     }
 }

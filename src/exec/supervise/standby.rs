@@ -106,7 +106,10 @@ pub fn serve(addr: SocketAddr, retry_after: u32, lifetime: Duration) -> Result<(
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-    eprintln!("skulk standby: lifetime of {} s over; exiting", lifetime.as_secs());
+    eprintln!(
+        "skulk standby: lifetime of {} s over; exiting",
+        lifetime.as_secs()
+    );
     Ok(())
 }
 
@@ -166,7 +169,10 @@ mod tests {
     #[test]
     fn every_request_gets_503_with_retry_after() {
         let r = response("/v1/chat/completions", 5);
-        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n"),
+            "{r}"
+        );
         let body = r.split("\r\n\r\n").nth(1).unwrap();
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["error"]["code"], "ring_restarting");
@@ -184,7 +190,9 @@ mod tests {
         let t = std::thread::spawn(move || serve(addr, 3, Duration::from_secs(2)));
         let mut h = None;
         for _ in 0..100 {
-            if let Ok(a) = crate::exec::health::get("127.0.0.1", port, "/health", None, Duration::from_secs(1)) {
+            if let Ok(a) =
+                crate::exec::health::get("127.0.0.1", port, "/health", None, Duration::from_secs(1))
+            {
                 h = Some(a);
                 break;
             }

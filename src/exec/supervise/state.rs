@@ -242,11 +242,7 @@ impl State {
     /// plan 5f3a.. without host h3 since 12:03:10; API moved to ...`.
     pub fn headline(&self, desired_endpoint: &str) -> String {
         let who = match &self.supervisor {
-            Some(h) => format!(
-                "supervised by pid {} since {}",
-                h.pid,
-                clock(h.started)
-            ),
+            Some(h) => format!("supervised by pid {} since {}", h.pid, clock(h.started)),
             None => "no supervisor running".to_owned(),
         };
         let what = match (&self.condition, &self.running) {
@@ -311,7 +307,11 @@ impl Summary {
                 .as_ref()
                 .filter(|r| r.plan_digest != st.plan_digest)
                 .map(|r| r.plan_path.clone()),
-            without: st.running.as_ref().map(|r| r.without.clone()).unwrap_or_default(),
+            without: st
+                .running
+                .as_ref()
+                .map(|r| r.without.clone())
+                .unwrap_or_default(),
             endpoint: st.running.as_ref().map(|r| r.endpoint.clone()),
             history: st.history[start..]
                 .iter()
@@ -322,22 +322,34 @@ impl Summary {
 
     /// The lines `status` prints after the rank table.
     pub fn render(&self) -> String {
-        let mut s = format!("{}
-", self.headline);
+        let mut s = format!(
+            "{}
+",
+            self.headline
+        );
         if let Some(p) = &self.running_plan {
-            s.push_str(&format!("running plan `{p}` (shown above)
-"));
+            s.push_str(&format!(
+                "running plan `{p}` (shown above)
+"
+            ));
         }
         if !self.history.is_empty() {
-            s.push_str("history:
-");
+            s.push_str(
+                "history:
+",
+            );
             for h in &self.history {
                 let mut lines = h.lines();
-                s.push_str(&format!("  {}
-", lines.next().unwrap_or("")));
+                s.push_str(&format!(
+                    "  {}
+",
+                    lines.next().unwrap_or("")
+                ));
                 for l in lines {
-                    s.push_str(&format!("           {l}
-"));
+                    s.push_str(&format!(
+                        "           {l}
+"
+                    ));
                 }
             }
         }
@@ -552,7 +564,10 @@ mod tests {
             line.starts_with("degraded: running plan cdcdcdcdcdcdcdcd without host `h3` since "),
             "{line}"
         );
-        assert!(line.contains("API moved to http://10.0.0.2:52415/v1"), "{line}");
+        assert!(
+            line.contains("API moved to http://10.0.0.2:52415/v1"),
+            "{line}"
+        );
         assert!(line.contains("(supervised by pid 42 since "), "{line}");
         std::fs::write(&path, "{").unwrap();
         let e = State::load(&path).unwrap_err().to_string();
@@ -569,7 +584,10 @@ mod tests {
         let lock = acquire_at(&path, &digest, &state).unwrap();
         // flock locks belong to the open file description: a second open in
         // this process is refused like another process would be.
-        let e = acquire_at(&path, &digest, &state).err().unwrap().to_string();
+        let e = acquire_at(&path, &digest, &state)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.starts_with(&format!(
                 "plan `efefefefefefefef` is already supervised by pid {}",
