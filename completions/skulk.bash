@@ -49,6 +49,9 @@ _skulk() {
             skulk,schema)
                 cmd="skulk__subcmd__schema"
                 ;;
+            skulk,standby)
+                cmd="skulk__subcmd__standby"
+                ;;
             skulk,status)
                 cmd="skulk__subcmd__status"
                 ;;
@@ -100,6 +103,9 @@ _skulk() {
             skulk__subcmd__help,schema)
                 cmd="skulk__subcmd__help__subcmd__schema"
                 ;;
+            skulk__subcmd__help,standby)
+                cmd="skulk__subcmd__help__subcmd__standby"
+                ;;
             skulk__subcmd__help,status)
                 cmd="skulk__subcmd__help__subcmd__status"
                 ;;
@@ -131,7 +137,7 @@ _skulk() {
 
     case "${cmd}" in
         skulk)
-            opts="-h -V --help --version validate schema plan apply status down logs run-shard fetch-model card inventory completions help"
+            opts="-h -V --help --version validate schema plan apply status down logs run-shard fetch-model standby card inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,7 +151,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__apply)
-            opts="-h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --help --version"
+            opts="-h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --watch --inventory --grace --drain --keep-running --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -164,6 +170,18 @@ _skulk() {
                     return 0
                     ;;
                 --remote-skulk)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --drain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -331,7 +349,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__help)
-            opts="validate schema plan apply status down logs run-shard fetch-model card inventory completions help"
+            opts="validate schema plan apply status down logs run-shard fetch-model standby card inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,6 +544,20 @@ _skulk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        skulk__subcmd__help__subcmd__standby)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         skulk__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -659,7 +691,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__plan)
-            opts="-o -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --port --api-bind --api-port --output --out --help --version"
+            opts="-o -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --port --api-bind --api-port --silence-limit --loading-silence-limit --output --out --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -713,6 +745,14 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --silence-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --loading-silence-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
                     return 0
@@ -733,7 +773,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__run__subcmd__shard)
-            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --formation-timeout --cache-dir --help --version"
+            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --formation-timeout --cache-dir --health-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -779,6 +819,10 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --health-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -793,6 +837,32 @@ _skulk() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__standby)
+            opts="-h -V --plan --retry-after --lifetime --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --plan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

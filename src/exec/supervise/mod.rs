@@ -265,7 +265,7 @@ enum Target {
     /// Every host answers: the plan as given.
     Desired,
     /// Some host is lost past the grace: this smaller plan.
-    Smaller(PlanDocument, BTreeSet<String>),
+    Smaller(Box<PlanDocument>, BTreeSet<String>),
     /// Nothing to try now.
     Wait,
 }
@@ -565,7 +565,7 @@ impl Supervisor<'_> {
             return Target::Wait;
         };
         match rp.without(&lost) {
-            Ok(doc) => Target::Smaller(doc, lost),
+            Ok(doc) => Target::Smaller(Box::new(doc), lost),
             Err(e) => {
                 self.note_once(format!(
                     "the model no longer fits without {}; retrying the full plan\n{}",
@@ -624,7 +624,7 @@ impl Supervisor<'_> {
                     }
                 }
                 Target::Smaller(doc, lost) => {
-                    if let Some(()) = self.try_smaller(doc, lost, began, &survey) {
+                    if let Some(()) = self.try_smaller(*doc, lost, began, &survey) {
                         return;
                     }
                 }
