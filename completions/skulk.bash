@@ -52,6 +52,9 @@ _skulk() {
             skulk,schema)
                 cmd="skulk__subcmd__schema"
                 ;;
+            skulk,standby)
+                cmd="skulk__subcmd__standby"
+                ;;
             skulk,status)
                 cmd="skulk__subcmd__status"
                 ;;
@@ -106,6 +109,9 @@ _skulk() {
             skulk__subcmd__help,schema)
                 cmd="skulk__subcmd__help__subcmd__schema"
                 ;;
+            skulk__subcmd__help,standby)
+                cmd="skulk__subcmd__help__subcmd__standby"
+                ;;
             skulk__subcmd__help,status)
                 cmd="skulk__subcmd__help__subcmd__status"
                 ;;
@@ -152,7 +158,7 @@ _skulk() {
 
     case "${cmd}" in
         skulk)
-            opts="-q -v -h -V --quiet --verbose --help --version validate schema plan apply status down logs run-shard fetch-model card model inventory completions help"
+            opts="-q -v -h -V --quiet --verbose --help --version validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,7 +172,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__apply)
-            opts="-q -v -h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --quiet --verbose --help --version"
+            opts="-q -v -h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --watch --inventory --grace --drain --keep-running --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,6 +191,18 @@ _skulk() {
                     return 0
                     ;;
                 --remote-skulk)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --drain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -356,7 +374,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__help)
-            opts="validate schema plan apply status down logs run-shard fetch-model card model inventory completions help"
+            opts="validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -566,6 +584,20 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__help__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__help__subcmd__standby)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -790,7 +822,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__plan)
-            opts="-o -q -v -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --parallel --queue --port --api-bind --api-port --max-tokens --output --out --quiet --verbose --help --version"
+            opts="-o -q -v -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --parallel --queue --port --api-bind --api-port --max-tokens --silence-limit --loading-silence-limit --output --out --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -856,6 +888,14 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --silence-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --loading-silence-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
                     return 0
@@ -876,7 +916,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__run__subcmd__shard)
-            opts="-q -v -h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --max-tokens --micro-batches --formation-timeout --cache-dir --quiet --verbose --help --version"
+            opts="-q -v -h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --max-tokens --micro-batches --formation-timeout --cache-dir --health-file --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -930,6 +970,10 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --health-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -944,6 +988,32 @@ _skulk() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__standby)
+            opts="-q -v -h -V --plan --retry-after --lifetime --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --plan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -35,6 +35,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand logs 'Show the ranks'' logs'
             cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
             cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+            cand standby 'Answer 503 with Retry-After at a plan''s API address (what `skulk apply --watch` runs on the API host while no ring serves)'
             cand card 'Create and inspect model cards'
             cand model 'Put model files where ranks look for them'
             cand inventory 'Inspect hosts for an inventory'
@@ -79,6 +80,8 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --api-bind 'Address the API binds to (default: rank 0''s address)'
             cand --api-port 'API port'
             cand --max-tokens 'Most tokens a request generates when it sets no `max_tokens` (default 2048; a request may ask for more, up to the context limit)'
+            cand --silence-limit 'Seconds a serving rank waits on a silent ring neighbour before it declares it lost (default 3; raised automatically on irregular links)'
+            cand --loading-silence-limit 'Seconds a rank waits on a silent neighbour while the ring forms and loads (default 60)'
             cand -o 'Output format'
             cand --output 'Output format'
             cand --out 'Also write the plan document to this file: YAML when its name ends in `.yaml` or `.yml`, JSON when `.json`, else as `-o` says (JSON for a table)'
@@ -96,11 +99,16 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --timeout 'Seconds to wait for the ring to form and the API to answer'
             cand --api-key-file 'File holding the API bearer token (also: SKULK_API_KEY)'
             cand --remote-skulk 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)'
+            cand --inventory 'The inventory the plan was made from, to plan again without lost hosts (with `--watch`)'
+            cand --grace 'Seconds a host may stay unreachable before the plan is made again without it (with `--watch`)'
+            cand --drain 'Longest wait for requests in flight before moving back to the full plan, in seconds (with `--watch`)'
             cand --accept-new-host-keys 'Trust hosts missing from known_hosts and record their keys'
             cand --install 'Copy this skulk binary to hosts where it is missing or differs'
             cand --fetch 'Download the model on hosts that lack it'
             cand --dry-run 'Print what would run where, start nothing'
             cand --replace 'Stop a different plan running on the same hosts first'
+            cand --watch 'Stay in the foreground and keep the plan up: restart a failed ring, plan around a host lost for longer than `--grace` (with `--inventory`), move back when it returns. Ctrl-C or `skulk down` brings the ranks down'
+            cand --keep-running 'Leave the ranks running when interrupted (with `--watch`; `skulk down` still brings them down)'
             cand -q 'Print only warnings and errors'
             cand --quiet 'Print only warnings and errors'
             cand -v 'Also print every command run on a host'
@@ -165,6 +173,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --micro-batches 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)'
             cand --formation-timeout 'Seconds to wait for the ring to form'
             cand --cache-dir 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)'
+            cand --health-file 'File where the rank notes a slow ring neighbour while it is slow'
             cand -q 'Print only warnings and errors'
             cand --quiet 'Print only warnings and errors'
             cand -v 'Also print every command run on a host'
@@ -177,6 +186,19 @@ set edit:completion:arg-completer[skulk] = {|@words|
         &'skulk;fetch-model'= {
             cand --plan 'Plan document'
             cand --node 'This host''s name in the plan'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;standby'= {
+            cand --plan 'Plan document (its API address and port are served)'
+            cand --retry-after 'Seconds clients are told to wait'
+            cand --lifetime 'Seconds until the listener exits by itself'
             cand -q 'Print only warnings and errors'
             cand --quiet 'Print only warnings and errors'
             cand -v 'Also print every command run on a host'
@@ -310,6 +332,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand logs 'Show the ranks'' logs'
             cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
             cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+            cand standby 'Answer 503 with Retry-After at a plan''s API address (what `skulk apply --watch` runs on the API host while no ring serves)'
             cand card 'Create and inspect model cards'
             cand model 'Put model files where ranks look for them'
             cand inventory 'Inspect hosts for an inventory'
@@ -333,6 +356,8 @@ set edit:completion:arg-completer[skulk] = {|@words|
         &'skulk;help;run-shard'= {
         }
         &'skulk;help;fetch-model'= {
+        }
+        &'skulk;help;standby'= {
         }
         &'skulk;help;card'= {
             cand new 'Derive a card from a GGUF file or a Hugging Face repository'

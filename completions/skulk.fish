@@ -37,6 +37,7 @@ complete -c skulk -n "__fish_skulk_needs_command" -f -a "down" -d 'Stop every ra
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "logs" -d 'Show the ranks\' logs'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+complete -c skulk -n "__fish_skulk_needs_command" -f -a "standby" -d 'Answer 503 with Retry-After at a plan\'s API address (what `skulk apply --watch` runs on the API host while no ring serves)'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "card" -d 'Create and inspect model cards'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "model" -d 'Put model files where ranks look for them'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "inventory" -d 'Inspect hosts for an inventory'
@@ -71,6 +72,8 @@ complete -c skulk -n "__fish_skulk_using_subcommand plan" -l port -d 'Ring port 
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l api-bind -d 'Address the API binds to (default: rank 0\'s address)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l api-port -d 'API port' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l max-tokens -d 'Most tokens a request generates when it sets no `max_tokens` (default 2048; a request may ask for more, up to the context limit)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l silence-limit -d 'Seconds a serving rank waits on a silent ring neighbour before it declares it lost (default 3; raised automatically on irregular links)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l loading-silence-limit -d 'Seconds a rank waits on a silent neighbour while the ring forms and loads (default 60)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''
 yaml\t''"
@@ -83,11 +86,16 @@ complete -c skulk -n "__fish_skulk_using_subcommand apply" -l known-hosts -d 'kn
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l timeout -d 'Seconds to wait for the ring to form and the API to answer' -r
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l api-key-file -d 'File holding the API bearer token (also: SKULK_API_KEY)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l remote-skulk -d 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -l inventory -d 'The inventory the plan was made from, to plan again without lost hosts (with `--watch`)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -l grace -d 'Seconds a host may stay unreachable before the plan is made again without it (with `--watch`)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -l drain -d 'Longest wait for requests in flight before moving back to the full plan, in seconds (with `--watch`)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l accept-new-host-keys -d 'Trust hosts missing from known_hosts and record their keys'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l install -d 'Copy this skulk binary to hosts where it is missing or differs'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l fetch -d 'Download the model on hosts that lack it'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l dry-run -d 'Print what would run where, start nothing'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l replace -d 'Stop a different plan running on the same hosts first'
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -l watch -d 'Stay in the foreground and keep the plan up: restart a failed ring, plan around a host lost for longer than `--grace` (with `--inventory`), move back when it returns. Ctrl-C or `skulk down` brings the ranks down'
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -l keep-running -d 'Leave the ranks running when interrupted (with `--watch`; `skulk down` still brings them down)'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -s q -l quiet -d 'Print only warnings and errors'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -s h -l help -d 'Print help'
@@ -129,6 +137,7 @@ complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l max-tokens -d 
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l micro-batches -d 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-timeout -d 'Seconds to wait for the ring to form' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l health-file -d 'File where the rank notes a slow ring neighbour while it is slow' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s q -l quiet -d 'Print only warnings and errors'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s h -l help -d 'Print help'
@@ -139,6 +148,13 @@ complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s q -l quiet -
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -l plan -d 'Plan document (its API address and port are served)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -l retry-after -d 'Seconds clients are told to wait' -r
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -l lifetime -d 'Seconds until the listener exits by itself' -r
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -s v -l verbose -d 'Also print every command run on a host'
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -s h -l help -d 'Print help'
+complete -c skulk -n "__fish_skulk_using_subcommand standby" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s q -l quiet -d 'Print only warnings and errors'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s h -l help -d 'Print help'
@@ -192,20 +208,21 @@ complete -c skulk -n "__fish_skulk_using_subcommand completions" -s q -l quiet -
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "schema" -d 'Print a generated JSON schema'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "plan" -d 'Place a model on an inventory: ranks, layer ranges, ports, memory'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "apply" -d 'Start every rank of a plan (over SSH or locally) and wait for the API'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "status" -d 'Show the state of every rank of a plan'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "down" -d 'Stop every rank of a plan and clean up'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "logs" -d 'Show the ranks\' logs'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "card" -d 'Create and inspect model cards'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "model" -d 'Put model files where ranks look for them'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "inventory" -d 'Inspect hosts for an inventory'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "schema" -d 'Print a generated JSON schema'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "plan" -d 'Place a model on an inventory: ranks, layer ranges, ports, memory'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "apply" -d 'Start every rank of a plan (over SSH or locally) and wait for the API'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "status" -d 'Show the state of every rank of a plan'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "down" -d 'Stop every rank of a plan and clean up'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "logs" -d 'Show the ranks\' logs'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "standby" -d 'Answer 503 with Retry-After at a plan\'s API address (what `skulk apply --watch` runs on the API host while no ring serves)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "card" -d 'Create and inspect model cards'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "model" -d 'Put model files where ranks look for them'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "inventory" -d 'Inspect hosts for an inventory'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model standby card model inventory completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from card" -f -a "new" -d 'Derive a card from a GGUF file or a Hugging Face repository'
 complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from model" -f -a "add" -d 'Put a GGUF file of this machine where a card\'s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
 complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "probe" -d 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'

@@ -38,6 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Show the ranks'' logs')
             [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
             [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
+            [CompletionResult]::new('standby', 'standby', [CompletionResultType]::ParameterValue, 'Answer 503 with Retry-After at a plan''s API address (what `skulk apply --watch` runs on the API host while no ring serves)')
             [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
             [CompletionResult]::new('model', 'model', [CompletionResultType]::ParameterValue, 'Put model files where ranks look for them')
             [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
@@ -85,6 +86,8 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--api-bind', '--api-bind', [CompletionResultType]::ParameterName, 'Address the API binds to (default: rank 0''s address)')
             [CompletionResult]::new('--api-port', '--api-port', [CompletionResultType]::ParameterName, 'API port')
             [CompletionResult]::new('--max-tokens', '--max-tokens', [CompletionResultType]::ParameterName, 'Most tokens a request generates when it sets no `max_tokens` (default 2048; a request may ask for more, up to the context limit)')
+            [CompletionResult]::new('--silence-limit', '--silence-limit', [CompletionResultType]::ParameterName, 'Seconds a serving rank waits on a silent ring neighbour before it declares it lost (default 3; raised automatically on irregular links)')
+            [CompletionResult]::new('--loading-silence-limit', '--loading-silence-limit', [CompletionResultType]::ParameterName, 'Seconds a rank waits on a silent neighbour while the ring forms and loads (default 60)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Also write the plan document to this file: YAML when its name ends in `.yaml` or `.yml`, JSON when `.json`, else as `-o` says (JSON for a table)')
@@ -103,11 +106,16 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form and the API to answer')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'File holding the API bearer token (also: SKULK_API_KEY)')
             [CompletionResult]::new('--remote-skulk', '--remote-skulk', [CompletionResultType]::ParameterName, 'Path of skulk on the hosts, and where `--install` puts it (default: ~/.local/bin/skulk if present, else skulk on the login PATH)')
+            [CompletionResult]::new('--inventory', '--inventory', [CompletionResultType]::ParameterName, 'The inventory the plan was made from, to plan again without lost hosts (with `--watch`)')
+            [CompletionResult]::new('--grace', '--grace', [CompletionResultType]::ParameterName, 'Seconds a host may stay unreachable before the plan is made again without it (with `--watch`)')
+            [CompletionResult]::new('--drain', '--drain', [CompletionResultType]::ParameterName, 'Longest wait for requests in flight before moving back to the full plan, in seconds (with `--watch`)')
             [CompletionResult]::new('--accept-new-host-keys', '--accept-new-host-keys', [CompletionResultType]::ParameterName, 'Trust hosts missing from known_hosts and record their keys')
             [CompletionResult]::new('--install', '--install', [CompletionResultType]::ParameterName, 'Copy this skulk binary to hosts where it is missing or differs')
             [CompletionResult]::new('--fetch', '--fetch', [CompletionResultType]::ParameterName, 'Download the model on hosts that lack it')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would run where, start nothing')
             [CompletionResult]::new('--replace', '--replace', [CompletionResultType]::ParameterName, 'Stop a different plan running on the same hosts first')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Stay in the foreground and keep the plan up: restart a failed ring, plan around a host lost for longer than `--grace` (with `--inventory`), move back when it returns. Ctrl-C or `skulk down` brings the ranks down')
+            [CompletionResult]::new('--keep-running', '--keep-running', [CompletionResultType]::ParameterName, 'Leave the ranks running when interrupted (with `--watch`; `skulk down` still brings them down)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
@@ -176,6 +184,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--micro-batches', '--micro-batches', [CompletionResultType]::ParameterName, 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)')
             [CompletionResult]::new('--formation-timeout', '--formation-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form')
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)')
+            [CompletionResult]::new('--health-file', '--health-file', [CompletionResultType]::ParameterName, 'File where the rank notes a slow ring neighbour while it is slow')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
@@ -189,6 +198,20 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
         'skulk;fetch-model' {
             [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Plan document')
             [CompletionResult]::new('--node', '--node', [CompletionResultType]::ParameterName, 'This host''s name in the plan')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;standby' {
+            [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Plan document (its API address and port are served)')
+            [CompletionResult]::new('--retry-after', '--retry-after', [CompletionResultType]::ParameterName, 'Seconds clients are told to wait')
+            [CompletionResult]::new('--lifetime', '--lifetime', [CompletionResultType]::ParameterName, 'Seconds until the listener exits by itself')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
@@ -339,6 +362,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Show the ranks'' logs')
             [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
             [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
+            [CompletionResult]::new('standby', 'standby', [CompletionResultType]::ParameterValue, 'Answer 503 with Retry-After at a plan''s API address (what `skulk apply --watch` runs on the API host while no ring serves)')
             [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
             [CompletionResult]::new('model', 'model', [CompletionResultType]::ParameterValue, 'Put model files where ranks look for them')
             [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
@@ -371,6 +395,9 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;help;fetch-model' {
+            break
+        }
+        'skulk;help;standby' {
             break
         }
         'skulk;help;card' {

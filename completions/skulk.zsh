@@ -77,6 +77,8 @@ _arguments "${_arguments_options[@]}" : \
 '--api-bind=[Address the API binds to (default\: rank 0'\''s address)]:ADDR:_default' \
 '--api-port=[API port]:PORT:_default' \
 '--max-tokens=[Most tokens a request generates when it sets no \`max_tokens\` (default 2048; a request may ask for more, up to the context limit)]:N:_default' \
+'--silence-limit=[Seconds a serving rank waits on a silent ring neighbour before it declares it lost (default 3; raised automatically on irregular links)]:SECS:_default' \
+'--loading-silence-limit=[Seconds a rank waits on a silent neighbour while the ring forms and loads (default 60)]:SECS:_default' \
 '-o+[Output format]:OUTPUT:(table json yaml)' \
 '--output=[Output format]:OUTPUT:(table json yaml)' \
 '--out=[Also write the plan document to this file\: YAML when its name ends in \`.yaml\` or \`.yml\`, JSON when \`.json\`, else as \`-o\` says (JSON for a table)]:FILE:_files' \
@@ -96,11 +98,16 @@ _arguments "${_arguments_options[@]}" : \
 '--timeout=[Seconds to wait for the ring to form and the API to answer]:SECS:_default' \
 '--api-key-file=[File holding the API bearer token (also\: SKULK_API_KEY)]:FILE:_files' \
 '--remote-skulk=[Path of skulk on the hosts, and where \`--install\` puts it (default\: ~/.local/bin/skulk if present, else skulk on the login PATH)]:PATH:_default' \
+'--inventory=[The inventory the plan was made from, to plan again without lost hosts (with \`--watch\`)]:FILE:_files' \
+'--grace=[Seconds a host may stay unreachable before the plan is made again without it (with \`--watch\`)]:SECS:_default' \
+'--drain=[Longest wait for requests in flight before moving back to the full plan, in seconds (with \`--watch\`)]:SECS:_default' \
 '--accept-new-host-keys[Trust hosts missing from known_hosts and record their keys]' \
 '--install[Copy this skulk binary to hosts where it is missing or differs]' \
 '--fetch[Download the model on hosts that lack it]' \
 '--dry-run[Print what would run where, start nothing]' \
 '--replace[Stop a different plan running on the same hosts first]' \
+'(--dry-run)--watch[Stay in the foreground and keep the plan up\: restart a failed ring, plan around a host lost for longer than \`--grace\` (with \`--inventory\`), move back when it returns. Ctrl-C or \`skulk down\` brings the ranks down]' \
+'--keep-running[Leave the ranks running when interrupted (with \`--watch\`; \`skulk down\` still brings them down)]' \
 '(-v --verbose)-q[Print only warnings and errors]' \
 '(-v --verbose)--quiet[Print only warnings and errors]' \
 '-v[Also print every command run on a host]' \
@@ -177,6 +184,7 @@ _arguments "${_arguments_options[@]}" : \
 '--micro-batches=[Rank 0\: micro-batches kept in the ring at once, each with a share of the running requests (default\: one per rank, so every rank computes)]:N:_default' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
 '--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
+'--health-file=[File where the rank notes a slow ring neighbour while it is slow]:FILE:_files' \
 '(-v --verbose)-q[Print only warnings and errors]' \
 '(-v --verbose)--quiet[Print only warnings and errors]' \
 '-v[Also print every command run on a host]' \
@@ -191,6 +199,21 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--plan=[Plan document]:FILE:_files' \
 '--node=[This host'\''s name in the plan]:NAME:_default' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+&& ret=0
+;;
+(standby)
+_arguments "${_arguments_options[@]}" : \
+'--plan=[Plan document (its API address and port are served)]:FILE:_files' \
+'--retry-after=[Seconds clients are told to wait]:SECS:_default' \
+'--lifetime=[Seconds until the listener exits by itself]:SECS:_default' \
 '(-v --verbose)-q[Print only warnings and errors]' \
 '(-v --verbose)--quiet[Print only warnings and errors]' \
 '-v[Also print every command run on a host]' \
@@ -458,6 +481,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(standby)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (card)
 _arguments "${_arguments_options[@]}" : \
 ":: :_skulk__subcmd__help__subcmd__card_commands" \
@@ -547,6 +574,7 @@ _skulk_commands() {
 'logs:Show the ranks'\'' logs' \
 'run-shard:Run one rank of a plan (started by \`skulk apply\`, or by hand)' \
 'fetch-model:Download the model of one rank of a plan onto this host (what \`skulk apply --fetch\` runs on each host that lacks it)' \
+'standby:Answer 503 with Retry-After at a plan'\''s API address (what \`skulk apply --watch\` runs on the API host while no ring serves)' \
 'card:Create and inspect model cards' \
 'model:Put model files where ranks look for them' \
 'inventory:Inspect hosts for an inventory' \
@@ -618,6 +646,7 @@ _skulk__subcmd__help_commands() {
 'logs:Show the ranks'\'' logs' \
 'run-shard:Run one rank of a plan (started by \`skulk apply\`, or by hand)' \
 'fetch-model:Download the model of one rank of a plan onto this host (what \`skulk apply --fetch\` runs on each host that lacks it)' \
+'standby:Answer 503 with Retry-After at a plan'\''s API address (what \`skulk apply --watch\` runs on the API host while no ring serves)' \
 'card:Create and inspect model cards' \
 'model:Put model files where ranks look for them' \
 'inventory:Inspect hosts for an inventory' \
@@ -706,6 +735,11 @@ _skulk__subcmd__help__subcmd__run-shard_commands() {
 _skulk__subcmd__help__subcmd__schema_commands() {
     local commands; commands=()
     _describe -t commands 'skulk help schema commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__help__subcmd__standby_commands] )) ||
+_skulk__subcmd__help__subcmd__standby_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk help standby commands' commands "$@"
 }
 (( $+functions[_skulk__subcmd__help__subcmd__status_commands] )) ||
 _skulk__subcmd__help__subcmd__status_commands() {
@@ -798,6 +832,11 @@ _skulk__subcmd__run-shard_commands() {
 _skulk__subcmd__schema_commands() {
     local commands; commands=()
     _describe -t commands 'skulk schema commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__standby_commands] )) ||
+_skulk__subcmd__standby_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk standby commands' commands "$@"
 }
 (( $+functions[_skulk__subcmd__status_commands] )) ||
 _skulk__subcmd__status_commands() {

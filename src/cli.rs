@@ -60,6 +60,10 @@ pub enum Command {
     /// `skulk apply --fetch` runs on each host that lacks it)
     #[command(hide = true)]
     FetchModel(FetchModelArgs),
+    /// Answer 503 with Retry-After at a plan's API address (what `skulk
+    /// apply --watch` runs on the API host while no ring serves)
+    #[command(hide = true)]
+    Standby(StandbyArgs),
     /// Create and inspect model cards
     #[command(subcommand)]
     Card(CardCommand),
@@ -176,6 +180,14 @@ pub struct PlanArgs {
     /// (default 2048; a request may ask for more, up to the context limit)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,
+    /// Seconds a serving rank waits on a silent ring neighbour before it
+    /// declares it lost (default 3; raised automatically on irregular links)
+    #[arg(long, value_name = "SECS", value_parser = silence_secs)]
+    pub silence_limit: Option<u32>,
+    /// Seconds a rank waits on a silent neighbour while the ring forms and
+    /// loads (default 60)
+    #[arg(long, value_name = "SECS", value_parser = silence_secs)]
+    pub loading_silence_limit: Option<u32>,
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -218,6 +230,48 @@ pub struct ApplyArgs {
     /// ~/.local/bin/skulk if present, else skulk on the login PATH)
     #[arg(long, value_name = "PATH")]
     pub remote_skulk: Option<String>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// `apply --watch` and what only it takes.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Stay in the foreground and keep the plan up: restart a failed ring,
+    /// plan around a host lost for longer than `--grace` (with
+    /// `--inventory`), move back when it returns. Ctrl-C or `skulk down`
+    /// brings the ranks down
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
+    /// The inventory the plan was made from, to plan again without lost
+    /// hosts (with `--watch`)
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    pub inventory: Option<PathBuf>,
+    /// Seconds a host may stay unreachable before the plan is made again
+    /// without it (with `--watch`)
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "watch")]
+    pub grace: u64,
+    /// Longest wait for requests in flight before moving back to the full
+    /// plan, in seconds (with `--watch`)
+    #[arg(long, value_name = "SECS", default_value_t = 30, requires = "watch")]
+    pub drain: u64,
+    /// Leave the ranks running when interrupted (with `--watch`; `skulk
+    /// down` still brings them down)
+    #[arg(long, requires = "watch")]
+    pub keep_running: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StandbyArgs {
+    /// Plan document (its API address and port are served)
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Seconds clients are told to wait
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub retry_after: u32,
+    /// Seconds until the listener exits by itself
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lifetime: u64,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +381,9 @@ pub struct RunShardArgs {
     /// Directory for the rank-local shard cache (default ~/.cache/skulk/shards)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// File where the rank notes a slow ring neighbour while it is slow
+    #[arg(long, value_name = "FILE")]
+    pub health_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -465,6 +522,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Logs(args) => logs(args),
         Command::RunShard(args) => run_shard(args),
         Command::FetchModel(args) => fetch_model(args),
+        Command::Standby(args) => standby(args),
         Command::Card(CardCommand::New(args)) => card_new(args),
         Command::Model(ModelCommand::Add(args)) => model_add(args),
         Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
@@ -533,6 +591,12 @@ fn plan(args: PlanArgs) -> Result<(), CliError> {
             parallel: args.parallel,
             queue: args.queue,
         },
+        ring: (args.silence_limit.is_some() || args.loading_silence_limit.is_some()).then_some(
+            crate::plan::document::RingTimeouts {
+                silence_limit_ms: args.silence_limit,
+                loading_silence_limit_ms: args.loading_silence_limit,
+            },
+        ),
     };
     let placed = plan::plan(&card, &inventory, &request)?;
     for note in &placed.notes {
@@ -576,6 +640,21 @@ fn load_card(path: &Path) -> Result<crate::card::ModelCard, CliError> {
         .map_err(anyhow::Error::new)
         .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
         .map_err(|e| CliError::Invalid(e.context(format!("{}", path.display()))))
+}
+
+/// `--silence-limit SECS` (decimals allowed) as milliseconds, at least one
+/// second (two heartbeats).
+fn silence_secs(text: &str) -> Result<u32, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(1.0..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "`{text}` is outside 1..86400 seconds (the ranks send a heartbeat every 0.5 s)"
+        ));
+    }
+    Ok((secs * 1000.0).round() as u32)
 }
 
 /// Loads a file of a known kind with the checks of `skulk validate`; every
@@ -658,6 +737,9 @@ fn apply(args: ApplyArgs) -> Result<(), CliError> {
         skulk: apply::skulk_location(args.remote_skulk.as_deref()),
         plan_path: args.plan.display().to_string(),
     };
+    if args.watch.watch {
+        return watch(&args.plan, dep, settings, args.watch);
+    }
     let mut out = Vec::new();
     let result = apply::apply(&dep, &settings, &mut out);
     output::stdout(out).map_err(CliError::from_stdout)?;
@@ -665,15 +747,53 @@ fn apply(args: ApplyArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+fn watch(
+    plan: &std::path::Path,
+    dep: crate::exec::target::Deployment,
+    apply: crate::exec::apply::ApplySettings,
+    args: WatchArgs,
+) -> Result<(), CliError> {
+    use crate::exec::supervise::{self, Ending, WatchSettings};
+    let settings = WatchSettings {
+        apply,
+        inventory: args.inventory,
+        grace: std::time::Duration::from_secs(args.grace),
+        keep_running: args.keep_running,
+        drain: std::time::Duration::from_secs(args.drain),
+    };
+    match supervise::watch(plan, dep, &settings, &mut std::io::stdout())? {
+        Ending::Serving => Ok(()),
+        Ending::NotServing(c) => Err(CliError::runtime(format!(
+            "stopped while the plan was not serving (it was {})",
+            c.as_str()
+        ))),
+    }
+}
+
+fn standby(args: StandbyArgs) -> Result<(), CliError> {
+    use crate::exec::supervise::standby;
+    let addr = standby::api_addr(&args.plan).map_err(CliError::invalid)?;
+    standby::serve(
+        addr,
+        args.retry_after,
+        std::time::Duration::from_secs(args.lifetime),
+    )
+    .map_err(CliError::runtime)?;
+    Ok(())
+}
+
 fn status(args: StatusArgs) -> Result<(), CliError> {
-    use crate::exec::status;
+    use crate::exec::{status, supervise};
     let dep = load_deployment(&args.plan)?;
     let key = api_key(None)?;
-    let report = status::status(
-        &dep,
+    // A supervisor running a smaller plan: report on that one.
+    let (supervisor, running) = supervise::status_view(&args.plan, &dep)?;
+    let mut report = status::status(
+        running.as_ref().unwrap_or(&dep),
         &connect_settings(args.known_hosts, false),
         key.as_deref(),
     );
+    report.supervisor = supervisor.map(|s| supervise::state::Summary::of(&s, &dep.endpoint()));
     let text = match args.output {
         OutputFormat::Table => status::render_table(&report),
         OutputFormat::Json => {
@@ -707,7 +827,17 @@ fn down(args: DownArgs) -> Result<(), CliError> {
         others,
         plan_path: args.plan.display().to_string(),
     };
-    down::down(&dep, &settings)?;
+    // A supervisor of the plan stops for good first; a smaller plan it ran
+    // goes down too (its errors are printed, this plan's is returned).
+    let others = crate::exec::supervise::before_down(&args.plan, &dep)?;
+    for d in &others {
+        if let Err(e) = down::down(d, &settings) {
+            output::error(&e);
+        }
+    }
+    let result = down::down(&dep, &settings);
+    crate::exec::supervise::after_down(&args.plan, &dep);
+    result?;
     Ok(())
 }
 
@@ -835,6 +965,7 @@ fn run_shard(args: RunShardArgs) -> Result<(), CliError> {
         micro_batches: args.micro_batches,
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: args.cache_dir,
+        health_file: args.health_file,
     };
     Ok(run_shard::run(settings)?)
 }

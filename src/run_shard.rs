@@ -73,6 +73,9 @@ pub struct Settings {
     pub micro_batches: Option<u32>,
     pub formation_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
+    /// Where the ring reports a slow neighbour (`apply` passes the run
+    /// directory's `ring-health`, which `status` reads).
+    pub health_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,10 @@ pub fn bound_openmp_spin() {
 /// Run one rank until the ring stops or fails.
 pub fn run(settings: Settings) -> Result<(), RunShardError> {
     let shard = resolve(&settings)?;
+    if let Some(path) = &settings.health_file {
+        let _ = std::fs::remove_file(path);
+        crate::ring::report_health_to(path.clone());
+    }
     #[cfg(feature = "engine")]
     if shard.engine.gpu_layers > 0 && !crate::engine::supports_gpu_offload() {
         crate::output::warn(format!(
@@ -251,7 +258,21 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         api,
         formation_deadline: settings.formation_timeout,
         wire: settings.wire,
+        silence: silence_policy(&spec),
     })
+}
+
+/// The plan's silence limits over skulk's defaults.
+fn silence_policy(spec: &RankSpec) -> crate::ring::SilencePolicy {
+    let mut policy = crate::ring::SilencePolicy::default();
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    if let Some(v) = spec.ring.silence_limit_ms {
+        policy.serving = ms(v);
+    }
+    if let Some(v) = spec.ring.loading_silence_limit_ms {
+        policy.loading = ms(v);
+    }
+    policy
 }
 
 /// What this build's engine can run: pipeline ring plans of GGUF models on

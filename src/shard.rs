@@ -111,6 +111,8 @@ pub struct ShardSettings {
     /// f16 rows halve the ring's traffic but are not bit-identical to one
     /// process; f32 is the default.
     pub wire: WireFormat,
+    /// How long a silent neighbour is waited for (the plan's, else defaults).
+    pub silence: ring::SilencePolicy,
 }
 
 #[derive(Clone)]
@@ -151,6 +153,7 @@ impl std::fmt::Debug for ShardSettings {
             )
             .field("formation_deadline", &self.formation_deadline)
             .field("wire", &self.wire)
+            .field("silence", &self.silence)
             .finish()
     }
 }
@@ -696,6 +699,7 @@ impl Rank {
                 secret: self.s.secret.clone(),
                 formation_deadline: self.s.formation_deadline,
                 wire: self.s.wire,
+                silence: self.s.silence,
             };
             // A load failure during formation is kept, and told to the ring
             // once it is formed, so every rank exits with the reason.

@@ -270,6 +270,8 @@ fn a_full_queue_answers_429_and_waiting_requests_run_in_turn() {
     let (s1, q1) = open(ring.api, "/v1/chat/completions", &req("b"));
     let (s2, q2) = open(ring.api, "/v1/chat/completions", &req("c"));
     assert_eq!((s1, s2), (200, 200));
+    // `/health` counts the three as in flight (for a supervisor's drain).
+    assert_eq!(get(ring.api, "/health").json()["inFlight"], 3);
     // ... and the next is turned away.
     let r = post(ring.api, "/v1/chat/completions", &req("d"));
     assert_eq!(r.status, 429, "{}", r.body);
@@ -281,6 +283,9 @@ fn a_full_queue_answers_429_and_waiting_requests_run_in_turn() {
         s.read_to_string(&mut body).unwrap();
         assert!(body.contains("data: [DONE]"), "{body}");
     }
+    wait_until(Duration::from_secs(5), || {
+        get(ring.api, "/health").json()["inFlight"] == 0
+    });
     ring.stop();
 }
 

@@ -18,6 +18,7 @@ pub mod validate;
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -133,6 +134,34 @@ struct AppState {
     backend: Arc<dyn Backend>,
     cfg: Arc<ApiConfig>,
     created: u64,
+    /// Generations accepted and not yet answered in full (`/health`
+    /// reports it, so a supervisor can wait for a quiet moment).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one generation in flight for as long as it lives (the handler's
+/// run for a whole answer, the stream's life for a streamed one).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `events`, holding `guard` until the stream is dropped.
+fn counted(events: EventStream, guard: InFlight) -> EventStream {
+    Box::pin(events.map(move |e| {
+        let _held = &guard;
+        e
+    }))
 }
 
 /// The API's routes over `backend`.
@@ -141,6 +170,7 @@ pub fn router(backend: Arc<dyn Backend>, cfg: ApiConfig) -> Router {
         backend,
         cfg: Arc::new(cfg),
         created: now(),
+        in_flight: Arc::new(AtomicUsize::new(0)),
     };
     let v1 = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -192,6 +222,7 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
 }
 
 async fn health(State(st): State<AppState>) -> Response {
+    let in_flight = st.in_flight.load(Ordering::SeqCst);
     match st.backend.health() {
         Health::Ready => {
             let load = st.backend.load();
@@ -200,6 +231,7 @@ async fn health(State(st): State<AppState>) -> Response {
                 "plan": st.cfg.plan_digest,
                 "running": load.running,
                 "waiting": load.waiting,
+                "inFlight": in_flight,
             });
             if let Some(age) = load.running_for {
                 body["running_seconds"] = json!(age.as_secs());
@@ -208,12 +240,12 @@ async fn health(State(st): State<AppState>) -> Response {
         }
         Health::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting"})),
+            Json(json!({"status": "starting", "inFlight": in_flight})),
         )
             .into_response(),
         Health::Failed(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "error": e})),
+            Json(json!({"status": "failed", "error": e, "inFlight": in_flight})),
         )
             .into_response(),
     }
@@ -293,7 +325,8 @@ async fn chat_completions(
         validate::validate_chat(req, tok, limit)
     })
     .await?;
-    let events = st.backend.submit(v.generation)?;
+    let guard = InFlight::enter(&st.in_flight);
+    let events = counted(st.backend.submit(v.generation)?, guard);
     let id = format!("chatcmpl-{:032x}", rand::random::<u128>());
     let model = st.cfg.model_id.clone();
     let created = now();
@@ -336,7 +369,8 @@ async fn completions(
         validate::validate_completion(req, tok, limit)
     })
     .await?;
-    let events = st.backend.submit(v.generation)?;
+    let guard = InFlight::enter(&st.in_flight);
+    let events = counted(st.backend.submit(v.generation)?, guard);
     let id = format!("cmpl-{:032x}", rand::random::<u128>());
     let model = st.cfg.model_id.clone();
     let created = now();

@@ -662,7 +662,7 @@ fn fail(dep: &Deployment, hosts: &[Host], w: WaitFailure, plan: &str) -> ExecErr
 /// The skulk a rank runs: on a `connection: local` host, without an explicit
 /// `--remote-skulk`, this very binary (the machine is the same, so there is
 /// nothing to install and no version to mismatch); elsewhere `chosen`.
-fn skulk_for(rank: &RankTarget, chosen: &SkulkLocation) -> SkulkLocation {
+pub(crate) fn skulk_for(rank: &RankTarget, chosen: &SkulkLocation) -> SkulkLocation {
     match (&rank.connection, chosen) {
         (super::remote::Connection::Local, SkulkLocation::Default) => {
             match std::env::current_exe() {

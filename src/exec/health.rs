@@ -117,7 +117,8 @@ pub fn check(host: &str, port: u16, api_key: Option<&str>, timeout: Duration) ->
     }
 }
 
-fn get(
+/// `GET path` at `host:port`: the status and the body.
+pub fn get(
     host: &str,
     port: u16,
     path: &str,

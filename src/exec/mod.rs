@@ -2,7 +2,8 @@
 //! local files. `transport` runs commands and moves files on one host, over SSH
 //! or locally; `remote` is the one entry point through which every command
 //! runs; `script` holds the commands; `apply`, `status`, `down`, `logs` and
-//! `probe` are the subcommands. None of it decides placement: it executes a
+//! `probe` are the subcommands, and `supervise` keeps an applied plan up
+//! (`apply --watch`). None of it decides placement: it executes a
 //! plan.
 
 pub mod apply;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod remote;
 pub mod script;
 pub mod status;
+pub mod supervise;
 pub mod target;
 pub mod transport;
 

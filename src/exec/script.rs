@@ -33,7 +33,7 @@ impl SkulkLocation {
     }
 
     /// Shell lines that set `$skulk` to the executable's path, or empty.
-    fn resolve_sh(&self) -> String {
+    pub fn resolve_sh(&self) -> String {
         match self {
             SkulkLocation::Default => format!(
                 "if [ -x {p} ]; then skulk={p}; else skulk=$(command -v skulk 2>/dev/null || true); fi\n",
@@ -58,6 +58,17 @@ const OURS_FN: &str = r#"ours() {
   if [ -r "/proc/$1/cmdline" ]; then tr '\0' '\n' <"/proc/$1/cmdline"; else ps -o args= -p "$1" 2>/dev/null; fi |
     grep -F -- "$2/plan.json" >/dev/null
 }
+"#;
+
+/// Stops the standby listener recorded in `$d/standby.pid` (see
+/// `supervise::standby`), if it runs: SIGTERM, SIGKILL after 3 s.
+pub const STOP_STANDBY_SH: &str = r#"spid=$(cat "$d"/standby.pid 2>/dev/null || true)
+if [ -n "$spid" ] && kill -0 "$spid" 2>/dev/null && { if [ -r "/proc/$spid/cmdline" ]; then tr '\0' '\n' <"/proc/$spid/cmdline"; else ps -o args= -p "$spid" 2>/dev/null; fi; } | grep -F -- "$d/plan.json" >/dev/null; then
+  kill -TERM "$spid" 2>/dev/null || true
+  n=0; while kill -0 "$spid" 2>/dev/null && [ $n -lt 30 ]; do n=$((n + 1)); sleep 0.1; done
+  kill -KILL "$spid" 2>/dev/null || true
+fi
+rm -f "$d"/standby.pid
 "#;
 
 /// Prints the host's listening TCP sockets: `/proc/net/tcp{,6}` on Linux,
@@ -115,7 +126,7 @@ pub fn inspect() -> Action {
     let mut s = String::from(OURS_FN);
     s.push_str("echo \"now=$(date +%s)\"\n");
     s.push_str(&format!(
-        "for s in {}/*/*/state; do\n  [ -f \"$s\" ] || continue\n  d=${{s%/state}}\n  pid=$(sed -n 's/^pid=//p' \"$s\" | head -n 1)\n  alive=0; ours \"$pid\" \"$d\" && alive=1\n  echo \"::begin run\"; echo \"dir=$d\"; echo \"alive=$alive\"; cat \"$s\"; echo \"::end\"\ndone\n",
+        "for s in {}/*/*/state; do\n  [ -f \"$s\" ] || continue\n  d=${{s%/state}}\n  pid=$(sed -n 's/^pid=//p' \"$s\" | head -n 1)\n  alive=0; ours \"$pid\" \"$d\" && alive=1\n  echo \"::begin run\"; echo \"dir=$d\"; echo \"alive=$alive\"; cat \"$s\"; [ ! -f \"$d\"/ring-health ] || sed 's/^/ring_/' \"$d\"/ring-health; echo \"::end\"\ndone\n",
         RunLayout::runs_root().sh()
     ));
     Action::run("inspect runs", s)
@@ -236,6 +247,8 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
         settings.formation_timeout.to_string(),
         "--cache-dir".to_owned(),
         RunLayout::shard_cache().sh(),
+        "--health-file".to_owned(),
+        "\"$d\"/ring-health".to_owned(),
     ]);
     let record = [
         ("digest", shell_quote(&dep.digest)),
@@ -247,7 +260,7 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
         ("skulk", shell_quote(&settings.skulk)),
     ];
     let mut s = format!(
-        "set -e\nd={}\ncd \"$d\"\nrm -f rank.pid state\n",
+        "set -e\nd={}\ncd \"$d\"\nrm -f rank.pid state ring-health\n",
         layout.dir.sh()
     );
     s.push_str(&format!(
@@ -280,9 +293,11 @@ pub fn stop(dir: &StopTarget, timeout_secs: u64) -> Action {
     let mut s = String::from(OURS_FN);
     s.push_str(&format!("d={}\n", dir.sh()));
     s.push_str(&format!(
-        "pid=$(sed -n 's/^pid=//p' \"$d\"/state 2>/dev/null | head -n 1)\nhow=none\nif ours \"$pid\" \"$d\"; then\n  kill -TERM \"$pid\" 2>/dev/null || true\n  how=term; n=0\n  while ours \"$pid\" \"$d\"; do\n    n=$((n + 1))\n    if [ $n -gt {} ]; then kill -KILL \"$pid\" 2>/dev/null || true; how=kill; break; fi\n    sleep 0.1\n  done\n  n=0; while ours \"$pid\" \"$d\" && [ $n -lt 50 ]; do n=$((n + 1)); sleep 0.1; done\nfi\nrm -f \"$d\"/state \"$d\"/rank.pid\necho \"stopped=$how\"\n",
+        "pid=$(sed -n 's/^pid=//p' \"$d\"/state 2>/dev/null | head -n 1)\nhow=none\nif ours \"$pid\" \"$d\"; then\n  kill -TERM \"$pid\" 2>/dev/null || true\n  kill -CONT \"$pid\" 2>/dev/null || true\n  how=term; n=0\n  while ours \"$pid\" \"$d\"; do\n    n=$((n + 1))\n    if [ $n -gt {} ]; then kill -KILL \"$pid\" 2>/dev/null || true; how=kill; break; fi\n    sleep 0.1\n  done\n  n=0; while ours \"$pid\" \"$d\" && [ $n -lt 50 ]; do n=$((n + 1)); sleep 0.1; done\nfi\nrm -f \"$d\"/state \"$d\"/rank.pid\n",
         timeout_secs * 10
     ));
+    s.push_str(STOP_STANDBY_SH);
+    s.push_str("echo \"stopped=$how\"\n");
     Action::run("stop rank", s)
 }
 
@@ -312,7 +327,7 @@ pub fn clean(layout: &RunLayout, purge: Option<&ShardSlice>) -> Action {
 /// [`inspect`].
 pub fn clean_dir(dir: &StopTarget, purge: Option<&ShardSlice>) -> Action {
     let mut s = format!(
-        "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/*.tmp\n",
+        "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/ring-health \"$d\"/*.tmp\n",
         dir.sh()
     );
     if let Some(slice) = purge {
@@ -491,6 +506,8 @@ pub struct RunRecord {
     pub pid: Option<u32>,
     /// Unix seconds.
     pub started: Option<u64>,
+    /// A slow ring neighbour, as the rank reports it while it lasts.
+    pub slow: Option<String>,
 }
 
 /// What [`inspect`] found on one host.
@@ -520,6 +537,7 @@ impl Inspection {
                     layers: kv.get("layers").cloned(),
                     pid: kv.get("pid").and_then(|v| v.parse().ok()),
                     started: kv.get("started").and_then(|v| v.parse().ok()),
+                    slow: kv.get("ring_slow").cloned(),
                 }
             })
             .collect();

@@ -29,6 +29,9 @@ pub struct StatusReport {
     pub ranks: Vec<RankStatus>,
     /// Live runs of other plans on this plan's hosts.
     pub other_runs: Vec<OtherRun>,
+    /// The plan's supervisor (`apply --watch`), when one runs or ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<super::supervise::state::Summary>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -42,6 +45,10 @@ pub struct RankStatus {
     /// `[start, end)`.
     pub layers: [u32; 2],
     pub uptime_seconds: Option<u64>,
+    /// A ring neighbour this rank finds slow (silent for longer than usual,
+    /// not yet declared lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_neighbour: Option<String>,
     /// Why the host could not be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -164,6 +171,7 @@ pub fn status(dep: &Deployment, connect: &ConnectSettings, api_key: Option<&str>
         health,
         ranks,
         other_runs,
+        supervisor: None,
     }
 }
 
@@ -180,6 +188,7 @@ fn rank_status(
         pid: None,
         layers: [r.start_layer, r.end_layer],
         uptime_seconds: None,
+        slow_neighbour: None,
         error: None,
         reason: None,
     };
@@ -207,6 +216,7 @@ fn rank_status(
             st.pid = rec.pid;
             if rec.alive {
                 st.state = RankState::Running;
+                st.slow_neighbour = rec.slow.clone();
                 st.uptime_seconds = age(&i, rec.started);
             } else {
                 st.state = RankState::Exited;
@@ -295,6 +305,17 @@ pub fn render_table(report: &StatusReport) -> String {
         report.model_id,
         report.endpoint,
     );
+    if let Some(sup) = &report.supervisor {
+        s.push_str(&sup.render());
+    }
+    for r in &report.ranks {
+        if let Some(slow) = &r.slow_neighbour {
+            s.push_str(&format!(
+                "rank {} on `{}` finds {slow}; slow, not lost\n",
+                r.rank, r.node
+            ));
+        }
+    }
     for r in &report.ranks {
         if let Some(e) = &r.error {
             s.push_str(&format!(
@@ -406,6 +427,7 @@ mod tests {
             pid: Some(1),
             layers: [0, 30],
             uptime_seconds: Some(3),
+            slow_neighbour: None,
             error: None,
             reason: None,
         }
@@ -419,6 +441,7 @@ mod tests {
             health,
             ranks,
             other_runs: Vec::new(),
+            supervisor: None,
         }
     }
 

@@ -168,6 +168,10 @@ pub struct SkulkSection {
     /// skulk batched requests: the defaults then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<ServingSettings>,
+    /// How long ranks wait on a silent ring neighbour (absent: skulk's
+    /// defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<RingTimeouts>,
     /// sha256 (hex) of the canonical plan without this field; ranks compare
     /// it when they connect.
     pub plan_digest: String,
@@ -194,6 +198,26 @@ impl From<Serving> for ServingSettings {
         }
     }
 }
+
+/// How long a rank waits on a silent ring neighbour before it declares it
+/// lost; an absent field takes skulk's default (3 s while serving, adapted
+/// upwards on an irregular link; 60 s while the ring forms and loads).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RingTimeouts {
+    /// While serving, in milliseconds (at least 1000: two heartbeats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1000))]
+    pub silence_limit_ms: Option<u32>,
+    /// While the ring forms and the ranks load, in milliseconds (at least
+    /// 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1000))]
+    pub loading_silence_limit_ms: Option<u32>,
+}
+
+/// The shortest silence limit a plan may set: two heartbeat intervals.
+pub const MIN_SILENCE_LIMIT_MS: u32 = 1000;
 
 /// The API endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -322,6 +346,8 @@ pub struct RankSpec {
     pub plan_digest: String,
     pub connection: Connection,
     pub ssh: Option<SshSettings>,
+    /// The plan's silence limits (fields absent: skulk's defaults).
+    pub ring: RingTimeouts,
 }
 
 impl RankSpec {
@@ -425,6 +451,7 @@ impl PlanDocument {
                 },
                 hosts,
                 serving: Some(plan.serving.into()),
+                ring: plan.ring,
                 plan_digest: String::new(),
             },
         };
@@ -541,6 +568,18 @@ impl PlanDocument {
             return Err(DocumentError::Version {
                 found: self.skulk.format_version,
             });
+        }
+        if let Some(t) = &self.skulk.ring {
+            for (field, v) in [
+                ("silenceLimitMs", t.silence_limit_ms),
+                ("loadingSilenceLimitMs", t.loading_silence_limit_ms),
+            ] {
+                if let Some(v) = v.filter(|v| *v < MIN_SILENCE_LIMIT_MS) {
+                    return Err(DocumentError::Inconsistent(format!(
+                        "/skulk/ring/{field}: `{v}` is below {MIN_SILENCE_LIMIT_MS} ms (two heartbeats)"
+                    )));
+                }
+            }
         }
         let computed = self.compute_digest();
         if computed != self.skulk.plan_digest {
@@ -794,6 +833,7 @@ impl PlanDocument {
             plan_digest: self.skulk.plan_digest.clone(),
             connection: host.connection,
             ssh: host.ssh.clone(),
+            ring: self.skulk.ring.unwrap_or_default(),
         })
     }
 

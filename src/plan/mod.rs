@@ -108,6 +108,8 @@ pub struct PlanRequest {
     pub max_tokens: Option<u32>,
     /// Requests served at once and waiting.
     pub serving: Serving,
+    /// Silence limits for the ranks (absent: skulk's defaults).
+    pub ring: Option<document::RingTimeouts>,
 }
 
 /// Requests served at once: every rank's KV cache holds `parallel`
@@ -154,6 +156,7 @@ impl Default for PlanRequest {
             api_port: DEFAULT_API_PORT,
             max_tokens: None,
             serving: Serving::default(),
+            ring: None,
         }
     }
 }
@@ -191,6 +194,8 @@ pub struct Plan {
     /// Reasons the plan may not run as placed (`split_warnings`), for
     /// stderr; `apply` refuses such a plan in preflight.
     pub warnings: Vec<String>,
+    /// Silence limits for the ranks, as requested.
+    pub ring: Option<document::RingTimeouts>,
 }
 
 /// How a plan's hosts were chosen.
@@ -1287,6 +1292,9 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         inventory_hosts: 0,
         unused: Vec::new(),
         warnings,
+        ring: request
+            .ring
+            .filter(|r| *r != document::RingTimeouts::default()),
     })
 }
 

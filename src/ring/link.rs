@@ -1,22 +1,68 @@
 //! Ring formation (listen + connect + handshake under one deadline) and the
-//! per-link I/O tasks (frames, heartbeats, failure detection).
+//! per-link I/O (frames, heartbeats, failure detection).
+//!
+//! Heartbeats flow on each link from the moment its own handshake is done,
+//! even while this rank still waits for its other link, so a neighbour that
+//! formed first never mistakes a slow formation for silence. Once formed,
+//! the links run on a thread of their own (a one-thread runtime), so neither
+//! the engine nor the API's work can delay a heartbeat or a failure verdict;
+//! a monitor on that thread judges each link's silence with a
+//! [`Detector`].
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, timeout_at, Instant};
 
+use super::detector::{Detector, Verdict};
 use super::frame::{read_frame, Frame, FrameError, WireFormat};
 use super::{
     handshake, RingConfig, RingError, CONNECT_RETRY, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL,
-    SILENCE_LIMIT,
 };
+
+/// Where this process's ring writes what it thinks of its neighbours
+/// (`skulk status` shows it); set once by `run-shard`.
+static HEALTH_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Makes the ring of this process write `slow=...` to `path` while a
+/// neighbour is slow, and remove it when the neighbour answers again.
+pub fn report_health_to(path: std::path::PathBuf) {
+    let _ = HEALTH_FILE.set(path);
+}
+
+fn report_health(slow: Option<&str>) {
+    let Some(path) = HEALTH_FILE.get() else {
+        return;
+    };
+    // Best effort: a full disk must not take the ring down.
+    let _ = match slow {
+        Some(what) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            std::fs::write(path, format!("slow={what}\nslow_since={now}\n"))
+        }
+        None => std::fs::remove_file(path),
+    };
+}
+
+/// How often the monitor judges each link's silence.
+const MONITOR_EVERY: Duration = Duration::from_millis(100);
+
+/// A monitor tick this late means this process itself was starved (or
+/// stopped): its readers get one round to catch up before any verdict, so
+/// our own stall is never blamed on a neighbour.
+const MONITOR_LATE: Duration = Duration::from_millis(500);
 
 /// Both links of a formed ring, handshakes done.
 pub struct Formed {
@@ -45,8 +91,16 @@ struct Progress {
     last_outbound_problem: Option<String>,
 }
 
+fn heartbeat_bytes() -> Vec<u8> {
+    Frame::Heartbeat
+        .encode(WireFormat::F32)
+        .expect("a heartbeat frame encodes")
+}
+
 /// Listen on `cfg.listen`, accept rank `r - 1`, connect to rank `r + 1`; all
-/// within `cfg.formation_deadline`. The listener is closed when this returns.
+/// within `cfg.formation_deadline`. A link whose handshake is done carries
+/// heartbeats while the other one forms. The listener is closed when this
+/// returns.
 pub async fn form(cfg: &RingConfig) -> Result<Formed, RingError> {
     assert!(cfg.world >= 2, "a ring needs two ranks");
     let listener = TcpListener::bind(cfg.listen)
@@ -58,13 +112,38 @@ pub async fn form(cfg: &RingConfig) -> Result<Formed, RingError> {
     let deadline = Instant::now() + cfg.formation_deadline;
     let progress = Mutex::new(Progress::default());
     let both = async {
-        tokio::try_join!(
-            accept_prev(&listener, cfg, &progress),
-            connect_next(cfg, &progress)
-        )
+        let accept = accept_prev(&listener, cfg, &progress);
+        let connect = connect_next(cfg, &progress);
+        tokio::pin!(accept, connect);
+        let mut up: Option<(TcpStream, SocketAddr)> = None;
+        let mut down: Option<TcpStream> = None;
+        let beat = heartbeat_bytes();
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = &mut accept, if up.is_none() => up = Some(r?),
+                r = &mut connect, if down.is_none() => down = Some(r?),
+                _ = tick.tick() => {
+                    // A failed write means the peer is gone; the link's
+                    // reader reports that once the ring starts.
+                    if let Some((s, _)) = &mut up {
+                        let _ = s.write_all(&beat).await;
+                    }
+                    if let Some(s) = &mut down {
+                        let _ = s.write_all(&beat).await;
+                    }
+                }
+            }
+            if let (Some(_), Some(_)) = (&up, &down) {
+                let (upstream, upstream_addr) = up.take().expect("checked");
+                let downstream = down.take().expect("checked");
+                return Ok::<_, RingError>((upstream, upstream_addr, downstream));
+            }
+        }
     };
     match timeout_at(deadline, both).await {
-        Ok(Ok(((upstream, upstream_addr), downstream))) => Ok(Formed {
+        Ok(Ok((upstream, upstream_addr, downstream))) => Ok(Formed {
             upstream,
             upstream_addr,
             downstream,
@@ -197,11 +276,13 @@ async fn connect_from(local: std::net::IpAddr, to: SocketAddr) -> std::io::Resul
     socket.connect(to).await
 }
 
-/// Sends frames to rank `r + 1`. Cheap to clone; `send` never blocks.
+/// Sends frames to rank `r + 1`. Cheap to clone; `send` never blocks. When
+/// the last clone is dropped, the ring's thread stops and both links close.
 #[derive(Clone)]
 pub struct RingSender {
     tx: mpsc::UnboundedSender<Out>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    _thread: Arc<StopOnDrop>,
 }
 
 impl RingSender {
@@ -220,6 +301,17 @@ impl RingSender {
     }
 }
 
+/// Ends the ring thread when dropped.
+struct StopOnDrop(Mutex<Option<oneshot::Sender<()>>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 enum Out {
     Frame(Frame),
     /// Write what came before, then close the connection.
@@ -228,23 +320,159 @@ enum Out {
 
 type Sink = Arc<dyn Fn(RingEvent) + Send + Sync>;
 
-/// Start the four I/O tasks of a formed ring on the current tokio runtime.
-/// Frames from rank `r - 1` and failures go to `sink` (from tokio tasks, so
-/// it must not block).
+/// One direction of listening: what arrives from one neighbour, judged by
+/// its detector.
+struct Watch {
+    me: u32,
+    peer: (u32, SocketAddr),
+    detector: Mutex<Detector>,
+    /// The verdict was given (a link is declared lost once).
+    done: AtomicBool,
+}
+
+impl Watch {
+    fn heard(&self) {
+        let again = self
+            .detector
+            .lock()
+            .unwrap()
+            .heard(Instant::now().into_std());
+        if let Some(silent) = again {
+            eprintln!(
+                "skulk rank {}: rank {} at `{}` is answering again after {:.1} s of silence",
+                self.me,
+                self.peer.0,
+                self.peer.1,
+                silent.as_secs_f64()
+            );
+            report_health(None);
+        }
+    }
+}
+
+/// A reader that tells its link's detector whenever bytes arrive, so a
+/// large frame in transit never counts as silence.
+struct Heard<R> {
+    inner: R,
+    watch: Arc<Watch>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Heard<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.heard();
+        }
+        polled
+    }
+}
+
+/// Both links' watches.
+struct Links {
+    up: Arc<Watch>,
+    down: Arc<Watch>,
+}
+
+impl Links {
+    fn serving(&self) {
+        for w in [&self.up, &self.down] {
+            w.detector.lock().unwrap().serving();
+        }
+    }
+}
+
+/// Start the I/O of a formed ring on a thread of its own. Frames from rank
+/// `r - 1` and failures go to `sink` (called from that thread, so it must
+/// not block).
 pub fn start(formed: Formed, cfg: &RingConfig, sink: Sink) -> RingSender {
-    let (up_rd, up_wr) = formed.upstream.into_split();
-    let (down_rd, down_wr) = formed.downstream.into_split();
     let prev = (cfg.prev_rank(), formed.upstream_addr);
     let next = (cfg.next_rank(), cfg.next);
     let (tx, rx) = mpsc::unbounded_channel();
-
-    tokio::spawn(read_loop(up_rd, prev, true, sink.clone()));
-    tokio::spawn(heartbeat_loop(up_wr, prev, sink.clone()));
-    tokio::spawn(read_loop(down_rd, next, false, sink.clone()));
-    let writer = tokio::spawn(write_loop(down_wr, rx, cfg.wire, next, sink));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (writer_tx, writer_rx) = std::sync::mpsc::channel();
+    let now = Instant::now().into_std();
+    let watch = |peer| {
+        Arc::new(Watch {
+            me: cfg.rank,
+            peer,
+            detector: Mutex::new(Detector::new(cfg.silence, now)),
+            done: AtomicBool::new(false),
+        })
+    };
+    let links = Arc::new(Links {
+        up: watch(prev),
+        down: watch(next),
+    });
+    let rank = cfg.rank;
+    let wire = cfg.wire;
+    let fail_sink = sink.clone();
+    let moved = formed
+        .upstream
+        .into_std()
+        .and_then(|u| formed.downstream.into_std().map(|d| (u, d)));
+    let spawned = moved.and_then(|(up, down)| {
+        std::thread::Builder::new()
+            .name(format!("skulk-rank{rank}-ring"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        sink(RingEvent::Failed(lost(
+                            prev,
+                            format!("cannot start the ring's thread: {e}"),
+                        )));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let (up, down) = match (TcpStream::from_std(up), TcpStream::from_std(down)) {
+                        (Ok(u), Ok(d)) => (u, d),
+                        (Err(e), _) | (_, Err(e)) => {
+                            sink(RingEvent::Failed(lost(
+                                prev,
+                                format!("cannot move the link to the ring's thread: {e}"),
+                            )));
+                            return;
+                        }
+                    };
+                    let (up_rd, up_wr) = up.into_split();
+                    let (down_rd, down_wr) = down.into_split();
+                    tokio::spawn(read_loop(
+                        up_rd,
+                        links.up.clone(),
+                        Some((links.clone(), rank)),
+                        sink.clone(),
+                    ));
+                    tokio::spawn(heartbeat_loop(up_wr, prev, sink.clone()));
+                    tokio::spawn(read_loop(down_rd, links.down.clone(), None, sink.clone()));
+                    let writer = tokio::spawn(write_loop(down_wr, rx, wire, next, sink.clone()));
+                    let _ = writer_tx.send(writer);
+                    tokio::spawn(monitor(links, sink));
+                    let _ = stop_rx.await;
+                });
+                // Dropping the runtime ends the tasks and closes both links.
+            })
+            .map(|_| ())
+    });
+    if let Err(e) = spawned {
+        fail_sink(RingEvent::Failed(lost(
+            prev,
+            format!("cannot start the ring's thread: {e}"),
+        )));
+    }
+    let writer = writer_rx.recv().ok();
     RingSender {
         tx,
-        writer: Arc::new(Mutex::new(Some(writer))),
+        writer: Arc::new(Mutex::new(writer)),
+        _thread: Arc::new(StopOnDrop(Mutex::new(Some(stop_tx)))),
     }
 }
 
@@ -256,21 +484,39 @@ fn lost(peer: (u32, SocketAddr), what: String) -> RingError {
     }
 }
 
-/// Read frames until the peer closes, breaks the protocol or goes silent.
-/// `data`: frames other than heartbeats are expected (upstream link).
-async fn read_loop(mut rd: OwnedReadHalf, peer: (u32, SocketAddr), data: bool, sink: Sink) {
+/// Read frames until the peer closes or breaks the protocol. `serving`
+/// (upstream link only): data frames are expected, and the frame that shows
+/// the whole ring has loaded (`Ready` back at rank 0, the first request's
+/// `Start` elsewhere) moves every detector of this rank to the serving
+/// phase.
+async fn read_loop(
+    rd: OwnedReadHalf,
+    watch: Arc<Watch>,
+    serving: Option<(Arc<Links>, u32)>,
+    sink: Sink,
+) {
+    let peer = watch.peer;
+    let mut rd = Heard { inner: rd, watch };
+    let mut loaded = false;
     loop {
-        let err = match timeout(SILENCE_LIMIT, read_frame(&mut rd)).await {
-            Err(_) => RingError::PeerSilent {
-                rank: peer.0,
-                addr: peer.1,
-            },
-            Ok(Ok(Frame::Heartbeat)) => continue,
-            Ok(Ok(frame)) if data => {
+        let err = match read_frame(&mut rd).await {
+            Ok(Frame::Heartbeat) => continue,
+            Ok(frame) if serving.is_some() => {
+                if let Some((links, rank)) = &serving {
+                    let whole_ring = match &frame {
+                        Frame::Ready { .. } => *rank == 0,
+                        Frame::Start { .. } | Frame::Batch { .. } => true,
+                        _ => false,
+                    };
+                    if whole_ring && !loaded {
+                        loaded = true;
+                        links.serving();
+                    }
+                }
                 sink(RingEvent::Frame(frame));
                 continue;
             }
-            Ok(Ok(frame)) => RingError::Protocol {
+            Ok(frame) => RingError::Protocol {
                 rank: peer.0,
                 addr: peer.1,
                 source: FrameError::Malformed {
@@ -278,24 +524,81 @@ async fn read_loop(mut rd: OwnedReadHalf, peer: (u32, SocketAddr), data: bool, s
                     what: "data frame on the return path of a link".into(),
                 },
             },
-            Ok(Err(FrameError::Closed)) => lost(peer, "connection closed".into()),
-            Ok(Err(FrameError::Io(e))) => lost(peer, e.to_string()),
-            Ok(Err(source)) => RingError::Protocol {
+            Err(FrameError::Closed) => lost(peer, "connection closed".into()),
+            Err(FrameError::Io(e)) => lost(peer, e.to_string()),
+            Err(source) => RingError::Protocol {
                 rank: peer.0,
                 addr: peer.1,
                 source,
             },
         };
-        sink(RingEvent::Failed(err));
+        if !rd.watch.done.swap(true, Ordering::SeqCst) {
+            sink(RingEvent::Failed(err));
+        }
         return;
+    }
+}
+
+/// Judges both links' silence every [`MONITOR_EVERY`]: a slow neighbour is
+/// logged, a lost one reported.
+async fn monitor(links: Arc<Links>, sink: Sink) {
+    let mut tick = tokio::time::interval(MONITOR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expected = Instant::now();
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let late = now.saturating_duration_since(expected) > MONITOR_LATE;
+        expected = now + MONITOR_EVERY;
+        if late {
+            // This thread was starved: let the readers drain first.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        for w in [&links.up, &links.down] {
+            if w.done.load(Ordering::SeqCst) {
+                continue;
+            }
+            let verdict = w.detector.lock().unwrap().judge(now.into_std());
+            match verdict {
+                Verdict::Fine => {}
+                Verdict::Slow { silent, usual } => {
+                    let what = format!(
+                        "rank {} at `{}`: nothing received for {:.1} s (usually every {:.2} s)",
+                        w.peer.0,
+                        w.peer.1,
+                        silent.as_secs_f64(),
+                        usual.as_secs_f64()
+                    );
+                    eprintln!("skulk rank {}: {what} is slow; still waiting", w.me);
+                    report_health(Some(&what));
+                }
+                Verdict::Lost {
+                    silent,
+                    limit,
+                    phase,
+                } => {
+                    if !w.done.swap(true, Ordering::SeqCst) {
+                        sink(RingEvent::Failed(RingError::PeerSilent {
+                            rank: w.peer.0,
+                            addr: w.peer.1,
+                            silent,
+                            limit,
+                            phase,
+                        }));
+                    }
+                }
+            }
+        }
+        if links.up.done.load(Ordering::SeqCst) && links.down.done.load(Ordering::SeqCst) {
+            return;
+        }
     }
 }
 
 /// Heartbeats back to rank `r - 1`, so it can tell that this rank is alive.
 async fn heartbeat_loop(mut wr: OwnedWriteHalf, peer: (u32, SocketAddr), sink: Sink) {
-    let beat = Frame::Heartbeat
-        .encode(WireFormat::F32)
-        .expect("tiny frame");
+    let beat = heartbeat_bytes();
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tick.tick().await;
@@ -316,9 +619,7 @@ async fn write_loop(
     peer: (u32, SocketAddr),
     sink: Sink,
 ) {
-    let beat = Frame::Heartbeat
-        .encode(WireFormat::F32)
-        .expect("tiny frame");
+    let beat = heartbeat_bytes();
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
@@ -356,7 +657,7 @@ async fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::{KvOp, DEFAULT_FORMATION_DEADLINE};
+    use crate::ring::{KvOp, Phase, SilencePolicy, DEFAULT_FORMATION_DEADLINE};
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
@@ -383,6 +684,7 @@ mod tests {
                 secret: b"apply-secret".to_vec(),
                 formation_deadline: DEFAULT_FORMATION_DEADLINE,
                 wire: WireFormat::F32,
+                silence: SilencePolicy::default(),
             })
             .collect()
     }
@@ -533,8 +835,15 @@ mod tests {
     #[test]
     fn a_silent_neighbour_is_declared_dead() {
         // Rank 1 completes the handshakes but then never writes (a frozen
-        // process): rank 0 and rank 2 hear nothing and report it.
-        let cfgs = configs(17, 3, |_| "digest".into());
+        // process): rank 0 and rank 2 hear nothing and report it once the
+        // loading limit (1 s here) has passed.
+        let mut cfgs = configs(17, 3, |_| "digest".into());
+        for c in &mut cfgs {
+            c.silence = SilencePolicy {
+                loading: Duration::from_secs(1),
+                serving: Duration::from_secs(1),
+            };
+        }
         rt().block_on(async {
             let mut formed = futures::future::try_join_all(cfgs.iter().map(form))
                 .await
@@ -548,11 +857,93 @@ mod tests {
             }
             for rx in &mut events {
                 match rx.recv().await.unwrap() {
-                    RingEvent::Failed(RingError::PeerSilent { rank: 1, .. }) => {}
+                    RingEvent::Failed(e @ RingError::PeerSilent { rank: 1, .. }) => {
+                        let RingError::PeerSilent {
+                            silent,
+                            limit,
+                            phase,
+                            ..
+                        } = &e
+                        else {
+                            unreachable!()
+                        };
+                        assert_eq!(*phase, Phase::Loading);
+                        assert_eq!(*limit, Duration::from_secs(1));
+                        assert!(*silent >= *limit);
+                        let text = e.to_string();
+                        assert!(text.contains("past the loading limit of 1.0 s"), "{text}");
+                    }
                     other => panic!("{other:?}"),
                 }
+                // Reported once per link.
+                assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv())
+                    .await
+                    .is_err());
             }
             drop(frozen);
+        });
+    }
+
+    #[test]
+    fn a_rank_that_formed_first_hears_neighbours_still_forming() {
+        // Ranks 1..3 of a 4-rank ring start; rank 0 comes 2.5 s later. Rank
+        // 2 forms at once (rank 1 connected, rank 3 accepted) and starts
+        // watching; ranks 1 and 3 wait for rank 0, and send heartbeats on
+        // the links they have meanwhile, so rank 2 does not declare them
+        // silent (loading limit 1 s here).
+        let mut cfgs = configs(18, 4, |_| "digest".into());
+        for c in &mut cfgs {
+            c.silence = SilencePolicy {
+                loading: Duration::from_secs(1),
+                serving: Duration::from_secs(1),
+            };
+        }
+        rt().block_on(async {
+            let late = cfgs[0].clone();
+            let early: Vec<_> = cfgs[1..]
+                .iter()
+                .cloned()
+                .map(|c| tokio::spawn(async move { form(&c).await }))
+                .collect();
+            let mut early = early.into_iter();
+            let (r1, r2, r3) = (
+                early.next().unwrap(),
+                early.next().unwrap(),
+                early.next().unwrap(),
+            );
+            let formed2 = r2.await.unwrap().unwrap();
+            let (sink, mut events2) = channel_sink();
+            let sender2 = start(formed2, &cfgs[2], sink);
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            assert!(
+                events2.try_recv().is_err(),
+                "rank 2 heard a failure while its neighbours formed"
+            );
+            let formed0 = form(&late).await.unwrap();
+            let (f1, f3) = (r1.await.unwrap().unwrap(), r3.await.unwrap().unwrap());
+            let mut senders = vec![];
+            let mut events = vec![];
+            for (f, cfg) in [(formed0, &cfgs[0]), (f1, &cfgs[1]), (f3, &cfgs[3])] {
+                let (sink, rx) = channel_sink();
+                senders.push(start(f, cfg, sink));
+                events.push(rx);
+            }
+            // A frame goes all the way round: 0 -> 1 -> 2 -> 3 -> 0.
+            let frame = Frame::Ready { seq: 0 };
+            assert!(senders[0].send(frame.clone()));
+            let pass = |rx: &mut mpsc::UnboundedReceiver<RingEvent>| match rx.try_recv() {
+                Ok(RingEvent::Frame(f)) => f,
+                other => panic!("{other:?}"),
+            };
+            let wait = || tokio::time::sleep(Duration::from_millis(300));
+            wait().await;
+            senders[1].send(pass(&mut events[1]));
+            wait().await;
+            sender2.send(pass(&mut events2));
+            wait().await;
+            senders[2].send(pass(&mut events[2]));
+            wait().await;
+            assert_eq!(pass(&mut events[0]), frame);
         });
     }
 }

@@ -15,6 +15,7 @@
 //! reported exactly as a [`RingError`] through the event sink, so the rank can
 //! fail its in-flight request and exit instead of hanging.
 
+pub mod detector;
 pub mod frame;
 pub mod handshake;
 mod link;
@@ -22,9 +23,10 @@ mod link;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use detector::{Phase, SilencePolicy};
 pub use frame::{Frame, FrameError, KvOp, Sampled, Span, WireFormat, MAX_FRAME_LEN};
 pub use handshake::{HandshakeError, Refusal, PROTOCOL_VERSION};
-pub use link::{form, start, Formed, RingEvent, RingSender};
+pub use link::{form, report_health_to, start, Formed, RingEvent, RingSender};
 
 /// Default time for all ranks of a plan to find each other (the issue's
 /// 120 s: model loading runs in parallel, so this only covers process start
@@ -33,11 +35,6 @@ pub const DEFAULT_FORMATION_DEADLINE: Duration = Duration::from_secs(120);
 
 /// An idle link sends a heartbeat this often.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
-
-/// A neighbour that sent nothing for this long is declared dead. The issue
-/// bounds the time from a lost neighbour to the client's error by 5 s; six
-/// missed heartbeats (3 s) leave 2 s to report it.
-pub const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 
 /// One handshake, from TCP connect to accept, must finish within this; a
 /// stalled peer cannot hold the listener.
@@ -59,6 +56,8 @@ pub struct RingConfig {
     pub secret: Vec<u8>,
     pub formation_deadline: Duration,
     pub wire: WireFormat,
+    /// How long a silent neighbour is waited for (see [`detector`]).
+    pub silence: SilencePolicy,
 }
 
 impl RingConfig {
@@ -91,6 +90,7 @@ impl std::fmt::Debug for RingConfig {
             .field("secret", &"<redacted>")
             .field("formation_deadline", &self.formation_deadline)
             .field("wire", &self.wire)
+            .field("silence", &self.silence)
             .finish()
     }
 }
@@ -119,8 +119,17 @@ pub enum RingError {
         addr: SocketAddr,
         what: String,
     },
-    #[error("rank {rank} at `{addr}` went silent: nothing received for {} s", SILENCE_LIMIT.as_secs())]
-    PeerSilent { rank: u32, addr: SocketAddr },
+    #[error(
+        "rank {rank} at `{addr}` went silent: nothing received for {:.1} s, past the {} limit of {:.1} s\n\nhint: a frozen or overloaded host; raise the limits with `skulk plan --silence-limit` / `--loading-silence-limit` if the host is merely slow",
+        silent.as_secs_f64(), phase.as_str(), limit.as_secs_f64()
+    )]
+    PeerSilent {
+        rank: u32,
+        addr: SocketAddr,
+        silent: Duration,
+        limit: Duration,
+        phase: Phase,
+    },
     #[error("rank {rank} at `{addr}` broke the ring protocol: {source}")]
     Protocol {
         rank: u32,

@@ -371,6 +371,7 @@ pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -
         }),
         formation_deadline: Duration::from_secs(30),
         wire: WireFormat::F32,
+        silence: skulk::ring::SilencePolicy::default(),
     }
 }
 
