@@ -801,7 +801,12 @@ impl Rank {
                         Supervise::Frame(_) => {}
                     }
                 }
-                _ = control.inner.kill.notified() => return Err(ShardError::Killed { rank }),
+                _ = control.inner.kill.notified() => {
+                    if let Some(s) = &sender {
+                        s.sever();
+                    }
+                    return Err(ShardError::Killed { rank });
+                }
                 _ = control.stop_requested(), if !stopping => {
                     log(rank, "stopping the ring");
                     match &sender {

@@ -188,8 +188,8 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
         r.stdout
     );
     assert!(hub.log().is_empty(), "a dry run downloads nothing");
-    // With it: both hosts download, then the ranks start (and, the file
-    // being no real GGUF, exit; apply reports that).
+    // With it: both hosts download; then preflight reads rank 0's GGUF
+    // header, and the file being no real GGUF, nothing starts.
     let mut run = base.to_vec();
     run.extend(["--fetch", "--timeout", "30"]);
     let r = skulk_env(&run, &env);
@@ -207,7 +207,8 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
         r.assert_stderr_has(&format!("{}: fetch: `tiny.Q4_0.gguf`: done", spec.name));
     }
     let r = r.expect(2);
-    r.assert_stderr_has("the ring did not form");
+    r.assert_stderr_has("is not a GGUF file");
+    r.assert_stderr_has("nothing was started");
     skulk(&["down", s(&plan)]).expect(0);
 }
 
