@@ -41,9 +41,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::api::types::{FinishReason, Usage};
-use crate::api::{self, ApiConfig, ApiError, Backend, Event, EventStream, Health, ValidGeneration};
+use crate::api::{
+    self, ApiConfig, ApiError, Backend, CardChat, Event, EventStream, Health, RankMetrics,
+    ValidGeneration,
+};
 use crate::engine::{
-    EngineError, EngineOptions, Sampler, Stage, StageInput, StageOutput, Tokenizer,
+    Constraint, EngineError, EngineOptions, Sampled, Sampler, SamplingParams, Stage, StageInput,
+    StageOutput, Tokenizer, NO_TOKEN,
 };
 use crate::ring::{self, Frame, KvOp, RingConfig, RingError, RingEvent, RingSender, WireFormat};
 use text::TextStream;
@@ -102,6 +106,9 @@ pub struct ShardSettings {
     /// f16 rows halve the ring's traffic but are not bit-identical to one
     /// process; f32 is the default.
     pub wire: WireFormat,
+    /// Ranks other than 0: where this rank serves its own `/metrics`
+    /// (rank 0 serves them with the API).
+    pub metrics: Option<MetricsSettings>,
 }
 
 #[derive(Clone)]
@@ -110,6 +117,16 @@ pub struct ApiSettings {
     pub port: u16,
     pub api_key: Option<String>,
     pub queue_capacity: usize,
+    /// The card's chat settings (tool dialect, reasoning, renderer).
+    pub card: CardChat,
+}
+
+/// A rank's own `/metrics` listener (ranks other than 0).
+#[derive(Clone)]
+pub struct MetricsSettings {
+    pub addr: SocketAddr,
+    /// Required like the API's key when set.
+    pub api_key: Option<String>,
 }
 
 impl std::fmt::Debug for ShardSettings {
@@ -137,6 +154,7 @@ impl std::fmt::Debug for ShardSettings {
             )
             .field("formation_deadline", &self.formation_deadline)
             .field("wire", &self.wire)
+            .field("metrics", &self.metrics.as_ref().map(|m| m.addr))
             .finish()
     }
 }
@@ -425,6 +443,8 @@ struct Shared {
     failed: watch::Sender<Option<ApiError>>,
     tokenizer: OnceLock<Arc<dyn Tokenizer>>,
     queued: AtomicUsize,
+    /// This rank's measurements (served on `/metrics`).
+    metrics: Arc<RankMetrics>,
 }
 
 struct ShardBackend {
@@ -480,6 +500,10 @@ impl Backend for ShardBackend {
         }
         Ok(with_failure(rx, self.shared.failed.subscribe()))
     }
+
+    fn queue_depth(&self) -> usize {
+        self.shared.queued.load(Ordering::SeqCst)
+    }
 }
 
 /// A request's events, ended early by an error when the rank fails (so the
@@ -509,7 +533,7 @@ fn with_failure(
                 }
                 Ok(ev) => {
                     let ev = ev?;
-                    let more = matches!(ev, Event::Text(_));
+                    let more = !matches!(ev, Event::Done { .. } | Event::Error(_));
                     Some((ev, more.then_some((rx, failed))))
                 }
                 Err(e) => Some((Event::Error(e), None)),
@@ -544,6 +568,7 @@ impl Rank {
             failed: watch::channel(None).0,
             tokenizer: OnceLock::new(),
             queued: AtomicUsize::new(0),
+            metrics: Arc::new(RankMetrics::new(s.rank)),
         });
 
         // Rank 0 binds the API first, so a busy port fails at once; /health
@@ -613,12 +638,32 @@ impl Rank {
                     model_id: me.s.model_id.clone(),
                     context_limit: me.s.context_limit,
                     api_key: a.api_key.clone(),
+                    card: a.card.clone(),
+                    rank_metrics: me.shared.metrics.clone(),
                 },
             );
             let stop = me.api_stop.clone();
             me.api_task = Some(tokio::spawn(api::serve(listener, app, async move {
                 stop.notified().await
             })));
+        }
+        if let Some(m) = me.s.metrics.clone() {
+            // A rank's metrics are not worth failing the rank for: a busy
+            // port is said and the rank runs on.
+            match tokio::net::TcpListener::bind(m.addr).await {
+                Ok(listener) => {
+                    log(rank, format!("metrics on http://{}/metrics", m.addr));
+                    let app = api::metrics_router(me.shared.metrics.clone(), m.api_key);
+                    let stop = me.api_stop.clone();
+                    tokio::spawn(api::serve(listener, app, async move {
+                        stop.notified().await
+                    }));
+                }
+                Err(e) => log(
+                    rank,
+                    format!("warning: cannot serve metrics on `{}`: {e}", m.addr),
+                ),
+            }
         }
 
         let result = me.supervise().await;
@@ -673,6 +718,7 @@ impl Rank {
             let sink = {
                 let engine = self.engine_tx.clone();
                 let sup = self.sup_tx.clone();
+                let metrics = self.shared.metrics.clone();
                 Arc::new(move |ev: RingEvent| match ev {
                     RingEvent::Frame(f @ (Frame::Shutdown { .. } | Frame::Abort { .. })) => {
                         let _ = sup.send(Supervise::Frame(f));
@@ -683,6 +729,7 @@ impl Rank {
                     RingEvent::Failed(e) => {
                         let _ = sup.send(Supervise::RingFailed(e));
                     }
+                    RingEvent::Hop(d) => metrics.hop.observe(d),
                 })
             };
             let sender = ring::start(formed, &cfg, sink);
@@ -842,6 +889,34 @@ struct EngineThread {
     cached: Vec<i32>,
 }
 
+/// The sampler of one request, with its grammar. Rank 0 checked the grammar
+/// against the same vocabulary before the request started; should it still
+/// fail here, the request gets no token (and ends with an error) instead of
+/// unconstrained output.
+fn sampler_for(params: &SamplingParams, tok: &dyn Tokenizer, rank: u32) -> Sampler {
+    let constraint = params.grammar.as_ref().map(|g| match tok.constraint(g) {
+        Ok(c) => c,
+        Err(e) => {
+            log(rank, format!("cannot build the request's grammar: {e}"));
+            Box::new(Nothing) as Box<dyn Constraint>
+        }
+    });
+    Sampler::constrained(params, constraint)
+}
+
+/// Allows no token.
+struct Nothing;
+
+impl Constraint for Nothing {
+    fn apply(&mut self, candidates: &mut [(i32, f32)]) {
+        for c in candidates {
+            c.1 = f32::NEG_INFINITY;
+        }
+    }
+
+    fn accept(&mut self, _: i32) {}
+}
+
 /// Length of the longest common prefix of `a` and `b`.
 fn common_prefix(a: &[i32], b: &[i32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -878,7 +953,7 @@ impl EngineThread {
         let result = if rank == 0 {
             self.head(stage, tokenizer)
         } else {
-            self.tail(stage)
+            self.tail(stage, &*tokenizer)
         };
         if let Err(Fault::Fatal(e)) = result {
             let _ = self.sup.send(Supervise::EngineFailed(e));
@@ -889,6 +964,19 @@ impl EngineThread {
         if let Some(out) = &self.out {
             out.send(f);
         }
+    }
+
+    /// One forward pass of this rank's layers, timed for `/metrics`.
+    fn forward(
+        &self,
+        stage: &mut dyn Stage,
+        input: StageInput<'_>,
+        pos0: u32,
+    ) -> Result<StageOutput, EngineError> {
+        let t = std::time::Instant::now();
+        let out = stage.forward(input, pos0);
+        self.shared.metrics.forward.observe(t.elapsed());
+        out
     }
 
     fn engine_err(&self, source: EngineError) -> Fault {
@@ -961,10 +1049,19 @@ impl EngineThread {
 
     /// A frame that came back to rank 0 outside a token wait. Returns the
     /// token when it is the one `waiting` for `(seq, pos)`.
-    fn head_frame(&mut self, f: Frame, waiting: Option<(u64, u32)>) -> Result<Option<i32>, Fault> {
+    fn head_frame(
+        &mut self,
+        f: Frame,
+        waiting: Option<(u64, u32)>,
+    ) -> Result<Option<Sampled>, Fault> {
         match f {
             Frame::Ready { .. } => self.mark_ready(),
-            Frame::Token { seq, pos, token } => {
+            Frame::Token {
+                seq,
+                pos,
+                token,
+                logprobs,
+            } => {
                 if let Some((want_seq, want_pos)) = waiting {
                     if seq == want_seq {
                         if pos != want_pos {
@@ -972,7 +1069,7 @@ impl EngineThread {
                                 "token for position `{pos}` arrived, expected position `{want_pos}`"
                             )));
                         }
-                        return Ok(Some(token));
+                        return Ok(Some(Sampled { token, logprobs }));
                     }
                 }
                 // A token of a cancelled request: dropped.
@@ -995,7 +1092,7 @@ impl EngineThread {
         seq: u64,
         pos: u32,
         events: &mpsc::Sender<Event>,
-    ) -> Result<Option<i32>, Fault> {
+    ) -> Result<Option<Sampled>, Fault> {
         loop {
             if let Some(f) = self.inbox.frames.pop_front() {
                 if let Some(t) = self.head_frame(f, Some((seq, pos)))? {
@@ -1033,7 +1130,7 @@ impl EngineThread {
         n_tokens: usize,
         sample: bool,
         sampler: &mut Sampler,
-    ) -> Result<Option<i32>, Fault> {
+    ) -> Result<Option<Sampled>, Fault> {
         match out {
             StageOutput::Hidden(rows) => {
                 self.send(Frame::Hidden {
@@ -1045,7 +1142,7 @@ impl EngineThread {
                 });
                 Ok(None)
             }
-            StageOutput::Logits(logits) => Ok(sample.then(|| sampler.sample(&logits))),
+            StageOutput::Logits(logits) => Ok(sample.then(|| sampler.next(&logits))),
         }
     }
 
@@ -1058,7 +1155,12 @@ impl EngineThread {
     ) -> Result<(), Fault> {
         let g = &job.generation;
         let local = self.world == 1;
-        let mut sampler = Sampler::new(&g.params);
+        let mut sampler = if local {
+            sampler_for(&g.params, tok, self.rank)
+        } else {
+            // The last rank samples.
+            Sampler::new(&SamplingParams::default())
+        };
         // Keep the longest prefix of this prompt that every rank's cache
         // already holds (a conversation's earlier turns); at least the last
         // prompt token runs again, for its logits.
@@ -1094,8 +1196,8 @@ impl EngineThread {
                 self.send(Frame::Cancel { seq });
                 return Ok(());
             }
-            let out = stage
-                .forward(StageInput::Tokens(chunk), pos)
+            let out = self
+                .forward(stage, StageInput::Tokens(chunk), pos)
                 .map_err(|e| self.engine_err(e))?;
             self.cached.extend_from_slice(chunk);
             token = self.pass_on(out, seq, pos, chunk.len(), i + 1 == chunks, &mut sampler)?;
@@ -1110,24 +1212,47 @@ impl EngineThread {
         };
         let finish = loop {
             // `pos` is where the next token goes.
-            let t = match token.take() {
+            let Sampled {
+                token: t,
+                logprobs,
+            } = match token.take() {
                 Some(t) => t,
                 None => match self.await_token(seq, pos, &job.events)? {
                     Some(t) => t,
                     None => return cancel(self),
                 },
             };
+            if t == NO_TOKEN {
+                // The grammar allowed no token: end the request, not the ring.
+                let _ = job.events.try_send(Event::Error(ApiError::Internal(
+                    "the request's grammar allows no next token".into(),
+                )));
+                return cancel(self);
+            }
             if tok.is_eog(t) {
                 break FinishReason::Stop;
             }
             generated += 1;
-            let (piece, stopped) = text.push(&tok.token_to_piece(t));
+            if let Some(lp) = logprobs {
+                if job.events.try_send(Event::Logprobs(lp)).is_err() {
+                    return cancel(self);
+                }
+            }
+            let bytes = if g.render_special {
+                tok.token_to_piece_special(t)
+            } else {
+                tok.token_to_piece(t)
+            };
+            let (piece, stopped) = text.push(&bytes);
             if !piece.is_empty() && job.events.try_send(Event::Text(piece)).is_err() {
                 // Client gone, or too slow (the receiver then sees the
                 // stream end without a result).
                 return cancel(self);
             }
-            if stopped {
+            if let Some(stop) = stopped {
+                if job.events.try_send(Event::StopSequence(stop)).is_err() {
+                    return cancel(self);
+                }
                 break FinishReason::Stop;
             }
             if generated >= g.max_tokens || pos + 1 >= stage.n_ctx() {
@@ -1136,8 +1261,8 @@ impl EngineThread {
             if job.events.is_closed() {
                 return cancel(self);
             }
-            let out = stage
-                .forward(StageInput::Tokens(&[t]), pos)
+            let out = self
+                .forward(stage, StageInput::Tokens(&[t]), pos)
                 .map_err(|e| self.engine_err(e))?;
             self.cached.push(t);
             token = self.pass_on(out, seq, pos, 1, true, &mut sampler)?;
@@ -1161,7 +1286,7 @@ impl EngineThread {
 
     /// Ranks 1..n: run what comes from upstream and pass it on; the last
     /// rank samples.
-    fn tail(&mut self, mut stage: Box<dyn Stage>) -> Result<(), Fault> {
+    fn tail(&mut self, mut stage: Box<dyn Stage>, tok: &dyn Tokenizer) -> Result<(), Fault> {
         let n_embd = stage.n_embd();
         let mut sampler: Option<(u64, Sampler)> = None;
         loop {
@@ -1172,7 +1297,7 @@ impl EngineThread {
             match f {
                 Frame::Start { seq, params } => {
                     if stage.is_last() {
-                        sampler = Some((seq, Sampler::new(&params)));
+                        sampler = Some((seq, sampler_for(&params, tok, self.rank)));
                     }
                     self.send(Frame::Start { seq, params });
                 }
@@ -1205,7 +1330,9 @@ impl EngineThread {
                         data: &rows,
                         n_tokens: n_tokens as usize,
                     };
-                    let out = stage.forward(input, pos0).map_err(|e| self.engine_err(e))?;
+                    let out = self
+                        .forward(&mut *stage, input, pos0)
+                        .map_err(|e| self.engine_err(e))?;
                     match out {
                         StageOutput::Hidden(rows) => self.send(Frame::Hidden {
                             seq,
@@ -1220,11 +1347,12 @@ impl EngineThread {
                             }
                             match &mut sampler {
                                 Some((s, sm)) if *s == seq => {
-                                    let token = sm.sample(&logits);
+                                    let Sampled { token, logprobs } = sm.next(&logits);
                                     self.send(Frame::Token {
                                         seq,
                                         pos: pos0 + n_tokens,
                                         token,
+                                        logprobs,
                                     });
                                 }
                                 // Cancelled request: nothing to sample for.

@@ -16,10 +16,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ffi::{Context, ContextParams, GgufFile, GgufValue, Input, Model, Outputs};
+use super::ffi::{Context, ContextParams, GgufFile, GgufValue, GrammarMask, Input, Model, Outputs};
 use super::{
-    ChatMessage, EngineError, EngineOptions, Stage, StageInput, StageOutput, Tokenizer,
-    SUPPORTED_ARCHITECTURES,
+    ChatMessage, Constraint, EngineError, EngineOptions, GrammarSpec, Stage, StageInput,
+    StageOutput, Tokenizer, SUPPORTED_ARCHITECTURES,
 };
 
 /// llama.cpp's default logical batch, used when the options give 0.
@@ -510,6 +510,38 @@ impl Tokenizer for LlamaTokenizer {
 
     fn is_eog(&self, token: i32) -> bool {
         self.model.is_eog(token)
+    }
+
+    fn token_to_piece_special(&self, token: i32) -> Vec<u8> {
+        self.model.token_to_piece_special(token)
+    }
+
+    fn chat_template(&self) -> Option<String> {
+        self.template.clone()
+    }
+
+    fn bos_eos_text(&self) -> (Option<String>, Option<String>) {
+        self.model.bos_eos_text()
+    }
+
+    fn constraint(&self, grammar: &GrammarSpec) -> Result<Box<dyn Constraint>, EngineError> {
+        let mask = GrammarMask::new(self.model.clone(), &grammar.gbnf, &grammar.triggers)
+            .map_err(|reason| EngineError::Grammar { reason })?;
+        Ok(Box::new(LlamaConstraint(mask)))
+    }
+}
+
+/// llama.cpp's grammar as the sampler's [`Constraint`].
+struct LlamaConstraint(GrammarMask);
+
+impl Constraint for LlamaConstraint {
+    fn apply(&mut self, candidates: &mut [(i32, f32)]) {
+        self.0.apply(candidates);
+    }
+
+    fn accept(&mut self, token: i32) {
+        let accepted = self.0.accept(token);
+        debug_assert!(accepted, "the sampler chose token {token}, which the grammar forbids");
     }
 }
 

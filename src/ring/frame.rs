@@ -19,7 +19,7 @@ use std::fmt;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::engine::SamplingParams;
+use crate::engine::{GrammarSpec, SamplingParams, TokenLogprobs};
 
 /// Bytes of the fixed header after the length prefix.
 pub const HEADER_LEN: usize = 20;
@@ -59,13 +59,17 @@ pub enum Frame {
         sample: bool,
         rows: Vec<f32>,
     },
-    /// The token sampled by the last rank, to be placed at position `pos`.
+    /// The token sampled by the last rank, to be placed at position `pos`
+    /// (`NO_TOKEN` when the request's grammar allowed none), with its
+    /// log-probabilities when the request asked for them.
     Token {
         seq: u64,
         pos: u32,
         token: i32,
+        logprobs: Option<TokenLogprobs>,
     },
-    /// A new request: the last rank makes its sampler from `params`.
+    /// A new request: the last rank makes its sampler from `params`
+    /// (sampling settings, grammar, log-probabilities).
     Start {
         seq: u64,
         params: SamplingParams,
@@ -81,6 +85,14 @@ pub enum Frame {
     },
     /// Liveness only; sent on idle links in both directions.
     Heartbeat,
+    /// A latency probe down a link, answered by [`Frame::Pong`] with the
+    /// same `stamp` (the sender's clock; only the sender reads it).
+    Ping {
+        stamp: u64,
+    },
+    Pong {
+        stamp: u64,
+    },
     /// Goes once around the ring; rank 0 marks the ring ready when its probe
     /// comes back, so every rank has its engine loaded.
     Ready {
@@ -106,9 +118,13 @@ const KIND_HEARTBEAT: u8 = 6;
 const KIND_READY: u8 = 7;
 const KIND_SHUTDOWN: u8 = 8;
 const KIND_ABORT: u8 = 9;
+const KIND_PING: u8 = 10;
+const KIND_PONG: u8 = 11;
 
 const FLAG_F16: u8 = 1;
 const FLAG_SAMPLE: u8 = 2;
+/// A token frame carries log-probabilities after the token.
+const FLAG_LOGPROBS: u8 = 4;
 
 const KV_TRUNCATE: u8 = 1;
 
@@ -137,6 +153,8 @@ impl Frame {
             Frame::Kv { .. } => "kv",
             Frame::Cancel { .. } => "cancel",
             Frame::Heartbeat => "heartbeat",
+            Frame::Ping { .. } => "ping",
+            Frame::Pong { .. } => "pong",
             Frame::Ready { .. } => "ready",
             Frame::Shutdown { .. } => "shutdown",
             Frame::Abort { .. } => "abort",
@@ -166,14 +184,27 @@ impl Frame {
                 };
                 (KIND_HIDDEN, *seq, *pos0, *n_tokens, rows.len() * width)
             }
-            Frame::Token { seq, pos, .. } => (KIND_TOKEN, *seq, *pos, 1, 4),
-            Frame::Start { seq, .. } => (KIND_START, *seq, 0, 0, 20),
+            Frame::Token {
+                seq, pos, logprobs, ..
+            } => {
+                let extra = match logprobs {
+                    Some(lp) => {
+                        flags |= FLAG_LOGPROBS;
+                        4 + 1 + 8 * lp.top.len().min(u8::MAX as usize)
+                    }
+                    None => 0,
+                };
+                (KIND_TOKEN, *seq, *pos, 1, 4 + extra)
+            }
+            Frame::Start { seq, params } => (KIND_START, *seq, 0, 0, start_payload(params).len()),
             Frame::Kv {
                 seq,
                 op: KvOp::Truncate { from },
             } => (KIND_KV, *seq, *from, 0, 1),
             Frame::Cancel { seq } => (KIND_CANCEL, *seq, 0, 0, 0),
             Frame::Heartbeat => (KIND_HEARTBEAT, 0, 0, 0, 0),
+            Frame::Ping { stamp } => (KIND_PING, *stamp, 0, 0, 0),
+            Frame::Pong { stamp } => (KIND_PONG, *stamp, 0, 0, 0),
             Frame::Ready { seq } => (KIND_READY, *seq, 0, 0, 0),
             Frame::Shutdown { origin } => (KIND_SHUTDOWN, 0, *origin, 0, 0),
             Frame::Abort { rank, message } => {
@@ -205,13 +236,21 @@ impl Frame {
                     }
                 }
             },
-            Frame::Token { token, .. } => out.extend_from_slice(&token.to_le_bytes()),
-            Frame::Start { params, .. } => {
-                out.extend_from_slice(&params.temperature.to_le_bytes());
-                out.extend_from_slice(&params.top_p.to_le_bytes());
-                out.extend_from_slice(&params.top_k.to_le_bytes());
-                out.extend_from_slice(&params.seed.to_le_bytes());
+            Frame::Token {
+                token, logprobs, ..
+            } => {
+                out.extend_from_slice(&token.to_le_bytes());
+                if let Some(lp) = logprobs {
+                    let top = &lp.top[..lp.top.len().min(u8::MAX as usize)];
+                    out.extend_from_slice(&lp.logprob.to_le_bytes());
+                    out.push(top.len() as u8);
+                    for (id, l) in top {
+                        out.extend_from_slice(&id.to_le_bytes());
+                        out.extend_from_slice(&l.to_le_bytes());
+                    }
+                }
             }
+            Frame::Start { params, .. } => out.extend_from_slice(&start_payload(params)),
             Frame::Kv { .. } => out.push(KV_TRUNCATE),
             Frame::Abort { message, .. } => {
                 out.extend_from_slice(&message.as_bytes()[..payload_len]);
@@ -279,26 +318,42 @@ impl Frame {
                 }
             }
             KIND_TOKEN => {
-                expect_len("token", 4)?;
+                if payload.len() < 4 {
+                    return Err(malformed(
+                        "token",
+                        format!("payload is {} bytes, expected at least 4", payload.len()),
+                    ));
+                }
+                let token = i32::from_le_bytes(payload[..4].try_into().unwrap());
+                let logprobs = if flags & FLAG_LOGPROBS != 0 {
+                    let mut r = Reader::new(&payload[4..], "token");
+                    let logprob = r.f32()?;
+                    let n = r.u8()?;
+                    let mut top = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        top.push((r.i32()?, r.f32()?));
+                    }
+                    r.end()?;
+                    Some(TokenLogprobs {
+                        token,
+                        logprob,
+                        top,
+                    })
+                } else {
+                    expect_len("token", 4)?;
+                    None
+                };
                 Frame::Token {
                     seq,
                     pos,
-                    token: i32::from_le_bytes(payload.try_into().unwrap()),
+                    token,
+                    logprobs,
                 }
             }
-            KIND_START => {
-                expect_len("start", 20)?;
-                let f = |i: usize| f32::from_le_bytes(payload[i..i + 4].try_into().unwrap());
-                Frame::Start {
-                    seq,
-                    params: SamplingParams {
-                        temperature: f(0),
-                        top_p: f(4),
-                        top_k: u32::from_le_bytes(payload[8..12].try_into().unwrap()),
-                        seed: u64::from_le_bytes(payload[12..20].try_into().unwrap()),
-                    },
-                }
-            }
+            KIND_START => Frame::Start {
+                seq,
+                params: decode_start(payload)?,
+            },
             KIND_KV => {
                 expect_len("kv", 1)?;
                 match payload[0] {
@@ -316,6 +371,14 @@ impl Frame {
             KIND_HEARTBEAT => {
                 expect_len("heartbeat", 0)?;
                 Frame::Heartbeat
+            }
+            KIND_PING => {
+                expect_len("ping", 0)?;
+                Frame::Ping { stamp: seq }
+            }
+            KIND_PONG => {
+                expect_len("pong", 0)?;
+                Frame::Pong { stamp: seq }
             }
             KIND_READY => {
                 expect_len("ready", 0)?;
@@ -339,6 +402,139 @@ impl Frame {
             }
             other => return Err(FrameError::UnknownKind(other)),
         })
+    }
+}
+
+/// A start frame's payload: sampling settings (20 bytes), the
+/// log-probabilities request (`u8` present, `u8` count), the grammar (`u8`
+/// present, then `u32` length and text, `u16` trigger count, each `u32`
+/// length and text).
+fn start_payload(p: &SamplingParams) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&p.temperature.to_le_bytes());
+    out.extend_from_slice(&p.top_p.to_le_bytes());
+    out.extend_from_slice(&p.top_k.to_le_bytes());
+    out.extend_from_slice(&p.seed.to_le_bytes());
+    match p.logprobs {
+        Some(n) => out.extend_from_slice(&[1, n]),
+        None => out.extend_from_slice(&[0, 0]),
+    }
+    match &p.grammar {
+        None => out.push(0),
+        Some(g) => {
+            out.push(1);
+            let text = |out: &mut Vec<u8>, s: &str| {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            };
+            text(&mut out, &g.gbnf);
+            out.extend_from_slice(&(g.triggers.len().min(u16::MAX as usize) as u16).to_le_bytes());
+            for t in g.triggers.iter().take(u16::MAX as usize) {
+                text(&mut out, t);
+            }
+        }
+    }
+    out
+}
+
+fn decode_start(payload: &[u8]) -> Result<SamplingParams, FrameError> {
+    let mut r = Reader::new(payload, "start");
+    let temperature = r.f32()?;
+    let top_p = r.f32()?;
+    let top_k = r.u32()?;
+    let seed = r.u64()?;
+    let logprobs = match (r.u8()?, r.u8()?) {
+        (0, _) => None,
+        (_, n) => Some(n),
+    };
+    let grammar = match r.u8()? {
+        0 => None,
+        _ => {
+            let gbnf = r.text()?;
+            let n = r.u16()?;
+            let mut triggers = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                triggers.push(r.text()?);
+            }
+            Some(GrammarSpec { gbnf, triggers })
+        }
+    };
+    r.end()?;
+    Ok(SamplingParams {
+        temperature,
+        top_p,
+        top_k,
+        seed,
+        grammar,
+        logprobs,
+    })
+}
+
+/// Reads little-endian fields of a payload, each read checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+    kind: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], kind: &'static str) -> Reader<'a> {
+        Reader { buf, kind }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.buf.len() < n {
+            return Err(FrameError::Malformed {
+                kind: self.kind,
+                what: format!("payload ends {} bytes early", n - self.buf.len()),
+            });
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, FrameError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+
+    fn i32(&mut self) -> Result<i32, FrameError> {
+        Ok(i32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+
+    fn f32(&mut self) -> Result<f32, FrameError> {
+        Ok(f32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+
+    fn text(&mut self) -> Result<String, FrameError> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| FrameError::Malformed {
+            kind: self.kind,
+            what: "text is not UTF-8".into(),
+        })
+    }
+
+    fn end(&self) -> Result<(), FrameError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Malformed {
+                kind: self.kind,
+                what: format!("{} bytes after the last field", self.buf.len()),
+            })
+        }
     }
 }
 
@@ -397,6 +593,17 @@ mod tests {
                 seq: u64::MAX,
                 pos: 99,
                 token: -1,
+                logprobs: None,
+            },
+            Frame::Token {
+                seq: 2,
+                pos: 7,
+                token: 42,
+                logprobs: Some(TokenLogprobs {
+                    token: 42,
+                    logprob: -0.25,
+                    top: vec![(42, -0.25), (7, -1.5)],
+                }),
             },
             Frame::Start {
                 seq: 3,
@@ -405,6 +612,19 @@ mod tests {
                     top_p: 0.9,
                     top_k: 40,
                     seed: 0xdead_beef_0123,
+                    ..SamplingParams::default()
+                },
+            },
+            Frame::Start {
+                seq: 9,
+                params: SamplingParams {
+                    temperature: 0.0,
+                    logprobs: Some(5),
+                    grammar: Some(GrammarSpec {
+                        gbnf: "root ::= \"é\"".into(),
+                        triggers: vec!["[\\s\\S]*?(<tool_call>)[\\s\\S]*".into()],
+                    }),
+                    ..SamplingParams::default()
                 },
             },
             Frame::Kv {
@@ -413,6 +633,8 @@ mod tests {
             },
             Frame::Cancel { seq: 5 },
             Frame::Heartbeat,
+            Frame::Ping { stamp: 123_456 },
+            Frame::Pong { stamp: u64::MAX },
             Frame::Ready { seq: 11 },
             Frame::Shutdown { origin: 2 },
             Frame::Abort {
@@ -472,6 +694,7 @@ mod tests {
             seq: 1,
             pos: 2,
             token: 3,
+            logprobs: None,
         }
         .encode(WireFormat::F32)
         .unwrap();

@@ -1,5 +1,6 @@
 //! Ring formation (listen + connect + handshake under one deadline) and the
-//! per-link I/O tasks (frames, heartbeats, failure detection).
+//! per-link I/O tasks (frames, heartbeats, latency probes, failure
+//! detection).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 use super::frame::{read_frame, Frame, FrameError, WireFormat};
 use super::{
     handshake, RingConfig, RingError, CONNECT_RETRY, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL,
-    SILENCE_LIMIT,
+    HOP_PROBE_INTERVAL, SILENCE_LIMIT,
 };
 
 /// Both links of a formed ring, handshakes done.
@@ -34,6 +35,8 @@ pub enum RingEvent {
     Frame(Frame),
     /// A neighbour is gone; the link stops.
     Failed(RingError),
+    /// Latency of the link to rank `r + 1`: half a ping's round trip.
+    Hop(std::time::Duration),
 }
 
 /// Notes kept while the ring forms, to explain a missed deadline.
@@ -237,11 +240,14 @@ pub fn start(formed: Formed, cfg: &RingConfig, sink: Sink) -> RingSender {
     let prev = (cfg.prev_rank(), formed.upstream_addr);
     let next = (cfg.next_rank(), cfg.next);
     let (tx, rx) = mpsc::unbounded_channel();
+    // Pings that came down the upstream link, to be answered on it.
+    let (pongs, pings) = mpsc::unbounded_channel();
+    let epoch = Instant::now();
 
-    tokio::spawn(read_loop(up_rd, prev, true, sink.clone()));
-    tokio::spawn(heartbeat_loop(up_wr, prev, sink.clone()));
-    tokio::spawn(read_loop(down_rd, next, false, sink.clone()));
-    let writer = tokio::spawn(write_loop(down_wr, rx, cfg.wire, next, sink));
+    tokio::spawn(read_loop(up_rd, prev, Some(pongs), epoch, sink.clone()));
+    tokio::spawn(heartbeat_loop(up_wr, prev, pings, sink.clone()));
+    tokio::spawn(read_loop(down_rd, next, None, epoch, sink.clone()));
+    let writer = tokio::spawn(write_loop(down_wr, rx, cfg.wire, next, epoch, sink));
     RingSender {
         tx,
         writer: Arc::new(Mutex::new(Some(writer))),
@@ -257,8 +263,18 @@ fn lost(peer: (u32, SocketAddr), what: String) -> RingError {
 }
 
 /// Read frames until the peer closes, breaks the protocol or goes silent.
-/// `data`: frames other than heartbeats are expected (upstream link).
-async fn read_loop(mut rd: OwnedReadHalf, peer: (u32, SocketAddr), data: bool, sink: Sink) {
+/// `pongs`: on the upstream link, where data frames and pings come in (pings
+/// are handed to the heartbeat task to answer); on the downstream link
+/// (`None`) only heartbeats and pongs, whose round trip since `epoch` is the
+/// link's latency.
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    peer: (u32, SocketAddr),
+    pongs: Option<mpsc::UnboundedSender<u64>>,
+    epoch: Instant,
+    sink: Sink,
+) {
+    let data = pongs.is_some();
     loop {
         let err = match timeout(SILENCE_LIMIT, read_frame(&mut rd)).await {
             Err(_) => RingError::PeerSilent {
@@ -266,6 +282,19 @@ async fn read_loop(mut rd: OwnedReadHalf, peer: (u32, SocketAddr), data: bool, s
                 addr: peer.1,
             },
             Ok(Ok(Frame::Heartbeat)) => continue,
+            Ok(Ok(Frame::Ping { stamp })) if data => {
+                if let Some(p) = &pongs {
+                    let _ = p.send(stamp);
+                }
+                continue;
+            }
+            Ok(Ok(Frame::Pong { stamp })) if !data => {
+                let now = epoch.elapsed().as_micros() as u64;
+                if let Some(rtt) = now.checked_sub(stamp) {
+                    sink(RingEvent::Hop(std::time::Duration::from_micros(rtt / 2)));
+                }
+                continue;
+            }
             Ok(Ok(frame)) if data => {
                 sink(RingEvent::Frame(frame));
                 continue;
@@ -291,15 +320,27 @@ async fn read_loop(mut rd: OwnedReadHalf, peer: (u32, SocketAddr), data: bool, s
     }
 }
 
-/// Heartbeats back to rank `r - 1`, so it can tell that this rank is alive.
-async fn heartbeat_loop(mut wr: OwnedWriteHalf, peer: (u32, SocketAddr), sink: Sink) {
+/// Heartbeats back to rank `r - 1`, so it can tell that this rank is
+/// alive, and pongs answering its pings.
+async fn heartbeat_loop(
+    mut wr: OwnedWriteHalf,
+    peer: (u32, SocketAddr),
+    mut pings: mpsc::UnboundedReceiver<u64>,
+    sink: Sink,
+) {
     let beat = Frame::Heartbeat
         .encode(WireFormat::F32)
         .expect("tiny frame");
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
-        tick.tick().await;
-        if let Err(e) = wr.write_all(&beat).await {
+        let bytes = tokio::select! {
+            _ = tick.tick() => beat.clone(),
+            stamp = pings.recv() => match stamp {
+                Some(stamp) => Frame::Pong { stamp }.encode(WireFormat::F32).expect("tiny frame"),
+                None => beat.clone(),
+            },
+        };
+        if let Err(e) = wr.write_all(&bytes).await {
             sink(RingEvent::Failed(lost(peer, e.to_string())));
             return;
         }
@@ -307,15 +348,18 @@ async fn heartbeat_loop(mut wr: OwnedWriteHalf, peer: (u32, SocketAddr), sink: S
 }
 
 /// Frames to rank `r + 1`, with a heartbeat whenever the link was idle for a
-/// heartbeat interval. Ends on [`Out::Close`] or when every sender is gone
-/// (after writing what was queued), or on a write error.
+/// heartbeat interval (a ping, stamped with the time since `epoch`, every
+/// [`HOP_PROBE_INTERVAL`]). Ends on [`Out::Close`] or when every sender is
+/// gone (after writing what was queued), or on a write error.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Out>,
     wire: WireFormat,
     peer: (u32, SocketAddr),
+    epoch: Instant,
     sink: Sink,
 ) {
+    let mut last_probe = Instant::now() - HOP_PROBE_INTERVAL;
     let beat = Frame::Heartbeat
         .encode(WireFormat::F32)
         .expect("tiny frame");
@@ -342,7 +386,13 @@ async fn write_loop(
                 if last_write.elapsed() < HEARTBEAT_INTERVAL {
                     continue;
                 }
-                beat.clone()
+                if last_probe.elapsed() >= HOP_PROBE_INTERVAL {
+                    last_probe = Instant::now();
+                    let stamp = epoch.elapsed().as_micros() as u64;
+                    Frame::Ping { stamp }.encode(WireFormat::F32).expect("tiny frame")
+                } else {
+                    beat.clone()
+                }
             }
         };
         if let Err(e) = wr.write_all(&bytes).await {
@@ -395,6 +445,16 @@ mod tests {
             .unwrap()
     }
 
+    /// The next event that is not a latency report.
+    async fn next_event(rx: &mut mpsc::UnboundedReceiver<RingEvent>) -> RingEvent {
+        loop {
+            match rx.recv().await.unwrap() {
+                RingEvent::Hop(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
     fn channel_sink() -> (Sink, mpsc::UnboundedReceiver<RingEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
@@ -426,16 +486,42 @@ mod tests {
             };
             assert!(senders[0].send(frame.clone()));
             for r in [1usize, 2, 0] {
-                match events[r].recv().await.unwrap() {
+                match next_event(&mut events[r]).await {
                     RingEvent::Frame(f) => {
                         assert_eq!(f, frame, "at rank {r}");
                         if r != 0 {
                             senders[r].send(f);
                         }
                     }
-                    RingEvent::Failed(e) => panic!("rank {r}: {e}"),
+                    other => panic!("rank {r}: {other:?}"),
                 }
             }
+        });
+    }
+
+    #[test]
+    fn an_idle_ring_measures_each_hop() {
+        let cfgs = configs(18, 2, |_| "digest".into());
+        rt().block_on(async {
+            let formed = futures::future::try_join_all(cfgs.iter().map(form))
+                .await
+                .unwrap();
+            let mut senders = Vec::new();
+            let mut events = Vec::new();
+            for (f, cfg) in formed.into_iter().zip(&cfgs) {
+                let (sink, rx) = channel_sink();
+                senders.push(start(f, cfg, sink));
+                events.push(rx);
+            }
+            // Each rank's first probe goes out after a heartbeat interval
+            // of silence; loopback answers well within a second.
+            for rx in &mut events {
+                match timeout(Duration::from_secs(5), rx.recv()).await {
+                    Ok(Some(RingEvent::Hop(d))) => assert!(d < Duration::from_secs(1), "{d:?}"),
+                    other => panic!("expected a hop measurement, got {other:?}"),
+                }
+            }
+            drop(senders);
         });
     }
 
@@ -522,7 +608,7 @@ mod tests {
             }
             // Rank 0 loses its successor, rank 2 its predecessor.
             for (i, rx) in events.iter_mut().enumerate() {
-                match rx.recv().await.unwrap() {
+                match next_event(rx).await {
                     RingEvent::Failed(RingError::PeerLost { rank: 1, .. }) => {}
                     other => panic!("rank {}: {other:?}", i * 2),
                 }
@@ -547,7 +633,7 @@ mod tests {
                 events.push(rx);
             }
             for rx in &mut events {
-                match rx.recv().await.unwrap() {
+                match next_event(rx).await {
                     RingEvent::Failed(RingError::PeerSilent { rank: 1, .. }) => {}
                     other => panic!("{other:?}"),
                 }

@@ -33,6 +33,10 @@ pub const DEFAULT_FORMATION_DEADLINE: Duration = Duration::from_secs(120);
 /// An idle link sends a heartbeat this often.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// An idle link probes its latency this often (a ping answered by a pong,
+/// in place of a heartbeat), for the ring hop metric.
+pub const HOP_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A neighbour that sent nothing for this long is declared dead. The issue
 /// bounds the time from a lost neighbour to the client's error by 5 s; six
 /// missed heartbeats (3 s) leave 2 s to report it.

@@ -314,9 +314,14 @@ pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -
             port: 0,
             api_key: None,
             queue_capacity: 2,
+            card: skulk::api::CardChat {
+                model_id: "toy/model".into(),
+                ..Default::default()
+            },
         }),
         formation_deadline: Duration::from_secs(30),
         wire: WireFormat::F32,
+        metrics: None,
     }
 }
 

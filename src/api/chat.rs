@@ -1,0 +1,542 @@
+//! One chat request whatever the dialect (OpenAI, Anthropic, Ollama), and
+//! its preparation into what the backend runs: the prompt rendered with the
+//! model's template, the grammar that enforces structured output or a forced
+//! tool call, and the parser that reads the answer back.
+//!
+//! Invariant: every request option either shapes the generation or is
+//! refused with a 400 naming the dialect's field; nothing is dropped.
+
+use serde_json::{json, Map, Value};
+
+use crate::card::ReasoningEffort;
+use crate::engine::{GrammarSpec, Tokenizer};
+
+use super::error::ApiError;
+use super::parse::ParserSpec;
+use super::profile::{effort_name, Profile, ReasoningMarkers, Renderer, ToolDialect};
+use super::schema::{literal, Grammar, SchemaCompiler};
+use super::template::RenderError;
+use super::tools::{call_text, hermes_prompt, result_text, CallGrammar, Tool, ToolCall};
+use super::validate::{finish, Sampling, ValidGeneration};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    /// An assistant turn's reasoning (templates that keep it may write it).
+    pub reasoning: Option<String>,
+    /// An assistant turn's calls.
+    pub tool_calls: Vec<ToolCall>,
+    /// A tool turn: which call it answers, and the function's name.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+            reasoning: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    #[default]
+    Auto,
+    None,
+    Required,
+    Function(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    JsonObject,
+    /// Valid against this schema.
+    JsonSchema(Value),
+}
+
+/// The request's reasoning options, with the dialect's field names.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Thinking {
+    /// `enable_thinking`, Anthropic's `thinking`, Ollama's `think`.
+    pub enable: Option<(bool, &'static str)>,
+    pub effort: Option<(ReasoningEffort, &'static str)>,
+}
+
+/// The dialect's names of the fields errors point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    pub messages: &'static str,
+    pub tools: &'static str,
+    pub tool_choice: &'static str,
+    pub format: &'static str,
+}
+
+impl Fields {
+    pub const OPENAI: Fields = Fields {
+        messages: "messages",
+        tools: "tools",
+        tool_choice: "tool_choice",
+        format: "response_format",
+    };
+}
+
+/// A dialect-neutral chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    pub parallel_tool_calls: bool,
+    pub format: OutputFormat,
+    pub thinking: Thinking,
+    pub fields: Fields,
+}
+
+/// A prepared chat: what the backend runs and how to read its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedChat {
+    pub generation: ValidGeneration,
+    pub parser: ParserSpec,
+}
+
+fn bad(message: impl Into<String>, param: &str) -> ApiError {
+    ApiError::invalid(message, param)
+}
+
+/// Renders, constrains and tokenizes `req` for the model `profile`
+/// describes.
+pub fn prepare(
+    req: ChatRequest,
+    sampling: Sampling,
+    profile: &Profile,
+    tok: &dyn Tokenizer,
+    context_limit: u32,
+) -> Result<PreparedChat, ApiError> {
+    let f = req.fields;
+    if req.messages.is_empty() {
+        return Err(bad(format!("`{}` is empty", f.messages), f.messages));
+    }
+    // Tools: which dialect, and whether the template writes them.
+    let offered = !req.tools.is_empty() && req.tool_choice != ToolChoice::None;
+    if req.tool_choice != ToolChoice::Auto
+        && req.tool_choice != ToolChoice::None
+        && req.tools.is_empty()
+    {
+        return Err(bad(
+            format!("`{}` asks for a tool call but `{}` is empty", f.tool_choice, f.tools),
+            f.tool_choice,
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in req.tools.iter().enumerate() {
+        if t.name.is_empty()
+            || !t
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            return Err(bad(
+                format!(
+                    "`{}[{i}]` has the name `{}`; names are letters, digits, `_`, `-` and `.`",
+                    f.tools, t.name
+                ),
+                f.tools,
+            ));
+        }
+        if !seen.insert(t.name.as_str()) {
+            return Err(bad(
+                format!("`{}` has two functions named `{}`", f.tools, t.name),
+                f.tools,
+            ));
+        }
+    }
+    if let ToolChoice::Function(name) = &req.tool_choice {
+        if !seen.contains(name.as_str()) {
+            return Err(bad(
+                format!(
+                    "`{}` names the function `{name}`, which is not among the `{}`",
+                    f.tool_choice, f.tools
+                ),
+                f.tool_choice,
+            ));
+        }
+    }
+    let dialect = if offered {
+        Some(profile.tools.clone().map_err(|reason| {
+            bad(
+                format!("`{}` cannot be used with this model: {reason}", f.tools),
+                f.tools,
+            )
+        })?)
+    } else {
+        None
+    };
+    let (template_tools, template_calls, source) = match &profile.renderer {
+        Renderer::Jinja {
+            tools,
+            tool_calls,
+            source,
+            ..
+        } => (*tools, *tool_calls, source.as_str()),
+        Renderer::Builtin => (false, false, ""),
+    };
+    // A template that cannot write tools gets them in the system prompt, in
+    // skulk's Hermes convention.
+    let inject = offered && !template_tools;
+    let dialect = if inject {
+        Some(ToolDialect::Hermes)
+    } else {
+        dialect
+    };
+
+    let vars = thinking_vars(&req.thinking, profile)?;
+    let disabled = thinking_disabled(&req.thinking, profile);
+
+    // Messages as the template sees them.
+    let must_call = match &req.tool_choice {
+        ToolChoice::Function(n) => Some(n.as_str()),
+        _ => None,
+    };
+    let mut messages = req.messages;
+    if inject {
+        let prompt = hermes_prompt(&req.tools, must_call);
+        match messages.first_mut() {
+            Some(m) if m.role == Role::System => {
+                m.content = format!("{}\n\n{prompt}", m.content);
+            }
+            _ => messages.insert(0, Message::new(Role::System, prompt)),
+        }
+    }
+    // An assistant turn last is a prefix the answer continues.
+    let prefill = match messages.last() {
+        Some(m) if m.role == Role::Assistant && m.tool_calls.is_empty() && messages.len() > 1 => {
+            messages.pop().map(|m| m.content)
+        }
+        _ => None,
+    };
+    let text_calls = !template_calls;
+    let mut text = match &profile.renderer {
+        Renderer::Jinja { template, .. } => {
+            let msgs: Vec<Value> = messages
+                .iter()
+                .map(|m| template_message(m, text_calls))
+                .collect();
+            let mut ctx = Map::new();
+            ctx.insert("messages".into(), Value::Array(msgs));
+            if offered && template_tools {
+                ctx.insert(
+                    "tools".into(),
+                    Value::Array(req.tools.iter().map(Tool::openai_json).collect()),
+                );
+            }
+            ctx.insert("add_generation_prompt".into(), json!(true));
+            ctx.insert(
+                "bos_token".into(),
+                json!(profile.bos.clone().unwrap_or_default()),
+            );
+            ctx.insert(
+                "eos_token".into(),
+                json!(profile.eos.clone().unwrap_or_default()),
+            );
+            ctx.extend(vars);
+            template.render(&Value::Object(ctx)).map_err(|e| match e {
+                RenderError::Refused(_) => bad(e.to_string(), f.messages),
+                RenderError::Failed(_) => ApiError::Internal(e.to_string()),
+            })?
+        }
+        Renderer::Builtin => {
+            let msgs: Vec<crate::engine::ChatMessage> = messages
+                .iter()
+                .map(|m| {
+                    let v = template_message(m, true);
+                    crate::engine::ChatMessage {
+                        role: v["role"].as_str().unwrap_or("user").to_string(),
+                        content: v["content"].as_str().unwrap_or("").to_string(),
+                    }
+                })
+                .collect();
+            tok.apply_chat_template(&msgs, true)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        }
+    };
+    if let Some(p) = &prefill {
+        text.push_str(p);
+    }
+    let think_open = match profile.reasoning.markers {
+        ReasoningMarkers::Delimited(open, _) => text.trim_end().ends_with(open),
+        _ => false,
+    };
+
+    // The grammar: a forced call, structured output, or a lazy call.
+    let mut g = Grammar::new();
+    let calls = match dialect {
+        Some(d) => {
+            let cg = CallGrammar {
+                dialect: d,
+                mistral_args: source.contains("[ARGS]"),
+                tools: &req.tools,
+                parallel: req.parallel_tool_calls,
+            };
+            let forced = matches!(
+                req.tool_choice,
+                ToolChoice::Required | ToolChoice::Function(_)
+            );
+            let selected: Vec<Tool> = match &req.tool_choice {
+                ToolChoice::Function(n) => {
+                    req.tools.iter().filter(|t| &t.name == n).cloned().collect()
+                }
+                _ => req.tools.clone(),
+            };
+            let cg = CallGrammar {
+                tools: &selected,
+                ..cg
+            };
+            match cg.add(&mut g) {
+                Ok(rule) => Some((rule, forced, cg.triggers())),
+                Err(e) if forced || req.format != OutputFormat::Text => {
+                    return Err(bad(
+                        format!(
+                            "`{}` function `{}`: its `parameters` schema cannot be enforced: {}",
+                            f.tools, selected[e.tool].name, e.error
+                        ),
+                        f.tools,
+                    ))
+                }
+                // `auto` without structured output: the model may call
+                // freely, unchecked.
+                Err(_) => {
+                    g = Grammar::new();
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let answer = match &req.format {
+        OutputFormat::Text => None,
+        OutputFormat::JsonObject => {
+            let obj = g.primitive("object");
+            Some(obj)
+        }
+        OutputFormat::JsonSchema(schema) => {
+            let mut c = SchemaCompiler::new(schema);
+            Some(c.value(&mut g, schema, "", "answer").map_err(|e| {
+                bad(
+                    format!("`{}` schema cannot be enforced: {e}", f.format),
+                    f.format,
+                )
+            })?)
+        }
+    };
+    let think = match profile.reasoning.markers {
+        ReasoningMarkers::Delimited(open, close) if !disabled => Some((open, close)),
+        _ => None,
+    };
+    let grammar = match (calls, answer) {
+        (None, None) => None,
+        (Some((calls, forced, triggers)), None) => {
+            let root = with_think(&mut g, &calls, think, think_open, !forced);
+            g.set("root", root);
+            Some(GrammarSpec {
+                gbnf: g.render(),
+                triggers: if forced { Vec::new() } else { triggers },
+            })
+        }
+        (calls, Some(answer)) => {
+            let body = match calls {
+                Some((c, true, _)) => c,
+                Some((c, false, _)) => g.rule("answer-or-calls", format!("{answer} | {c}")),
+                None => answer,
+            };
+            let root = with_think(&mut g, &body, think, think_open, false);
+            g.set("root", root);
+            Some(GrammarSpec {
+                gbnf: g.render(),
+                triggers: Vec::new(),
+            })
+        }
+    };
+    if let Some(spec) = &grammar {
+        // Checked here, against this vocabulary, so the sampling rank never
+        // meets a grammar it cannot build.
+        tok.constraint(spec).map_err(|e| {
+            ApiError::Internal(format!("the request's grammar does not load: {e}"))
+        })?;
+    }
+
+    let parser = profile.parser(dialect, think_open);
+    let add_special = !profile
+        .bos
+        .as_deref()
+        .is_some_and(|b| !b.is_empty() && text.starts_with(b));
+    let prompt = tok
+        .tokenize(&text, add_special)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut sampling = sampling;
+    sampling.params.grammar = grammar;
+    let mut generation = finish(prompt, sampling, context_limit, f.messages)?;
+    generation.render_special = parser != ParserSpec::Plain;
+    Ok(PreparedChat { generation, parser })
+}
+
+/// `body` after an optional reasoning block (required to close when the
+/// prompt opened it); for a lazy grammar the body is all there is.
+fn with_think(
+    g: &mut Grammar,
+    body: &str,
+    think: Option<(&str, &str)>,
+    open: bool,
+    lazy: bool,
+) -> String {
+    let Some((o, c)) = think.filter(|_| !lazy) else {
+        return body.to_string();
+    };
+    let mut cs = c.chars();
+    let (c0, c1) = (cs.next().unwrap_or('<'), cs.next().unwrap_or('/'));
+    let class = |ch: char| match ch {
+        '^' | ']' | '\\' | '-' | '[' => format!("\\{ch}"),
+        ch => ch.to_string(),
+    };
+    let text = g.rule(
+        "think-text",
+        format!(
+            "([^{}] | {} [^{}])*",
+            class(c0),
+            literal(&c0.to_string()),
+            class(c1)
+        ),
+    );
+    let close = format!("{text} {} \"\\n\"{{0,2}}", literal(c));
+    let block = if open {
+        close
+    } else {
+        format!("({} {close})?", literal(o))
+    };
+    g.rule("answer-root", format!("{block} {body}"))
+}
+
+/// A message as chat templates expect it (OpenAI's shape, arguments as
+/// objects). `text_calls`: calls and tool results become text, for
+/// templates that do not write them.
+fn template_message(m: &Message, text_calls: bool) -> Value {
+    let mut v = Map::new();
+    let mut content = m.content.clone();
+    let mut role = m.role.as_str();
+    if text_calls {
+        if m.role == Role::Assistant {
+            for c in &m.tool_calls {
+                if !content.is_empty() {
+                    content.push('\n');
+                }
+                content.push_str(&call_text(c));
+            }
+        }
+        if m.role == Role::Tool {
+            role = "user";
+            content = result_text(&m.content);
+        }
+    } else if !m.tool_calls.is_empty() {
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let args: Value = serde_json::from_str(&c.arguments)
+                    .unwrap_or_else(|_| Value::String(c.arguments.clone()));
+                json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": args}})
+            })
+            .collect();
+        v.insert("tool_calls".into(), Value::Array(calls));
+    }
+    v.insert("role".into(), json!(role));
+    v.insert("content".into(), json!(content));
+    if let Some(r) = &m.reasoning {
+        v.insert("reasoning_content".into(), json!(r));
+    }
+    if !text_calls {
+        if let Some(id) = &m.tool_call_id {
+            v.insert("tool_call_id".into(), json!(id));
+        }
+        if let Some(n) = &m.name {
+            v.insert("name".into(), json!(n));
+        }
+    }
+    Value::Object(v)
+}
+
+/// Template variables for the request's reasoning options, refused with a
+/// 400 naming the card where the card does not allow them.
+fn thinking_vars(t: &Thinking, p: &Profile) -> Result<Map<String, Value>, ApiError> {
+    let id = &p.card.model_id;
+    let r = &p.reasoning;
+    let mut vars = Map::new();
+    if let Some((on, field)) = t.enable {
+        if !r.toggle {
+            return Err(bad(
+                format!(
+                    "`{field}` is not supported by this model: its card `{id}` does not set \
+                     `reasoning.supportsToggle: true`\n\nhint: leave `{field}` out"
+                ),
+                field,
+            ));
+        }
+        vars.insert("enable_thinking".into(), json!(on));
+        vars.insert("thinking".into(), json!(on));
+    }
+    if let Some((effort, field)) = t.effort {
+        let off = r.disabled_effort == Some(effort) || effort == ReasoningEffort::None;
+        let allowed = r.effort || (off && r.toggle);
+        if !allowed {
+            return Err(bad(
+                format!(
+                    "`{field}` is not supported by this model: its card `{id}` sets neither \
+                     `reasoning.supportsBudget: true` nor a `reasoning.defaultEffort`\n\nhint: leave `{field}` out"
+                ),
+                field,
+            ));
+        }
+        vars.insert("reasoning_effort".into(), json!(effort_name(effort)));
+        if off && r.toggle && !vars.contains_key("enable_thinking") {
+            vars.insert("enable_thinking".into(), json!(false));
+            vars.insert("thinking".into(), json!(false));
+        }
+    } else if let Some(d) = r.default_effort {
+        vars.insert("reasoning_effort".into(), json!(effort_name(d)));
+    }
+    Ok(vars)
+}
+
+fn thinking_disabled(t: &Thinking, p: &Profile) -> bool {
+    t.enable.is_some_and(|(on, _)| !on)
+        || t.effort.is_some_and(|(e, _)| {
+            e == ReasoningEffort::None || p.reasoning.disabled_effort == Some(e)
+        })
+}
