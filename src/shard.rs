@@ -655,9 +655,11 @@ impl Rank {
                     log(rank, format!("metrics on http://{}/metrics", m.addr));
                     let app = api::metrics_router(me.shared.metrics.clone(), m.api_key);
                     let stop = me.api_stop.clone();
-                    tokio::spawn(api::serve(listener, app, async move {
-                        stop.notified().await
-                    }));
+                    tokio::spawn(api::serve(
+                        listener,
+                        app,
+                        async move { stop.notified().await },
+                    ));
                 }
                 Err(e) => log(
                     rank,
@@ -1212,10 +1214,7 @@ impl EngineThread {
         };
         let finish = loop {
             // `pos` is where the next token goes.
-            let Sampled {
-                token: t,
-                logprobs,
-            } = match token.take() {
+            let Sampled { token: t, logprobs } = match token.take() {
                 Some(t) => t,
                 None => match self.await_token(seq, pos, &job.events)? {
                     Some(t) => t,

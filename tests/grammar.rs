@@ -31,7 +31,13 @@ fn tokenizer() -> Option<Arc<dyn Tokenizer>> {
         threads: 1,
         ..EngineOptions::default()
     };
-    let (_, tok) = skulk::engine::load(&path, 0..models::SMOLLM2_LAYERS, models::SMOLLM2_LAYERS, &opts).unwrap();
+    let (_, tok) = skulk::engine::load(
+        &path,
+        0..models::SMOLLM2_LAYERS,
+        models::SMOLLM2_LAYERS,
+        &opts,
+    )
+    .unwrap();
     Some(tok)
 }
 
@@ -68,10 +74,21 @@ fn sample(tok: &dyn Tokenizer, gbnf: &str, seed: u64) -> Option<String> {
     let mut bytes = Vec::new();
     for _ in 0..MAX_TOKENS {
         let logits: Vec<f32> = (0..N_VOCAB)
-            .map(|t| if tok.is_eog(t) { 30.0 } else { rng.unit() * 12.0 })
+            .map(|t| {
+                if tok.is_eog(t) {
+                    30.0
+                } else {
+                    rng.unit() * 12.0
+                }
+            })
             .collect();
         let t = s.next(&logits).token;
-        assert_ne!(t, NO_TOKEN, "the grammar allowed no token after {:?}", String::from_utf8_lossy(&bytes));
+        assert_ne!(
+            t,
+            NO_TOKEN,
+            "the grammar allowed no token after {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         if tok.is_eog(t) {
             return Some(String::from_utf8(bytes).expect("grammar output is UTF-8"));
         }
@@ -117,14 +134,24 @@ fn random_sampling_under_a_schema_grammar_always_validates() {
             let Some(text) = sample(&*tok, &gbnf, seed * 7919 + i as u64) else {
                 continue;
             };
-            let value: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("schema {i}, seed {seed}: not JSON ({e}): {text}\n{gbnf}"));
-            let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "schema {i}, seed {seed}: {text}\n{errors:?}");
+            let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("schema {i}, seed {seed}: not JSON ({e}): {text}\n{gbnf}")
+            });
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "schema {i}, seed {seed}: {text}\n{errors:?}"
+            );
             finished += 1;
         }
         eprintln!("schema {i}: {finished}/25 samples finished and validated");
-        assert!(finished >= 10, "schema {i}: only {finished} of 25 samples finished");
+        assert!(
+            finished >= 10,
+            "schema {i}: only {finished} of 25 samples finished"
+        );
     }
 }
 
@@ -149,11 +176,43 @@ fn forced_calls_parse_back_into_valid_arguments() {
     ];
     let validator = jsonschema::validator_for(&params).unwrap();
     for (dialect, syntax, mistral_args) in [
-        (ToolDialect::Hermes, ParserSpec::Marked { think: None, tools: Some(ToolSyntax::Hermes) }, false),
-        (ToolDialect::Llama3, ParserSpec::Marked { think: None, tools: Some(ToolSyntax::Llama3) }, false),
-        (ToolDialect::Mistral, ParserSpec::Marked { think: None, tools: Some(ToolSyntax::Mistral) }, false),
-        (ToolDialect::Mistral, ParserSpec::Marked { think: None, tools: Some(ToolSyntax::Mistral) }, true),
-        (ToolDialect::Harmony, ParserSpec::Harmony { tools: true }, false),
+        (
+            ToolDialect::Hermes,
+            ParserSpec::Marked {
+                think: None,
+                tools: Some(ToolSyntax::Hermes),
+            },
+            false,
+        ),
+        (
+            ToolDialect::Llama3,
+            ParserSpec::Marked {
+                think: None,
+                tools: Some(ToolSyntax::Llama3),
+            },
+            false,
+        ),
+        (
+            ToolDialect::Mistral,
+            ParserSpec::Marked {
+                think: None,
+                tools: Some(ToolSyntax::Mistral),
+            },
+            false,
+        ),
+        (
+            ToolDialect::Mistral,
+            ParserSpec::Marked {
+                think: None,
+                tools: Some(ToolSyntax::Mistral),
+            },
+            true,
+        ),
+        (
+            ToolDialect::Harmony,
+            ParserSpec::Harmony { tools: true },
+            false,
+        ),
     ] {
         let mut g = Grammar::new();
         let calls = CallGrammar {
@@ -168,7 +227,9 @@ fn forced_calls_parse_back_into_valid_arguments() {
         let gbnf = g.render();
         let mut parsed = 0;
         for seed in 1..=12u64 {
-            let Some(text) = sample(&*tok, &gbnf, seed) else { continue };
+            let Some(text) = sample(&*tok, &gbnf, seed) else {
+                continue;
+            };
             let mut p = OutputParser::new(syntax.clone());
             let mut deltas = p.push(&text);
             deltas.extend(p.finish());
@@ -184,8 +245,9 @@ fn forced_calls_parse_back_into_valid_arguments() {
             }
             assert!(!calls.is_empty(), "{dialect:?}: no call in {text:?}");
             for (name, args) in calls {
-                let v: Value = serde_json::from_str(&args)
-                    .unwrap_or_else(|e| panic!("{dialect:?}: arguments not JSON ({e}): {args} in {text:?}"));
+                let v: Value = serde_json::from_str(&args).unwrap_or_else(|e| {
+                    panic!("{dialect:?}: arguments not JSON ({e}): {args} in {text:?}")
+                });
                 match name.as_str() {
                     "get_weather" => assert!(validator.is_valid(&v), "{dialect:?}: {args}"),
                     "ping" => assert!(v.is_object(), "{dialect:?}: {args}"),
@@ -195,6 +257,9 @@ fn forced_calls_parse_back_into_valid_arguments() {
             parsed += 1;
         }
         eprintln!("{dialect:?} (mistral [ARGS]: {mistral_args}): {parsed}/12 samples parsed");
-        assert!(parsed >= 6, "{dialect:?}: only {parsed} of 12 samples finished");
+        assert!(
+            parsed >= 6,
+            "{dialect:?}: only {parsed} of 12 samples finished"
+        );
     }
 }

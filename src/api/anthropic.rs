@@ -16,7 +16,9 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::chat::{prepare, ChatRequest, Fields, Message, OutputFormat, Role, Thinking, ToolChoice};
+use super::chat::{
+    prepare, ChatRequest, Fields, Message, OutputFormat, Role, Thinking, ToolChoice,
+};
 use super::error::AnthropicError;
 use super::parse::Delta;
 use super::stream::{chat_events, collect, ChatEvent, ChatStream, Finish};
@@ -189,7 +191,10 @@ fn messages_of(req: &MessagesRequest) -> Result<Vec<Message>, ApiError> {
                 "redacted_thinking" if role == Role::Assistant => {}
                 "tool_use" if role == Role::Assistant => {
                     let (Some(id), Some(name)) = (&b.id, &b.name) else {
-                        return Err(bad(format!("`{at}` (tool_use) needs `id` and `name`"), "messages"));
+                        return Err(bad(
+                            format!("`{at}` (tool_use) needs `id` and `name`"),
+                            "messages",
+                        ));
                     };
                     msg.tool_calls.push(ToolCall {
                         id: id.clone(),
@@ -199,7 +204,10 @@ fn messages_of(req: &MessagesRequest) -> Result<Vec<Message>, ApiError> {
                 }
                 "tool_result" if role == Role::User => {
                     let Some(id) = &b.tool_use_id else {
-                        return Err(bad(format!("`{at}` (tool_result) needs `tool_use_id`"), "messages"));
+                        return Err(bad(
+                            format!("`{at}` (tool_result) needs `tool_use_id`"),
+                            "messages",
+                        ));
                     };
                     let mut text = match &b.content {
                         None => String::new(),
@@ -215,7 +223,10 @@ fn messages_of(req: &MessagesRequest) -> Result<Vec<Message>, ApiError> {
                 }
                 kind => {
                     return Err(bad(
-                        format!("`{at}` has type `{kind}`, which is not supported in a `{}` message", m.role),
+                        format!(
+                            "`{at}` has type `{kind}`, which is not supported in a `{}` message",
+                            m.role
+                        ),
                         "messages",
                     ))
                 }
@@ -255,13 +266,18 @@ fn chat_request(req: &MessagesRequest) -> Result<ChatRequest, ApiError> {
                 ("any", _) => ToolChoice::Required,
                 ("none", _) => ToolChoice::None,
                 ("tool", Some(n)) => ToolChoice::Function(n.clone()),
-                ("tool", None) => return Err(bad("`tool_choice` of type `tool` needs a `name`", "tool_choice")),
-                (other, _) => {
+                ("tool", None) => {
                     return Err(bad(
-                        format!("`tool_choice.type` is `{other}`; expected `auto`, `any`, `tool` or `none`"),
+                        "`tool_choice` of type `tool` needs a `name`",
                         "tool_choice",
                     ))
                 }
+                (other, _) => return Err(bad(
+                    format!(
+                        "`tool_choice.type` is `{other}`; expected `auto`, `any`, `tool` or `none`"
+                    ),
+                    "tool_choice",
+                )),
             };
             (choice, parallel)
         }
@@ -323,7 +339,11 @@ pub(super) async fn messages(
     };
     if let Some(t) = req.temperature {
         if !(0.0..=1.0).contains(&t) {
-            return Err(bad(format!("`temperature` is `{t}`; it must be between 0 and 1"), "temperature").into());
+            return Err(bad(
+                format!("`temperature` is `{t}`; it must be between 0 and 1"),
+                "temperature",
+            )
+            .into());
         }
     }
     let s = sampling(RawSampling {

@@ -152,7 +152,10 @@ pub fn prepare(
         && req.tools.is_empty()
     {
         return Err(bad(
-            format!("`{}` asks for a tool call but `{}` is empty", f.tool_choice, f.tools),
+            format!(
+                "`{}` asks for a tool call but `{}` is empty",
+                f.tool_choice, f.tools
+            ),
             f.tool_choice,
         ));
     }
@@ -388,9 +391,8 @@ pub fn prepare(
     if let Some(spec) = &grammar {
         // Checked here, against this vocabulary, so the sampling rank never
         // meets a grammar it cannot build.
-        tok.constraint(spec).map_err(|e| {
-            ApiError::Internal(format!("the request's grammar does not load: {e}"))
-        })?;
+        tok.constraint(spec)
+            .map_err(|e| ApiError::Internal(format!("the request's grammar does not load: {e}")))?;
     }
 
     let parser = profile.parser(dialect, think_open);
@@ -539,4 +541,213 @@ fn thinking_disabled(t: &Thinking, p: &Profile) -> bool {
         || t.effort.is_some_and(|(e, _)| {
             e == ReasoningEffort::None || p.reasoning.disabled_effort == Some(e)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::profile::CardChat;
+    use crate::api::validate::{sampling, RawSampling};
+    use crate::engine::{ChatMessage, Constraint, EngineError};
+
+    /// SmolLM2's template: it knows nothing of tools.
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    /// One token per byte, a Jinja template, a grammar check that accepts.
+    struct Bytes(Option<&'static str>);
+    impl Tokenizer for Bytes {
+        fn apply_chat_template(&self, m: &[ChatMessage], _: bool) -> Result<String, EngineError> {
+            Ok(m.iter()
+                .map(|m| format!("{}: {}\n", m.role, m.content))
+                .collect())
+        }
+        fn tokenize(&self, text: &str, _: bool) -> Result<Vec<i32>, EngineError> {
+            Ok(text.bytes().map(i32::from).collect())
+        }
+        fn token_to_piece(&self, t: i32) -> Vec<u8> {
+            vec![t as u8]
+        }
+        fn is_eog(&self, _: i32) -> bool {
+            false
+        }
+        fn chat_template(&self) -> Option<String> {
+            self.0.map(str::to_string)
+        }
+        fn constraint(&self, _: &GrammarSpec) -> Result<Box<dyn Constraint>, EngineError> {
+            struct All;
+            impl Constraint for All {
+                fn apply(&mut self, _: &mut [(i32, f32)]) {}
+                fn accept(&mut self, _: i32) {}
+            }
+            Ok(Box::new(All))
+        }
+    }
+
+    fn weather() -> Tool {
+        Tool {
+            name: "get_weather".into(),
+            description: Some("Weather".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        }
+    }
+
+    fn request(messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            messages,
+            tools: vec![],
+            tool_choice: ToolChoice::Auto,
+            parallel_tool_calls: true,
+            format: OutputFormat::Text,
+            thinking: Thinking::default(),
+            fields: Fields::OPENAI,
+        }
+    }
+
+    fn run(tok: &Bytes, req: ChatRequest) -> Result<(String, PreparedChat), ApiError> {
+        let profile = Profile::resolve(
+            CardChat {
+                model_id: "local/m".into(),
+                ..CardChat::default()
+            },
+            tok,
+        );
+        let s = sampling(RawSampling {
+            max_tokens: Some((8, "max_tokens")),
+            ..RawSampling::default()
+        })
+        .unwrap();
+        let p = prepare(req, s, &profile, tok, 4096)?;
+        let text =
+            String::from_utf8(p.generation.prompt.iter().map(|&t| t as u8).collect()).unwrap();
+        Ok((text, p))
+    }
+
+    fn user(text: &str) -> Message {
+        Message::new(Role::User, text)
+    }
+
+    #[test]
+    fn a_template_without_tools_gets_them_in_the_system_prompt() {
+        let tok = Bytes(Some(CHATML));
+        let mut req = request(vec![user("Weather in Paris?")]);
+        req.tools = vec![weather()];
+        let (text, p) = run(&tok, req).unwrap();
+        assert!(text.starts_with("<|im_start|>system\n# Tools\n"), "{text}");
+        assert!(text.contains("\"name\": \"get_weather\""), "{text}");
+        assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+        assert!(matches!(
+            p.parser,
+            ParserSpec::Marked {
+                tools: Some(crate::api::parse::ToolSyntax::Hermes),
+                ..
+            }
+        ));
+        // `auto`: a lazy grammar that wakes at `<tool_call>`.
+        let g = p.generation.params.grammar.unwrap();
+        assert_eq!(
+            g.triggers,
+            vec![r"[\s\S]*?(<tool_call>)[\s\S]*".to_string()]
+        );
+        assert!(g.gbnf.starts_with("root ::= calls\n"), "{}", g.gbnf);
+        assert!(p.generation.render_special);
+    }
+
+    #[test]
+    fn a_named_choice_forces_that_call() {
+        let tok = Bytes(Some(CHATML));
+        let mut req = request(vec![user("Weather?")]);
+        req.tools = vec![weather()];
+        req.tool_choice = ToolChoice::Function("get_weather".into());
+        req.parallel_tool_calls = false;
+        let (text, p) = run(&tok, req).unwrap();
+        assert!(text.contains("Call `get_weather` now."), "{text}");
+        let g = p.generation.params.grammar.unwrap();
+        assert!(g.triggers.is_empty());
+        assert!(g.gbnf.contains("\"\\\"get_weather\\\"\""), "{}", g.gbnf);
+    }
+
+    #[test]
+    fn bad_tool_requests_are_400s_naming_the_field() {
+        let tok = Bytes(Some(CHATML));
+        let mut req = request(vec![user("x")]);
+        req.tools = vec![weather()];
+        req.tool_choice = ToolChoice::Function("nope".into());
+        let e = run(&tok, req.clone()).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "tool_choice", "{e}");
+        req.tool_choice = ToolChoice::Required;
+        req.tools[0].parameters =
+            json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "x"}}});
+        let e = run(&tok, req.clone()).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "tools");
+        assert!(e.to_string().contains("`/properties/a/pattern`"), "{e}");
+        req.tools = vec![weather(), weather()];
+        assert!(run(&tok, req)
+            .unwrap_err()
+            .to_string()
+            .contains("two functions"));
+        let mut req = request(vec![user("x")]);
+        req.format = OutputFormat::JsonSchema(json!({"type": "string", "format": "email"}));
+        let e = run(&tok, req).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "response_format");
+        assert!(e.to_string().contains("`email`"), "{e}");
+    }
+
+    #[test]
+    fn reasoning_options_need_the_card() {
+        let tok = Bytes(Some(CHATML));
+        let mut req = request(vec![user("x")]);
+        req.thinking.enable = Some((true, "enable_thinking"));
+        let e = run(&tok, req).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "enable_thinking");
+        assert!(e.to_string().contains("card `local/m`"), "{e}");
+        assert!(e.to_string().contains("reasoning.supportsToggle"), "{e}");
+        let mut req = request(vec![user("x")]);
+        req.thinking.effort = Some((ReasoningEffort::High, "reasoning_effort"));
+        let e = run(&tok, req).unwrap_err();
+        assert!(e.to_string().contains("reasoning.defaultEffort"), "{e}");
+    }
+
+    #[test]
+    fn history_with_calls_becomes_text_for_a_template_without_tools() {
+        let tok = Bytes(Some(CHATML));
+        let mut call = Message::new(Role::Assistant, "");
+        call.tool_calls.push(ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into(),
+        });
+        let mut result = Message::new(Role::Tool, "18C");
+        result.tool_call_id = Some("call_1".into());
+        let (text, p) = run(&tok, request(vec![user("Weather?"), call, result])).unwrap();
+        assert!(text.contains("<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>"), "{text}");
+        assert!(
+            text.contains("<|im_start|>user\n<tool_response>\n18C\n</tool_response><|im_end|>"),
+            "{text}"
+        );
+        // No tools offered: plain text out.
+        assert_eq!(p.parser, ParserSpec::Plain);
+        assert!(p.generation.params.grammar.is_none());
+    }
+
+    #[test]
+    fn structured_output_is_a_grammar_and_a_trailing_assistant_turn_is_continued() {
+        let tok = Bytes(Some(CHATML));
+        let mut req = request(vec![user("x"), Message::new(Role::Assistant, "Sure: ")]);
+        req.format = OutputFormat::JsonObject;
+        let (text, p) = run(&tok, req).unwrap();
+        assert!(text.ends_with("<|im_start|>assistant\nSure: "), "{text}");
+        let g = p.generation.params.grammar.unwrap();
+        assert!(g.gbnf.starts_with("root ::= object\n"), "{}", g.gbnf);
+    }
+
+    #[test]
+    fn without_a_template_the_builtin_renders() {
+        let tok = Bytes(None);
+        let (text, _) = run(
+            &tok,
+            request(vec![Message::new(Role::System, "s"), user("u")]),
+        )
+        .unwrap();
+        assert_eq!(text, "system: s\nuser: u\n");
+    }
 }

@@ -116,7 +116,8 @@ impl RankMetrics {
             "histogram",
             "Time of this rank's forward passes over its layers (prefill chunks and decode steps).",
         );
-        self.forward.write(&mut out, "skulk_forward_seconds", &labels);
+        self.forward
+            .write(&mut out, "skulk_forward_seconds", &labels);
         family(
             &mut out,
             "skulk_ring_hop_seconds",
@@ -268,11 +269,15 @@ mod tests {
         m.request("/v1/messages", 400);
         m.tokens(10, 3);
         let text = m.render(2);
-        assert!(text.contains("skulk_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2\n"));
+        assert!(text
+            .contains("skulk_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2\n"));
         assert!(text.contains("skulk_requests_total{route=\"/v1/messages\",status=\"400\"} 1\n"));
         assert!(text.contains("skulk_prompt_tokens_total 10\n"));
         assert!(text.contains("skulk_generated_tokens_total 3\n"));
         assert!(text.contains("skulk_queue_depth 2\n"));
-        assert_eq!(text.matches("# TYPE skulk_requests_total counter").count(), 1);
+        assert_eq!(
+            text.matches("# TYPE skulk_requests_total counter").count(),
+            1
+        );
     }
 }

@@ -205,7 +205,10 @@ pub fn router(backend: Arc<dyn Backend>, cfg: ApiConfig) -> Router {
 
 /// A router serving only `/metrics` of `rank` (ranks other than 0).
 pub fn metrics_router(rank: Arc<RankMetrics>, api_key: Option<String>) -> Router {
-    async fn serve(State((rank, key)): State<(Arc<RankMetrics>, Option<String>)>, req: Request) -> Response {
+    async fn serve(
+        State((rank, key)): State<(Arc<RankMetrics>, Option<String>)>,
+        req: Request,
+    ) -> Response {
         if let Some(key) = &key {
             if !authorized(&req, key) {
                 return ApiError::Unauthorized.into_response();

@@ -21,7 +21,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::chat::{prepare, ChatRequest, Fields, Message, OutputFormat, Role, Thinking, ToolChoice};
+use super::chat::{
+    prepare, ChatRequest, Fields, Message, OutputFormat, Role, Thinking, ToolChoice,
+};
 use super::error::OllamaError;
 use super::parse::{Delta, ParserSpec};
 use super::profile::Renderer;
@@ -186,7 +188,10 @@ fn options_sampling(
         match o.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                bad(format!("`options.{name}` is `{v}`; expected a number"), &format!("options.{name}"))
+                bad(
+                    format!("`options.{name}` is `{v}`; expected a number"),
+                    &format!("options.{name}"),
+                )
             }),
         }
     };
@@ -194,7 +199,10 @@ fn options_sampling(
         match o.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v.as_i64().map(Some).ok_or_else(|| {
-                bad(format!("`options.{name}` is `{v}`; expected an integer"), &format!("options.{name}"))
+                bad(
+                    format!("`options.{name}` is `{v}`; expected an integer"),
+                    &format!("options.{name}"),
+                )
             }),
         }
     };
@@ -211,7 +219,12 @@ fn options_sampling(
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("`options.stop` must be a list of strings", "options.stop"))?,
-        Some(v) => return Err(bad(format!("`options.stop` is `{v}`; expected a list of strings"), "options.stop")),
+        Some(v) => {
+            return Err(bad(
+                format!("`options.stop` is `{v}`; expected a list of strings"),
+                "options.stop",
+            ))
+        }
     };
     sampling(RawSampling {
         prefix: "options.",
@@ -233,7 +246,10 @@ fn format_of(v: &Option<Value>) -> Result<OutputFormat, ApiError> {
         Some(Value::String(s)) if s.is_empty() => Ok(OutputFormat::Text),
         Some(Value::String(s)) if s == "json" => Ok(OutputFormat::JsonObject),
         Some(schema @ Value::Object(_)) => Ok(OutputFormat::JsonSchema(schema.clone())),
-        Some(other) => Err(bad(format!("`format` is `{other}`; expected `\"json\"` or a JSON schema"), "format")),
+        Some(other) => Err(bad(
+            format!("`format` is `{other}`; expected `\"json\"` or a JSON schema"),
+            "format",
+        )),
     }
 }
 
@@ -243,7 +259,12 @@ fn think_of(v: &Option<Value>) -> Result<Thinking, ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::Bool(on)) => t.enable = Some((*on, "think")),
         Some(Value::String(level)) => t.effort = Some((parse_effort(level, "think")?, "think")),
-        Some(other) => return Err(bad(format!("`think` is `{other}`; expected a boolean or `low`, `medium`, `high`"), "think")),
+        Some(other) => {
+            return Err(bad(
+                format!("`think` is `{other}`; expected a boolean or `low`, `medium`, `high`"),
+                "think",
+            ))
+        }
     }
     Ok(t)
 }
@@ -264,7 +285,10 @@ fn chat_request(body: &ChatBody) -> Result<ChatRequest, ApiError> {
             }
         };
         if m.images.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(bad(format!("`messages[{i}].images`: images are not supported"), "messages"));
+            return Err(bad(
+                format!("`messages[{i}].images`: images are not supported"),
+                "messages",
+            ));
         }
         let mut msg = Message::new(role, m.content.clone().unwrap_or_default());
         msg.reasoning = m.thinking.clone();
@@ -273,7 +297,12 @@ fn chat_request(body: &ChatBody) -> Result<ChatRequest, ApiError> {
             msg.tool_calls.push(ToolCall {
                 id: super::parse::new_call_id(),
                 name: c.function.name.clone(),
-                arguments: c.function.arguments.clone().unwrap_or_else(|| json!({})).to_string(),
+                arguments: c
+                    .function
+                    .arguments
+                    .clone()
+                    .unwrap_or_else(|| json!({}))
+                    .to_string(),
             });
         }
         messages.push(msg);
@@ -281,7 +310,10 @@ fn chat_request(body: &ChatBody) -> Result<ChatRequest, ApiError> {
     let mut tools = Vec::new();
     for (i, t) in body.tools.iter().flatten().enumerate() {
         if let Some(kind) = t.kind.as_deref().filter(|k| *k != "function") {
-            return Err(bad(format!("`tools[{i}].type` is `{kind}`; only `function` tools are supported"), "tools"));
+            return Err(bad(
+                format!("`tools[{i}].type` is `{kind}`; only `function` tools are supported"),
+                "tools",
+            ));
         }
         tools.push(Tool {
             name: t.function.name.clone(),
@@ -333,7 +365,11 @@ fn ns(d: std::time::Duration) -> u64 {
 }
 
 /// Ollama's timing and count fields of a final answer.
-fn stats(start: Instant, first: Option<Instant>, usage: &super::types::Usage) -> Map<String, Value> {
+fn stats(
+    start: Instant,
+    first: Option<Instant>,
+    usage: &super::types::Usage,
+) -> Map<String, Value> {
     let end = Instant::now();
     let first = first.unwrap_or(end);
     let mut m = Map::new();
@@ -393,7 +429,13 @@ fn ollama_logprob(e: &super::types::LogprobEntry) -> Value {
 }
 
 impl Lines {
-    fn line(&mut self, content: &str, thinking: Option<&str>, calls: Vec<Value>, done: bool) -> Value {
+    fn line(
+        &mut self,
+        content: &str,
+        thinking: Option<&str>,
+        calls: Vec<Value>,
+        done: bool,
+    ) -> Value {
         let mut v = json!({"model": self.model, "created_at": timestamp()});
         if !self.logprobs.is_empty() {
             v["logprobs"] = Value::Array(std::mem::take(&mut self.logprobs));
@@ -481,7 +523,12 @@ fn stream_lines(events: ChatStream, lines: Lines) -> Response {
 }
 
 /// A whole answer as one object.
-async fn whole(events: ChatStream, shape: Shape, model: String, start: Instant) -> Result<Response, OllamaError> {
+async fn whole(
+    events: ChatStream,
+    shape: Shape,
+    model: String,
+    start: Instant,
+) -> Result<Response, OllamaError> {
     let a = collect(events).await?;
     let mut lines = Lines {
         shape,
@@ -491,7 +538,11 @@ async fn whole(events: ChatStream, shape: Shape, model: String, start: Instant) 
         calls: Vec::new(),
         logprobs: a.logprobs.iter().map(ollama_logprob).collect(),
     };
-    let calls: Vec<Value> = a.calls.iter().map(|(_, n, args)| call_json(n, args)).collect();
+    let calls: Vec<Value> = a
+        .calls
+        .iter()
+        .map(|(_, n, args)| call_json(n, args))
+        .collect();
     let thinking = (!a.reasoning.is_empty()).then_some(a.reasoning.as_str());
     let mut v = lines.line(&a.content, thinking, calls, true);
     v["done_reason"] = json!(done_reason(a.finish.as_ref().unwrap_or(&Finish::Stop)));
@@ -507,8 +558,14 @@ pub(super) async fn chat(
 ) -> Result<Response, OllamaError> {
     let start = arrived();
     let body: ChatBody = parse(body)?;
-    let s = options_sampling(&body.options, logprobs_of(body.logprobs, body.top_logprobs)?)?;
-    let model = body.model.clone().unwrap_or_else(|| st.cfg.model_id.clone());
+    let s = options_sampling(
+        &body.options,
+        logprobs_of(body.logprobs, body.top_logprobs)?,
+    )?;
+    let model = body
+        .model
+        .clone()
+        .unwrap_or_else(|| st.cfg.model_id.clone());
     let stream = body.stream.unwrap_or(true);
     let req = chat_request(&body)?;
     let prepared = st
@@ -540,17 +597,35 @@ pub(super) async fn generate(
     let start = arrived();
     let body: GenerateBody = parse(body)?;
     for (set, name) in [
-        (body.suffix.as_deref().is_some_and(|s| !s.is_empty()), "suffix"),
-        (body.template.as_deref().is_some_and(|s| !s.is_empty()), "template"),
-        (body.images.as_ref().is_some_and(|v| !v.is_empty()), "images"),
-        (body.context.as_ref().is_some_and(|v| !v.is_empty()), "context"),
+        (
+            body.suffix.as_deref().is_some_and(|s| !s.is_empty()),
+            "suffix",
+        ),
+        (
+            body.template.as_deref().is_some_and(|s| !s.is_empty()),
+            "template",
+        ),
+        (
+            body.images.as_ref().is_some_and(|v| !v.is_empty()),
+            "images",
+        ),
+        (
+            body.context.as_ref().is_some_and(|v| !v.is_empty()),
+            "context",
+        ),
     ] {
         if set {
             return Err(bad(format!("`{name}` is not supported"), name).into());
         }
     }
-    let s = options_sampling(&body.options, logprobs_of(body.logprobs, body.top_logprobs)?)?;
-    let model = body.model.clone().unwrap_or_else(|| st.cfg.model_id.clone());
+    let s = options_sampling(
+        &body.options,
+        logprobs_of(body.logprobs, body.top_logprobs)?,
+    )?;
+    let model = body
+        .model
+        .clone()
+        .unwrap_or_else(|| st.cfg.model_id.clone());
     let stream = body.stream.unwrap_or(true);
     let prompt = body.prompt.clone().unwrap_or_default();
     if prompt.is_empty() {
@@ -617,7 +692,11 @@ pub(super) async fn generate(
 
 fn details(st: &AppState) -> Value {
     let c = &st.cfg.card;
-    let family = if c.family.is_empty() { "unknown" } else { c.family.as_str() };
+    let family = if c.family.is_empty() {
+        "unknown"
+    } else {
+        c.family.as_str()
+    };
     json!({
         "parent_model": "",
         "format": "gguf",

@@ -238,7 +238,11 @@ impl Render {
     }
 
     /// Log-probabilities waiting, as the chunk's field.
-    fn take_logprobs(&self, p: &mut Pending, text_len: usize) -> (Option<ChatLogprobs>, Option<CompletionLogprobs>) {
+    fn take_logprobs(
+        &self,
+        p: &mut Pending,
+        text_len: usize,
+    ) -> (Option<ChatLogprobs>, Option<CompletionLogprobs>) {
         if p.logprobs.is_empty() {
             p.offset += text_len;
             return (None, None);

@@ -102,7 +102,10 @@ enum State {
     Text,
     Think,
     /// Inside a tool-call region: `syntax`, text of the region so far.
-    Calls { syntax: Region, buf: String },
+    Calls {
+        syntax: Region,
+        buf: String,
+    },
     /// Harmony: the header of the next message, up to `<|message|>`.
     HHeader,
     /// Harmony: a message body of this kind.
@@ -148,10 +151,7 @@ pub struct OutputParser {
 impl OutputParser {
     pub fn new(spec: ParserSpec) -> OutputParser {
         let state = match &spec {
-            ParserSpec::Marked {
-                think: Some(t),
-                ..
-            } if t.starts_inside => State::Think,
+            ParserSpec::Marked { think: Some(t), .. } if t.starts_inside => State::Think,
             ParserSpec::Harmony { .. } => State::HHeader,
             _ => State::Text,
         };
@@ -612,7 +612,9 @@ impl ArgsSpan {
     fn text(&self, buf: &str, done: bool) -> String {
         if self.stringified {
             return match self.end {
-                Some(end) => serde_json::from_str::<String>(&buf[self.start..end]).unwrap_or_default(),
+                Some(end) => {
+                    serde_json::from_str::<String>(&buf[self.start..end]).unwrap_or_default()
+                }
                 None => String::new(),
             };
         }
@@ -805,7 +807,12 @@ fn skip_value(b: &[u8], i: usize) -> Result<Option<usize>, ()> {
     // A scalar (number, true, false, null) ends at a delimiter.
     let scalar = !matches!(b.get(i), Some(b'{' | b'[' | b'"'));
     if scalar {
-        while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | b';') {
+        while j < b.len()
+            && !matches!(
+                b[j],
+                b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | b';'
+            )
+        {
             if !(b[j].is_ascii_alphanumeric() || matches!(b[j], b'-' | b'+' | b'.')) {
                 return Err(());
             }
@@ -894,7 +901,11 @@ mod tests {
     fn check(spec: ParserSpec, text: &str) -> (String, String, Vec<(String, String)>) {
         let whole = parse(spec.clone(), text, text.len().max(1));
         for step in [1, 2, 3, 5, 7, 13] {
-            assert_eq!(parse(spec.clone(), text, step), whole, "step {step} of {text:?}");
+            assert_eq!(
+                parse(spec.clone(), text, step),
+                whole,
+                "step {step} of {text:?}"
+            );
         }
         whole
     }
@@ -921,7 +932,10 @@ mod tests {
         assert_eq!(
             calls,
             vec![
-                ("get_weather".into(), "{\"city\": \"Paris\", \"days\": [1, 2]}".into()),
+                (
+                    "get_weather".into(),
+                    "{\"city\": \"Paris\", \"days\": [1, 2]}".into()
+                ),
                 ("get_time".into(), "{}".into())
             ]
         );
@@ -976,7 +990,10 @@ mod tests {
         assert!(calls.is_empty());
         assert_eq!(c, "{\"answer\": 42}");
         // Text first: no call parsing of later braces.
-        let (c, _, calls) = check(marked(false, Some(ToolSyntax::Llama3)), "Sure: {\"name\": \"x\", \"parameters\": {}}");
+        let (c, _, calls) = check(
+            marked(false, Some(ToolSyntax::Llama3)),
+            "Sure: {\"name\": \"x\", \"parameters\": {}}",
+        );
         assert!(calls.is_empty());
         assert_eq!(c, "Sure: {\"name\": \"x\", \"parameters\": {}}");
     }
@@ -990,7 +1007,10 @@ mod tests {
         assert_eq!(c, "");
         assert_eq!(
             calls,
-            vec![("a".into(), "{\"k\": [1]}".into()), ("b".into(), "{}".into())]
+            vec![
+                ("a".into(), "{\"k\": [1]}".into()),
+                ("b".into(), "{}".into())
+            ]
         );
         let (_, _, calls) = check(
             marked(false, Some(ToolSyntax::Mistral)),
@@ -998,7 +1018,10 @@ mod tests {
         );
         assert_eq!(
             calls,
-            vec![("get_weather".into(), "{\"city\": \"Oslo\"}".into()), ("get_time".into(), "{}".into())]
+            vec![
+                ("get_weather".into(), "{\"city\": \"Oslo\"}".into()),
+                ("get_time".into(), "{}".into())
+            ]
         );
     }
 
@@ -1010,7 +1033,10 @@ mod tests {
         );
         assert_eq!(r, "User wants weather.");
         assert_eq!(c, "");
-        assert_eq!(calls, vec![("get_weather".into(), "{\"city\":\"SF\"}".into())]);
+        assert_eq!(
+            calls,
+            vec![("get_weather".into(), "{\"city\":\"SF\"}".into())]
+        );
         let (c, r, calls) = check(
             ParserSpec::Harmony { tools: false },
             "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Hello!<|return|>",

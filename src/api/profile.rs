@@ -191,7 +191,8 @@ impl Profile {
     /// reasons (`think_open`: the prompt ends inside a reasoning block), tool
     /// syntax when tools were offered.
     pub fn parser(&self, tools: Option<ToolDialect>, think_open: bool) -> ParserSpec {
-        if tools == Some(ToolDialect::Harmony) || self.reasoning.markers == ReasoningMarkers::Channel
+        if tools == Some(ToolDialect::Harmony)
+            || self.reasoning.markers == ReasoningMarkers::Channel
         {
             return ParserSpec::Harmony {
                 tools: tools.is_some(),
@@ -230,9 +231,7 @@ fn probe(t: &ChatTemplate, bos: Option<&str>, eos: Option<&str>) -> (bool, bool)
         "bos_token": bos.unwrap_or(""),
         "eos_token": eos.unwrap_or(""),
     });
-    let tools = t
-        .render(&vars)
-        .is_ok_and(|out| out.contains(PROBE_TOOL));
+    let tools = t.render(&vars).is_ok_and(|out| out.contains(PROBE_TOOL));
     let vars = serde_json::json!({
         "messages": [
             {"role": "user", "content": "hi"},
@@ -245,9 +244,7 @@ fn probe(t: &ChatTemplate, bos: Option<&str>, eos: Option<&str>) -> (bool, bool)
         "bos_token": bos.unwrap_or(""),
         "eos_token": eos.unwrap_or(""),
     });
-    let calls = t
-        .render(&vars)
-        .is_ok_and(|out| out.contains(PROBE_CALL));
+    let calls = t.render(&vars).is_ok_and(|out| out.contains(PROBE_CALL));
     (tools, calls)
 }
 
@@ -260,7 +257,9 @@ fn enum_name<T: serde::Serialize>(v: &T) -> String {
 
 fn family_is(card: &CardChat, names: &[&str]) -> bool {
     let f = card.family.to_ascii_lowercase().replace('_', "-");
-    names.iter().any(|n| f == *n || f.starts_with(&format!("{n}-")))
+    names
+        .iter()
+        .any(|n| f == *n || f.starts_with(&format!("{n}-")))
 }
 
 fn tool_dialect(card: &CardChat, source: &str) -> Result<ToolDialect, String> {
@@ -345,13 +344,11 @@ fn reasoning_profile(card: &CardChat, source: &str) -> ReasoningProfile {
         }
         None => ReasoningMarkers::None,
     };
-    let default_effort = r
-        .default_effort
-        .or(if gpt_oss && card.reasoning.is_none() {
-            Some(ReasoningEffort::Medium)
-        } else {
-            None
-        });
+    let default_effort = r.default_effort.or(if gpt_oss && card.reasoning.is_none() {
+        Some(ReasoningEffort::Medium)
+    } else {
+        None
+    });
     ReasoningProfile {
         markers,
         toggle: r
@@ -383,25 +380,36 @@ mod tests {
     #[test]
     fn the_card_wins_then_the_family_then_the_template() {
         let mut c = card("llama");
-        assert_eq!(tool_dialect(&c, "{{ '<|python_tag|>' }}"), Ok(ToolDialect::Llama3));
+        assert_eq!(
+            tool_dialect(&c, "{{ '<|python_tag|>' }}"),
+            Ok(ToolDialect::Llama3)
+        );
         assert_eq!(tool_dialect(&c, "plain"), Ok(ToolDialect::Hermes));
         c.tooling = Some(ToolingCardConfig {
             tool_call_format: Some(ToolCallFormat::GptOss),
             ..Default::default()
         });
-        assert_eq!(tool_dialect(&c, "{{ '<|python_tag|>' }}"), Ok(ToolDialect::Harmony));
+        assert_eq!(
+            tool_dialect(&c, "{{ '<|python_tag|>' }}"),
+            Ok(ToolDialect::Harmony)
+        );
         assert_eq!(tool_dialect(&card("gpt-oss"), ""), Ok(ToolDialect::Harmony));
         c.tooling = Some(ToolingCardConfig {
             tool_call_format: Some(ToolCallFormat::Dsml),
             ..Default::default()
         });
         let e = tool_dialect(&c, "").unwrap_err();
-        assert!(e.contains("`org/m`") && e.contains("`tooling.toolCallFormat: dsml`"), "{e}");
+        assert!(
+            e.contains("`org/m`") && e.contains("`tooling.toolCallFormat: dsml`"),
+            "{e}"
+        );
         c.tooling = Some(ToolingCardConfig {
             supports_tool_calling: Some(false),
             ..Default::default()
         });
-        assert!(tool_dialect(&c, "").unwrap_err().contains("supportsToolCalling: false"));
+        assert!(tool_dialect(&c, "")
+            .unwrap_err()
+            .contains("supportsToolCalling: false"));
     }
 
     #[test]
@@ -410,7 +418,10 @@ mod tests {
         assert_eq!(r.markers, ReasoningMarkers::None);
         assert!(!r.toggle && !r.effort);
         let r = reasoning_profile(&card("qwen"), "{% if enable_thinking %}<think>{% endif %}");
-        assert_eq!(r.markers, ReasoningMarkers::Delimited("<think>", "</think>"));
+        assert_eq!(
+            r.markers,
+            ReasoningMarkers::Delimited("<think>", "</think>")
+        );
         assert!(r.toggle);
         let r = reasoning_profile(&card("gpt-oss"), "");
         assert_eq!(r.markers, ReasoningMarkers::Channel);

@@ -314,7 +314,10 @@ impl<'a> SchemaCompiler<'a> {
         check_keywords(obj, pointer)?;
 
         if let Some(r) = obj.get("$ref") {
-            if obj.keys().any(|k| !ANNOTATIONS.contains(&k.as_str()) && k != "$ref") {
+            if obj
+                .keys()
+                .any(|k| !ANNOTATIONS.contains(&k.as_str()) && k != "$ref")
+            {
                 return Err(SchemaError::new(
                     pointer,
                     "`$ref` next to other constraining keywords is not supported",
@@ -613,16 +616,18 @@ impl<'a> SchemaCompiler<'a> {
             let body = if parts.is_empty() {
                 "\"[\" space \"]\" space".to_string()
             } else {
-                format!(
-                    "\"[\" space {} \"]\" space",
-                    parts.join(" \",\" space ")
-                )
+                format!("\"[\" space {} \"]\" space", parts.join(" \",\" space "))
             };
             return Ok(g.rule(&format!("{hint}-tuple"), body));
         }
         let item = match obj.get("items") {
             None => g.primitive("value"),
-            Some(items) => self.value(g, items, &format!("{pointer}/items"), &format!("{hint}-item"))?,
+            Some(items) => self.value(
+                g,
+                items,
+                &format!("{pointer}/items"),
+                &format!("{hint}-item"),
+            )?,
         };
         let body = match (min, max) {
             (0, Some(0)) => "\"[\" space \"]\" space".to_string(),
@@ -710,10 +715,7 @@ impl<'a> SchemaCompiler<'a> {
                 ));
             }
             g.primitive("string");
-            let kv = g.rule(
-                &format!("{hint}-kv"),
-                format!("string \":\" space {value}"),
-            );
+            let kv = g.rule(&format!("{hint}-kv"), format!("string \":\" space {value}"));
             return Ok(g.rule(
                 hint,
                 format!("\"{{\" space ( {kv} (\",\" space {kv})* )? \"}}\" space"),
@@ -878,9 +880,9 @@ fn repetition(min: u64, max: Option<u64>) -> String {
 fn string_format(g: &mut Grammar, format: &str, pointer: &str) -> Result<String, SchemaError> {
     g.primitive("space");
     // Days stop at 28 so that every date the grammar writes exists.
-    const DATE: &str = r#"[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])"#;
-    const TIME: &str =
-        r#"([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9])"#;
+    const DATE: &str =
+        r#"[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])"#;
+    const TIME: &str = r#"([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9])"#;
     let (name, body) = match format {
         "date" => ("date", format!("\"\\\"\" {DATE} \"\\\"\" space")),
         "time" => ("time", format!("\"\\\"\" {TIME} \"\\\"\" space")),
@@ -1016,7 +1018,10 @@ pub fn int_range(lo: Option<i64>, hi: Option<i64>) -> String {
         let mag_lo = hi.map_or(1, |h| if h < 0 { -h } else { 1 }).max(1);
         let mag_hi = lo.map(|l| -l);
         if mag_hi.map_or(true, |m| m >= mag_lo) {
-            alts.push(format!("\"-\" ({})", nonneg_range(mag_lo as u64, mag_hi.map(|m| m as u64))));
+            alts.push(format!(
+                "\"-\" ({})",
+                nonneg_range(mag_lo as u64, mag_hi.map(|m| m as u64))
+            ));
         }
     }
     if !neg_hi || hi.is_none() {
@@ -1039,8 +1044,16 @@ fn nonneg_range(lo: u64, hi: Option<u64>) -> String {
     };
     let mut alts = Vec::new();
     for len in lo_len..=hi_len {
-        let start = if len == lo_len { lo } else { 10u64.pow(len - 1) };
-        let end = if len == hi_len { hi } else { 10u64.pow(len) - 1 };
+        let start = if len == lo_len {
+            lo
+        } else {
+            10u64.pow(len - 1)
+        };
+        let end = if len == hi_len {
+            hi
+        } else {
+            10u64.pow(len) - 1
+        };
         if start > end {
             continue;
         }
@@ -1160,13 +1173,19 @@ mod tests {
         .unwrap();
         assert!(g.contains("root ::= node\n"), "{g}");
         assert!(g.contains("node ::= node-x\n"), "{g}");
-        assert!(g.contains("node-x-children-array ::= \"[\" space ( node (\",\" space node)* )?"), "{g}");
+        assert!(
+            g.contains("node-x-children-array ::= \"[\" space ( node (\",\" space node)* )?"),
+            "{g}"
+        );
     }
 
     #[test]
     fn enums_consts_and_nullable_types() {
         let g = schema_grammar(&json!({"enum": ["red", 1, null]})).unwrap();
-        assert!(g.contains(r#"root-value-enum ::= ("\"red\"" space) | ("1" space) | ("null" space)"#), "{g}");
+        assert!(
+            g.contains(r#"root-value-enum ::= ("\"red\"" space) | ("1" space) | ("null" space)"#),
+            "{g}"
+        );
         let g = schema_grammar(&json!({"type": ["string", "null"]})).unwrap();
         assert!(g.contains("root-value ::= string | null"), "{g}");
         let g = schema_grammar(&json!({"anyOf": [{"type": "integer"}, {"type": "null"}]})).unwrap();
@@ -1193,7 +1212,12 @@ mod tests {
             let re = regex_lite(&re);
             for n in -1500i64..=1500 {
                 let want = lo.map_or(true, |l| n >= l) && hi.map_or(true, |h| n <= h);
-                assert_eq!(re(&n.to_string()), want, "{n} in {lo:?}..={hi:?}: {}", int_range(lo, hi));
+                assert_eq!(
+                    re(&n.to_string()),
+                    want,
+                    "{n} in {lo:?}..={hi:?}: {}",
+                    int_range(lo, hi)
+                );
             }
         }
     }

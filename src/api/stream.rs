@@ -49,7 +49,10 @@ pub enum ChatEvent {
     Delta(Delta),
     /// Log-probabilities of generated tokens, in order.
     Logprobs(Vec<LogprobEntry>),
-    Done { finish: Finish, usage: Usage },
+    Done {
+        finish: Finish,
+        usage: Usage,
+    },
     Error(ApiError),
 }
 
@@ -149,7 +152,8 @@ impl State {
             // The backend dropped the stream without a result: it cut off a
             // consumer that read too slowly.
             None => {
-                self.queue.push_back(ChatEvent::Error(ApiError::SlowConsumer));
+                self.queue
+                    .push_back(ChatEvent::Error(ApiError::SlowConsumer));
                 self.ended = true;
             }
         }

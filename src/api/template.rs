@@ -65,14 +65,15 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| RenderError::Failed(describe(&e)))?;
-        t.render(Value::from(minijinja::value::Serde(vars))).map_err(|e| {
-            if e.kind() == ErrorKind::InvalidOperation {
-                if let Some(msg) = e.detail().and_then(|d| d.strip_prefix(RAISED)) {
-                    return RenderError::Refused(msg.to_string());
+        t.render(Value::from(minijinja::value::Serde(vars)))
+            .map_err(|e| {
+                if e.kind() == ErrorKind::InvalidOperation {
+                    if let Some(msg) = e.detail().and_then(|d| d.strip_prefix(RAISED)) {
+                        return RenderError::Refused(msg.to_string());
+                    }
                 }
-            }
-            RenderError::Failed(describe(&e))
-        })
+                RenderError::Failed(describe(&e))
+            })
     }
 }
 
@@ -106,7 +107,11 @@ fn tojson(value: Value, kwargs: minijinja::value::Kwargs) -> Result<Value, Error
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
     let mut json = serde_json::to_value(&value).map_err(|e| {
-        Error::new(ErrorKind::BadSerialization, "cannot write the value as JSON").with_source(e)
+        Error::new(
+            ErrorKind::BadSerialization,
+            "cannot write the value as JSON",
+        )
+        .with_source(e)
     })?;
     if sort_keys == Some(true) {
         json.sort_all_objects();
@@ -357,7 +362,10 @@ mod tests {
     fn tojson_indents_like_python() {
         let t = ChatTemplate::new("{{ x | tojson(indent=2) }}|{{ x | tojson }}").unwrap();
         let out = t.render(&json!({"x": {"b": [1, 2], "a": "é"}})).unwrap();
-        assert_eq!(out, "{\n  \"b\": [\n    1,\n    2\n  ],\n  \"a\": \"é\"\n}|{\"b\": [1, 2], \"a\": \"é\"}");
+        assert_eq!(
+            out,
+            "{\n  \"b\": [\n    1,\n    2\n  ],\n  \"a\": \"é\"\n}|{\"b\": [1, 2], \"a\": \"é\"}"
+        );
     }
 
     #[test]
@@ -365,7 +373,10 @@ mod tests {
         // 2024-02-29 13:05:09 UTC, a Thursday.
         let t = 1_709_211_909;
         assert_eq!(strftime("%d %b %Y", t), "29 Feb 2024");
-        assert_eq!(strftime("%A %B %e %H:%M:%S %j %y %%", t), "Thursday February 29 13:05:09 060 24 %");
+        assert_eq!(
+            strftime("%A %B %e %H:%M:%S %j %y %%", t),
+            "Thursday February 29 13:05:09 060 24 %"
+        );
         assert_eq!(strftime("%d %B %Y", 0), "01 January 1970");
     }
 }

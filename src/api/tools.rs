@@ -75,8 +75,8 @@ pub fn hermes_prompt(tools: &[Tool], must_call: Option<&str>) -> String {
 /// An earlier call written as the model writes it in `dialect`, for
 /// templates that do not write `tool_calls` themselves.
 pub fn call_text(call: &ToolCall) -> String {
-    let args: Value =
-        serde_json::from_str(&call.arguments).unwrap_or_else(|_| Value::String(call.arguments.clone()));
+    let args: Value = serde_json::from_str(&call.arguments)
+        .unwrap_or_else(|_| Value::String(call.arguments.clone()));
     format!(
         "<tool_call>\n{}\n</tool_call>",
         python_json(&json!({"name": call.name, "arguments": args}), None)
@@ -234,6 +234,9 @@ mod tests {
             name: "f".into(),
             arguments: "{\"a\":1}".into(),
         });
-        assert_eq!(c, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>");
+        assert_eq!(
+            c,
+            "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>"
+        );
     }
 }

@@ -207,7 +207,10 @@ pub fn finish(
 
 /// The OpenAI parameters shared by chat and completions. `logprobs` is the
 /// number of top tokens asked for, if any (each endpoint reads its own).
-fn openai_sampling(p: &CommonParams, logprobs: Option<u8>) -> Result<(Sampling, bool, bool), ApiError> {
+fn openai_sampling(
+    p: &CommonParams,
+    logprobs: Option<u8>,
+) -> Result<(Sampling, bool, bool), ApiError> {
     if let Some(n) = p.n {
         if n != 1 {
             return Err(ApiError::invalid(
@@ -239,8 +242,7 @@ fn openai_sampling(p: &CommonParams, logprobs: Option<u8>) -> Result<(Sampling, 
     })?;
     let stream = p.stream.unwrap_or(false);
     let include_usage = stream
-        && p
-            .stream_options
+        && p.stream_options
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
@@ -364,9 +366,7 @@ pub fn openai_response_format(v: Option<Value>) -> Result<OutputFormat, ApiError
                 .get("json_schema")
                 .and_then(|j| j.get("schema"))
                 .cloned()
-                .ok_or_else(|| {
-                    bad("`response_format.json_schema.schema` is missing".into())
-                })?;
+                .ok_or_else(|| bad("`response_format.json_schema.schema` is missing".into()))?;
             if !schema.is_object() && !schema.is_boolean() {
                 return Err(bad(
                     "`response_format.json_schema.schema` must be a JSON schema object".into(),
@@ -421,7 +421,10 @@ pub fn validate_chat(
     for (i, t) in req.tools.unwrap_or_default().into_iter().enumerate() {
         if t.kind != "function" {
             return Err(ApiError::invalid(
-                format!("`tools[{i}].type` is `{}`; only `function` tools are supported", t.kind),
+                format!(
+                    "`tools[{i}].type` is `{}`; only `function` tools are supported",
+                    t.kind
+                ),
                 "tools",
             ));
         }
@@ -558,8 +561,13 @@ mod tests {
 
     fn chat(json: serde_json::Value, limit: u32) -> Result<ValidRequest, ApiError> {
         let profile = Profile::resolve(super::super::CardChat::default(), &Bytes);
-        validate_chat(serde_json::from_value(json).unwrap(), &profile, &Bytes, limit)
-            .map(|v| v.request)
+        validate_chat(
+            serde_json::from_value(json).unwrap(),
+            &profile,
+            &Bytes,
+            limit,
+        )
+        .map(|v| v.request)
     }
 
     #[test]
@@ -636,10 +644,7 @@ mod tests {
             let e = chat(req, 100).unwrap_err();
             assert_eq!(e.status(), 400, "{field}");
             assert_eq!(e.body()["error"]["param"], field, "{field}: {e}");
-            assert!(
-                e.to_string().contains(&format!("`{field}")),
-                "{field}: {e}"
-            );
+            assert!(e.to_string().contains(&format!("`{field}")), "{field}: {e}");
         }
     }
 

@@ -541,7 +541,10 @@ impl Constraint for LlamaConstraint {
 
     fn accept(&mut self, token: i32) {
         let accepted = self.0.accept(token);
-        debug_assert!(accepted, "the sampler chose token {token}, which the grammar forbids");
+        debug_assert!(
+            accepted,
+            "the sampler chose token {token}, which the grammar forbids"
+        );
     }
 }
 

@@ -381,21 +381,21 @@ mod tests {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32).collect();
         for (t, k) in [(0.0, 0), (1.5, 0), (1.0, 5)] {
-            let mut s = Sampler::constrained(
-                &params(t, 0.9, k, 3),
-                Some(Box::new(Evens(seen.clone()))),
-            );
+            let mut s =
+                Sampler::constrained(&params(t, 0.9, k, 3), Some(Box::new(Evens(seen.clone()))));
             for _ in 0..50 {
                 let tok = s.next(&logits).token;
                 assert_eq!(tok % 2, 0, "{tok} at temperature {t}");
             }
         }
         // Greedy: the best even id (logit 6 at ids 6, 20, 34, ...; 6 first).
-        let mut s = Sampler::constrained(&params(0.0, 1.0, 0, 1), Some(Box::new(Evens(seen.clone()))));
+        let mut s =
+            Sampler::constrained(&params(0.0, 1.0, 0, 1), Some(Box::new(Evens(seen.clone()))));
         assert_eq!(s.next(&logits).token, 6);
         assert_eq!(seen.lock().unwrap().len(), 151);
         // Nothing allowed: no token, nothing accepted.
-        let mut s = Sampler::constrained(&params(0.7, 1.0, 0, 1), Some(Box::new(Evens(seen.clone()))));
+        let mut s =
+            Sampler::constrained(&params(0.7, 1.0, 0, 1), Some(Box::new(Evens(seen.clone()))));
         let odd_only = [f32::NEG_INFINITY, 2.0, f32::NEG_INFINITY];
         assert_eq!(s.next(&odd_only).token, NO_TOKEN);
         assert_eq!(seen.lock().unwrap().len(), 151);
@@ -421,10 +421,17 @@ mod tests {
         let s = Sampler::new(&p).next(&logits);
         let lp = s.logprobs.unwrap();
         assert!(lp.top.is_empty());
-        let want = if s.token == 0 { 0.75f32.ln() } else { 0.25f32.ln() };
+        let want = if s.token == 0 {
+            0.75f32.ln()
+        } else {
+            0.25f32.ln()
+        };
         assert!((lp.logprob - want).abs() < 1e-6);
         // Not asked for: none.
-        assert!(Sampler::new(&params(0.0, 1.0, 0, 1)).next(&logits).logprobs.is_none());
+        assert!(Sampler::new(&params(0.0, 1.0, 0, 1))
+            .next(&logits)
+            .logprobs
+            .is_none());
     }
 
     #[test]
