@@ -203,14 +203,15 @@ pub fn prepare(
     } else {
         None
     };
-    let (template_tools, template_calls, source) = match &profile.renderer {
+    let (template_tools, template_calls, string_args, source) = match &profile.renderer {
         Renderer::Jinja {
             tools,
             tool_calls,
+            string_args,
             source,
             ..
-        } => (*tools, *tool_calls, source.as_str()),
-        Renderer::Builtin => (false, false, ""),
+        } => (*tools, *tool_calls, *string_args, source.as_str()),
+        Renderer::Builtin => (false, false, false, ""),
     };
     // A template that cannot write tools gets them in the system prompt, in
     // skulk's Hermes convention.
@@ -251,7 +252,7 @@ pub fn prepare(
         Renderer::Jinja { template, .. } => {
             let msgs: Vec<Value> = messages
                 .iter()
-                .map(|m| template_message(m, text_calls))
+                .map(|m| template_message(m, text_calls, string_args))
                 .collect();
             let mut ctx = Map::new();
             ctx.insert("messages".into(), Value::Array(msgs));
@@ -280,7 +281,7 @@ pub fn prepare(
             let msgs: Vec<crate::engine::ChatMessage> = messages
                 .iter()
                 .map(|m| {
-                    let v = template_message(m, true);
+                    let v = template_message(m, true, false);
                     crate::engine::ChatMessage {
                         role: v["role"].as_str().unwrap_or("user").to_string(),
                         content: v["content"].as_str().unwrap_or("").to_string(),
@@ -446,10 +447,10 @@ fn with_think(
     g.rule("answer-root", format!("{block} {body}"))
 }
 
-/// A message as chat templates expect it (OpenAI's shape, arguments as
-/// objects). `text_calls`: calls and tool results become text, for
-/// templates that do not write them.
-fn template_message(m: &Message, text_calls: bool) -> Value {
+/// A message as chat templates expect it (OpenAI's shape; arguments as
+/// objects unless `string_args`). `text_calls`: calls and tool results
+/// become text, for templates that do not write them.
+fn template_message(m: &Message, text_calls: bool, string_args: bool) -> Value {
     let mut v = Map::new();
     let mut content = m.content.clone();
     let mut role = m.role.as_str();
@@ -471,8 +472,12 @@ fn template_message(m: &Message, text_calls: bool) -> Value {
             .tool_calls
             .iter()
             .map(|c| {
-                let args: Value = serde_json::from_str(&c.arguments)
-                    .unwrap_or_else(|_| Value::String(c.arguments.clone()));
+                let args: Value = if string_args {
+                    Value::String(c.arguments.clone())
+                } else {
+                    serde_json::from_str(&c.arguments)
+                        .unwrap_or_else(|_| Value::String(c.arguments.clone()))
+                };
                 json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": args}})
             })
             .collect();

@@ -101,6 +101,9 @@ pub enum Renderer {
         tools: bool,
         /// It writes assistant turns' `tool_calls`.
         tool_calls: bool,
+        /// It wants a call's `arguments` as JSON text, not as an object
+        /// (templates that concatenate them into the prompt).
+        string_args: bool,
         /// The source, for dialect detection.
         source: String,
     },
@@ -126,6 +129,7 @@ pub struct Profile {
 /// tools and tool calls.
 const PROBE_TOOL: &str = "skulk_probe_tool_7f3a";
 const PROBE_CALL: &str = "skulk_probe_call_7f3a";
+const PROBE_ARG: &str = "skulk_probe_arg_7f3a";
 
 impl Profile {
     pub fn resolve(card: CardChat, tok: &dyn Tokenizer) -> Profile {
@@ -153,11 +157,22 @@ impl Profile {
             }
             Some(source) => match ChatTemplate::new(&source) {
                 Ok(template) => {
-                    let (tools, tool_calls) = probe(&template, bos.as_deref(), eos.as_deref());
+                    let (mut tools, tool_calls, string_args) =
+                        probe(&template, bos.as_deref(), eos.as_deref());
+                    if tools && detect_dialect(&source).is_none() {
+                        notes.push(
+                            "the chat template writes tools, but in a call format skulk does not \
+                             parse; tools are described to the model in skulk's generic (Hermes) \
+                             convention instead"
+                                .into(),
+                        );
+                        tools = false;
+                    }
                     Renderer::Jinja {
                         template,
                         tools,
                         tool_calls,
+                        string_args,
                         source,
                     }
                 }
@@ -219,33 +234,39 @@ impl Profile {
     }
 }
 
-/// Whether the template writes the tools and the calls it is given (a
-/// render with made-up names, looked for in the output).
-fn probe(t: &ChatTemplate, bos: Option<&str>, eos: Option<&str>) -> (bool, bool) {
+/// Whether the template writes the tools and the calls it is given, and
+/// whether it wants a call's arguments as text (renders with made-up
+/// names, looked for in the output).
+fn probe(t: &ChatTemplate, bos: Option<&str>, eos: Option<&str>) -> (bool, bool, bool) {
     let tool = serde_json::json!({"type": "function", "function": {
         "name": PROBE_TOOL, "description": "probe", "parameters": {"type": "object", "properties": {}}}});
-    let vars = serde_json::json!({
-        "messages": [{"role": "user", "content": "hi"}],
-        "tools": [tool],
-        "add_generation_prompt": true,
-        "bos_token": bos.unwrap_or(""),
-        "eos_token": eos.unwrap_or(""),
-    });
-    let tools = t.render(&vars).is_ok_and(|out| out.contains(PROBE_TOOL));
-    let vars = serde_json::json!({
-        "messages": [
+    let render = |messages: serde_json::Value| {
+        t.render(&serde_json::json!({
+            "messages": messages,
+            "tools": [tool],
+            "add_generation_prompt": true,
+            "bos_token": bos.unwrap_or(""),
+            "eos_token": eos.unwrap_or(""),
+        }))
+        .unwrap_or_default()
+    };
+    let tools = render(serde_json::json!([{"role": "user", "content": "hi"}])).contains(PROBE_TOOL);
+    let with_args = |args: serde_json::Value| {
+        let out = render(serde_json::json!([
             {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "", "tool_calls": [{"id": "call_probe", "type": "function",
-                "function": {"name": PROBE_CALL, "arguments": {}}}]},
-            {"role": "tool", "tool_call_id": "call_probe", "content": "ok"},
-        ],
-        "tools": [tool],
-        "add_generation_prompt": true,
-        "bos_token": bos.unwrap_or(""),
-        "eos_token": eos.unwrap_or(""),
-    });
-    let calls = t.render(&vars).is_ok_and(|out| out.contains(PROBE_CALL));
-    (tools, calls)
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "call_probe_7f3a", "type": "function",
+                "function": {"name": PROBE_CALL, "arguments": args}}]},
+            {"role": "tool", "tool_call_id": "call_probe_7f3a", "content": "ok"},
+        ]));
+        out.contains(PROBE_CALL) && out.contains(PROBE_ARG)
+    };
+    if with_args(serde_json::json!({PROBE_ARG: 1})) {
+        (tools, true, false)
+    } else if with_args(serde_json::json!(format!("{{\"{PROBE_ARG}\": 1}}"))) {
+        (tools, true, true)
+    } else {
+        (tools, false, false)
+    }
 }
 
 fn enum_name<T: serde::Serialize>(v: &T) -> String {
@@ -304,21 +325,24 @@ fn tool_dialect(card: &CardChat, source: &str) -> Result<ToolDialect, String> {
     if family_is(card, &["gpt-oss", "gptoss"]) {
         return Ok(ToolDialect::Harmony);
     }
-    Ok(detect_dialect(source))
+    // A template without a known call format gets skulk's Hermes prompt.
+    Ok(detect_dialect(source).unwrap_or(ToolDialect::Hermes))
 }
 
-/// The dialect a chat template shows; Hermes when it shows none.
-pub fn detect_dialect(source: &str) -> ToolDialect {
+/// The call format a chat template shows, if it shows one skulk parses.
+pub fn detect_dialect(source: &str) -> Option<ToolDialect> {
     if source.contains("<|channel|>") {
-        ToolDialect::Harmony
+        Some(ToolDialect::Harmony)
     } else if source.contains("[TOOL_CALLS]") {
-        ToolDialect::Mistral
+        Some(ToolDialect::Mistral)
     } else if source.contains("<|python_tag|>")
         || (source.contains("ipython") && source.contains("\"parameters\""))
     {
-        ToolDialect::Llama3
+        Some(ToolDialect::Llama3)
+    } else if source.contains("<tool_call>") {
+        Some(ToolDialect::Hermes)
     } else {
-        ToolDialect::Hermes
+        None
     }
 }
 
@@ -410,6 +434,60 @@ mod tests {
         assert!(tool_dialect(&c, "")
             .unwrap_err()
             .contains("supportsToolCalling: false"));
+    }
+
+    /// Renders tools and concatenates call arguments as text (as DeepSeek's
+    /// templates do), in a format of its own (`<TOOLCALL>`).
+    const STRING_ARGS: &str = "{% for t in tools %}{{ t.function.name }}{% endfor %}\
+        {% for m in messages %}{% if m.tool_calls %}<TOOLCALL>{{ m.tool_calls[0].function.name + ' ' + m.tool_calls[0].function.arguments }}</TOOLCALL>\
+        {% else %}{{ m.role + ': ' + m.content }}{% endif %}{% endfor %}";
+
+    struct Tpl(&'static str);
+    impl Tokenizer for Tpl {
+        fn apply_chat_template(
+            &self,
+            _: &[crate::engine::ChatMessage],
+            _: bool,
+        ) -> Result<String, crate::engine::EngineError> {
+            Ok(String::new())
+        }
+        fn tokenize(&self, t: &str, _: bool) -> Result<Vec<i32>, crate::engine::EngineError> {
+            Ok(t.bytes().map(i32::from).collect())
+        }
+        fn token_to_piece(&self, t: i32) -> Vec<u8> {
+            vec![t as u8]
+        }
+        fn is_eog(&self, _: i32) -> bool {
+            false
+        }
+        fn chat_template(&self) -> Option<String> {
+            Some(self.0.to_string())
+        }
+    }
+
+    #[test]
+    fn the_probe_finds_what_a_template_writes() {
+        let p = Profile::resolve(card("x"), &Tpl(STRING_ARGS));
+        match &p.renderer {
+            Renderer::Jinja {
+                tools,
+                tool_calls,
+                string_args,
+                ..
+            } => {
+                // It writes tools, but in a format skulk does not parse: the
+                // generic prompt is used instead.
+                assert!(!tools);
+                assert!(*tool_calls && *string_args);
+            }
+            Renderer::Builtin => panic!("the template compiles"),
+        }
+        assert!(p.notes[0].contains("call format skulk does not parse"), "{:?}", p.notes);
+        let p = Profile::resolve(card("x"), &Tpl("{% for m in messages %}{{ m.content }}{% endfor %}"));
+        assert!(matches!(p.renderer, Renderer::Jinja { tools: false, tool_calls: false, .. }));
+        let p = Profile::resolve(card("x"), &Tpl("{% for m in messages %}"));
+        assert!(matches!(p.renderer, Renderer::Builtin));
+        assert!(p.notes[0].contains("does not compile"), "{:?}", p.notes);
     }
 
     #[test]
