@@ -75,6 +75,15 @@ pub struct CommonParams {
     /// Chat: a boolean; completions: the number of top tokens (0-5).
     #[serde(default)]
     pub logprobs: Option<Value>,
+    /// Not implemented: refused unless 0.
+    #[serde(default)]
+    pub frequency_penalty: Option<f64>,
+    /// Not implemented: refused unless 0.
+    #[serde(default)]
+    pub presence_penalty: Option<f64>,
+    /// Not implemented: refused unless empty.
+    #[serde(default)]
+    pub logit_bias: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -219,6 +219,23 @@ fn openai_sampling(
             ));
         }
     }
+    for (name, v) in [
+        ("frequency_penalty", p.frequency_penalty),
+        ("presence_penalty", p.presence_penalty),
+    ] {
+        if let Some(v) = v.filter(|v| *v != 0.0) {
+            return Err(ApiError::invalid(
+                format!("`{name}` is `{v}`; skulk does not implement it (leave it out or set 0)"),
+                name,
+            ));
+        }
+    }
+    if p.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+        return Err(ApiError::invalid(
+            "`logit_bias` is not supported (leave it out or send `{}`)",
+            "logit_bias",
+        ));
+    }
     let max_tokens = match (p.max_completion_tokens, p.max_tokens) {
         (Some(m), _) => Some((m, "max_completion_tokens")),
         (None, m) => m.map(|m| (m, "max_tokens")),
@@ -638,6 +655,8 @@ mod tests {
             ("tool_choice", serde_json::json!("sometimes")),
             ("response_format", serde_json::json!({"type": "yaml"})),
             ("chat_template_kwargs", serde_json::json!({"custom": 1})),
+            ("frequency_penalty", serde_json::json!(0.5)),
+            ("logit_bias", serde_json::json!({"42": 10})),
         ] {
             let mut req = serde_json::json!({"messages": [{"role": "user", "content": "hi"}]});
             req[field] = value;
