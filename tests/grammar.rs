@@ -19,7 +19,12 @@ use skulk::api::tools::{CallGrammar, Tool};
 use skulk::engine::{EngineOptions, GrammarSpec, Sampler, SamplingParams, Tokenizer, NO_TOKEN};
 
 /// Tokens per sample before giving up on it (random text can wander).
-const MAX_TOKENS: usize = 600;
+const MAX_TOKENS: usize = 120;
+
+/// Samples per grammar: each token of a random sample makes the grammar
+/// look at the whole vocabulary (a model's peaked distribution rarely
+/// does), so this is the test's cost.
+const SAMPLES: u64 = 4;
 
 /// SmolLM2's vocabulary size (its GGUF's `llama.vocab_size`).
 const N_VOCAB: i32 = 49152;
@@ -71,17 +76,21 @@ fn sample(tok: &dyn Tokenizer, gbnf: &str, seed: u64) -> Option<String> {
     };
     let mut s = Sampler::constrained(&params, Some(tok.constraint(&spec).unwrap()));
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // Ends of free text come sooner: `<` starts harmony's `<|end|>`.
+    let bonus: Vec<f32> = (0..N_VOCAB)
+        .map(|t| {
+            if tok.is_eog(t) {
+                30.0
+            } else if tok.token_to_piece_special(t).starts_with(b"<") {
+                8.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let mut bytes = Vec::new();
     for _ in 0..MAX_TOKENS {
-        let logits: Vec<f32> = (0..N_VOCAB)
-            .map(|t| {
-                if tok.is_eog(t) {
-                    30.0
-                } else {
-                    rng.unit() * 12.0
-                }
-            })
-            .collect();
+        let logits: Vec<f32> = bonus.iter().map(|b| b + rng.unit() * 12.0).collect();
         let t = s.next(&logits).token;
         assert_ne!(
             t,
@@ -94,16 +103,20 @@ fn sample(tok: &dyn Tokenizer, gbnf: &str, seed: u64) -> Option<String> {
         }
         bytes.extend(tok.token_to_piece_special(t));
     }
+    eprintln!(
+        "unfinished after {MAX_TOKENS} tokens: {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
     None
 }
 
 fn schemas() -> Vec<Value> {
     vec![
         json!({"type": "object", "properties": {
-            "name": {"type": "string", "maxLength": 12},
+            "name": {"type": "string", "maxLength": 8},
             "pets": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"$ref": "#/$defs/Pet"}},
             "address": {"type": "object", "properties": {
-                "city": {"type": "string", "maxLength": 10},
+                "city": {"type": "string", "maxLength": 8},
                 "country": {"enum": ["France", "Spain"]}}, "required": ["city", "country"]},
             "nickname": {"anyOf": [{"type": "string", "maxLength": 6}, {"type": "null"}]},
             "score": {"type": "number"},
@@ -130,7 +143,7 @@ fn random_sampling_under_a_schema_grammar_always_validates() {
         let gbnf = schema_grammar(schema).unwrap_or_else(|e| panic!("schema {i}: {e}"));
         let validator = jsonschema::validator_for(schema).unwrap();
         let mut finished = 0;
-        for seed in 1..=25u64 {
+        for seed in 1..=SAMPLES {
             let Some(text) = sample(&*tok, &gbnf, seed * 7919 + i as u64) else {
                 continue;
             };
@@ -147,10 +160,10 @@ fn random_sampling_under_a_schema_grammar_always_validates() {
             );
             finished += 1;
         }
-        eprintln!("schema {i}: {finished}/25 samples finished and validated");
+        eprintln!("schema {i}: {finished}/{SAMPLES} samples finished and validated");
         assert!(
-            finished >= 10,
-            "schema {i}: only {finished} of 25 samples finished"
+            finished >= SAMPLES / 2,
+            "schema {i}: only {finished} of {SAMPLES} samples finished"
         );
     }
 }
@@ -159,7 +172,7 @@ fn random_sampling_under_a_schema_grammar_always_validates() {
 fn forced_calls_parse_back_into_valid_arguments() {
     let Some(tok) = tokenizer() else { return };
     let params = json!({"type": "object", "properties": {
-        "city": {"type": "string", "maxLength": 15},
+        "city": {"type": "string", "maxLength": 8},
         "unit": {"enum": ["celsius", "fahrenheit"]},
         "days": {"type": "integer", "minimum": 1, "maximum": 7}}, "required": ["city", "unit"]});
     let tools = vec![
@@ -219,14 +232,14 @@ fn forced_calls_parse_back_into_valid_arguments() {
             dialect,
             mistral_args,
             tools: &tools,
-            parallel: true,
+            parallel: dialect == ToolDialect::Llama3,
         }
         .add(&mut g)
         .unwrap();
         g.set("root", calls);
         let gbnf = g.render();
         let mut parsed = 0;
-        for seed in 1..=12u64 {
+        for seed in 1..=SAMPLES {
             let Some(text) = sample(&*tok, &gbnf, seed) else {
                 continue;
             };
@@ -256,10 +269,12 @@ fn forced_calls_parse_back_into_valid_arguments() {
             }
             parsed += 1;
         }
-        eprintln!("{dialect:?} (mistral [ARGS]: {mistral_args}): {parsed}/12 samples parsed");
+        eprintln!(
+            "{dialect:?} (mistral [ARGS]: {mistral_args}): {parsed}/{SAMPLES} samples parsed"
+        );
         assert!(
-            parsed >= 6,
-            "{dialect:?}: only {parsed} of 12 samples finished"
+            parsed >= SAMPLES / 2,
+            "{dialect:?}: only {parsed} of {SAMPLES} samples finished"
         );
     }
 }

@@ -272,12 +272,14 @@ fn chat_request(req: &MessagesRequest) -> Result<ChatRequest, ApiError> {
                         "tool_choice",
                     ))
                 }
-                (other, _) => return Err(bad(
-                    format!(
+                (other, _) => {
+                    return Err(bad(
+                        format!(
                         "`tool_choice.type` is `{other}`; expected `auto`, `any`, `tool` or `none`"
                     ),
-                    "tool_choice",
-                )),
+                        "tool_choice",
+                    ))
+                }
             };
             (choice, parallel)
         }

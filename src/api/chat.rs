@@ -304,11 +304,13 @@ pub fn prepare(
     let mut g = Grammar::new();
     let calls = match dialect {
         Some(d) => {
+            // A named function is called once.
             let cg = CallGrammar {
                 dialect: d,
                 mistral_args: source.contains("[ARGS]"),
                 tools: &req.tools,
-                parallel: req.parallel_tool_calls,
+                parallel: req.parallel_tool_calls
+                    && !matches!(req.tool_choice, ToolChoice::Function(_)),
             };
             let forced = matches!(
                 req.tool_choice,
@@ -406,8 +408,11 @@ pub fn prepare(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut sampling = sampling;
     sampling.params.grammar = grammar;
+    let constrained = sampling.params.grammar.is_some();
     let mut generation = finish(prompt, sampling, context_limit, f.messages)?;
-    generation.render_special = parser != ParserSpec::Plain;
+    // The parser reads markers written as control tokens; and the client
+    // must see the very text the grammar saw.
+    generation.render_special = parser != ParserSpec::Plain || constrained;
     Ok(PreparedChat { generation, parser })
 }
 

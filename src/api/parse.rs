@@ -146,6 +146,8 @@ pub struct OutputParser {
     calls: Vec<(String, String, usize)>,
     /// Calls of the current region already complete (by region offset).
     region_calls_done: usize,
+    /// Whitespace between the answer text and a call region.
+    before_call: String,
 }
 
 impl OutputParser {
@@ -163,6 +165,7 @@ impl OutputParser {
             trim_next_content: false,
             calls: Vec::new(),
             region_calls_done: 0,
+            before_call: String::new(),
         }
     }
 
@@ -241,6 +244,10 @@ impl OutputParser {
     }
 
     fn content(&mut self, mut t: String, out: &mut Vec<Delta>) {
+        // Whitespace around calls is not an answer.
+        if !self.calls.is_empty() && t.trim().is_empty() {
+            return;
+        }
         if self.trim_next_content {
             let trimmed = t.trim_start();
             if trimmed.is_empty() {
@@ -297,8 +304,14 @@ impl OutputParser {
             .min_by_key(|(at, _, _)| *at);
         match found {
             Some((at, marker, region)) => {
-                let before: String = self.pending.drain(..at).collect();
+                let mut before: String = self.pending.drain(..at).collect();
                 self.pending.drain(..marker.len());
+                if region.is_some() {
+                    // Whitespace that only separates the text from a call
+                    // (given back if the call is not one).
+                    let keep = before.trim_end().len();
+                    self.before_call = before.split_off(keep);
+                }
                 self.content(before, out);
                 match region {
                     None => self.state = State::Think,
@@ -316,11 +329,20 @@ impl OutputParser {
                 let hold = if end {
                     0
                 } else {
-                    openers
+                    let marker = openers
                         .iter()
                         .map(|(m, _)| partial_suffix(&self.pending, m))
                         .max()
-                        .unwrap_or(0)
+                        .unwrap_or(0);
+                    // Trailing whitespace waits: it is dropped if a call
+                    // comes next.
+                    let rest = &self.pending[..self.pending.len() - marker];
+                    let ws = if self.tools().is_some() {
+                        rest.len() - rest.trim_end().len()
+                    } else {
+                        0
+                    };
+                    marker + ws
                 };
                 let cut = self.pending.len() - hold;
                 let t: String = self.pending.drain(..cut).collect();
@@ -385,6 +407,10 @@ impl OutputParser {
         let done = closed || end;
         let parsed = self.scan_region(syntax, &buf, done, out);
         if done {
+            if parsed {
+                self.trim_next_content = true;
+                self.before_call.clear();
+            }
             if !parsed {
                 // Not a call after all: the text was the answer.
                 let opener = match syntax {
@@ -392,7 +418,7 @@ impl OutputParser {
                     Region::Bare => "",
                     Region::Mistral => MISTRAL_CALLS,
                 };
-                let mut t = format!("{opener}{buf}");
+                let mut t = format!("{}{opener}{buf}", std::mem::take(&mut self.before_call));
                 if closed {
                     t.push_str(HERMES_CLOSE);
                 }
@@ -928,7 +954,7 @@ mod tests {
             "<think>Need the weather.</think>\n\nLet me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": [1, 2]}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>",
         );
         assert_eq!(r, "Need the weather.");
-        assert_eq!(c, "Let me check.\n\n");
+        assert_eq!(c, "Let me check.");
         assert_eq!(
             calls,
             vec![

@@ -482,9 +482,23 @@ mod tests {
             }
             Renderer::Builtin => panic!("the template compiles"),
         }
-        assert!(p.notes[0].contains("call format skulk does not parse"), "{:?}", p.notes);
-        let p = Profile::resolve(card("x"), &Tpl("{% for m in messages %}{{ m.content }}{% endfor %}"));
-        assert!(matches!(p.renderer, Renderer::Jinja { tools: false, tool_calls: false, .. }));
+        assert!(
+            p.notes[0].contains("call format skulk does not parse"),
+            "{:?}",
+            p.notes
+        );
+        let p = Profile::resolve(
+            card("x"),
+            &Tpl("{% for m in messages %}{{ m.content }}{% endfor %}"),
+        );
+        assert!(matches!(
+            p.renderer,
+            Renderer::Jinja {
+                tools: false,
+                tool_calls: false,
+                ..
+            }
+        ));
         let p = Profile::resolve(card("x"), &Tpl("{% for m in messages %}"));
         assert!(matches!(p.renderer, Renderer::Builtin));
         assert!(p.notes[0].contains("does not compile"), "{:?}", p.notes);

@@ -29,6 +29,11 @@ pub const MAX_REPETITION: u64 = 1024;
 /// converter): keeps a model from writing digits until `max_tokens`.
 const MAX_INTEGRAL_DIGITS: u32 = 16;
 
+/// Nesting of JSON without a schema (`json_object`, `{}`): a small model
+/// asked for any object can nest `{"a": {"a": ...` until its budget runs
+/// out; below this depth only scalars are written.
+pub const MAX_FREE_DEPTH: usize = 8;
+
 /// Largest absolute bound of an integer range the grammar spells out (15
 /// digits, within the digit cap above).
 const MAX_RANGE_BOUND: i64 = 999_999_999_999_999;
@@ -94,18 +99,6 @@ const PRIMITIVES: &[(&str, &str)] = &[
         "(\"-\"? integral-part) (\".\" decimal-part)? ([eE] [-+]? integral-part)? space",
     ),
     ("integer", "(\"-\"? integral-part) space"),
-    (
-        "value",
-        "object | array | string | number | boolean | null",
-    ),
-    (
-        "object",
-        "\"{\" space ( string \":\" space value (\",\" space string \":\" space value)* )? \"}\" space",
-    ),
-    (
-        "array",
-        "\"[\" space ( value (\",\" space value)* )? \"]\" space",
-    ),
 ];
 
 /// Builds one GBNF document from rules; names are unique, bodies shared.
@@ -123,25 +116,18 @@ impl Grammar {
     }
 
     /// The rule `name` of the shared JSON primitives (and what it needs).
+    /// `value`, `object` and `array` are any JSON, nested at most
+    /// [`MAX_FREE_DEPTH`] deep.
     pub fn primitive(&mut self, name: &str) -> String {
+        if matches!(name, "value" | "object" | "array") {
+            self.free_json();
+            return name.to_string();
+        }
         let deps: &[&str] = match name {
             "boolean" | "null" | "space" => &["space"],
             "char" => &[],
             "string" => &["space", "char"],
             "number" | "integer" => &["space", "integral-part", "decimal-part"],
-            "value" | "object" | "array" => &[
-                "space",
-                "char",
-                "string",
-                "integral-part",
-                "decimal-part",
-                "number",
-                "boolean",
-                "null",
-                "value",
-                "object",
-                "array",
-            ],
             _ => &[],
         };
         for d in deps.iter().chain(std::iter::once(&name)) {
@@ -155,6 +141,42 @@ impl Grammar {
             }
         }
         name.to_string()
+    }
+
+    /// `value`, `object`, `array` and their deeper levels.
+    fn free_json(&mut self) {
+        if self.by_name.contains_key("value") {
+            return;
+        }
+        for p in ["string", "number", "boolean", "null"] {
+            self.primitive(p);
+        }
+        let level = |kind: &str, d: usize| {
+            if d == 0 {
+                kind.to_string()
+            } else {
+                format!("{kind}-{d}")
+            }
+        };
+        for d in 0..=MAX_FREE_DEPTH {
+            let (v, o, a) = (level("value", d), level("object", d), level("array", d));
+            if d == MAX_FREE_DEPTH {
+                self.insert(&v, "string | number | boolean | null".into());
+                continue;
+            }
+            let inner = level("value", d + 1);
+            self.insert(&v, format!("{o} | {a} | string | number | boolean | null"));
+            self.insert(
+                &o,
+                format!(
+                    "\"{{\" space ( string \":\" space {inner} (\",\" space string \":\" space {inner})* )? \"}}\" space"
+                ),
+            );
+            self.insert(
+                &a,
+                format!("\"[\" space ( {inner} (\",\" space {inner})* )? \"]\" space"),
+            );
+        }
     }
 
     fn insert(&mut self, name: &str, body: String) {
@@ -205,9 +227,12 @@ impl Grammar {
         }
         // Keep names short enough to read in a log.
         base.truncate(48);
+        if reserved(&base) {
+            base.push_str("-x");
+        }
         let mut name = base.clone();
         let mut i = 1;
-        while self.by_name.contains_key(&name) || PRIMITIVES.iter().any(|(n, _)| *n == name) {
+        while self.by_name.contains_key(&name) || reserved(&name) {
             i += 1;
             name = format!("{base}-{i}");
         }
@@ -225,6 +250,20 @@ impl Grammar {
         }
         out
     }
+}
+
+/// Names of the shared rules, never given to a schema's rules.
+fn reserved(name: &str) -> bool {
+    if PRIMITIVES.iter().any(|(n, _)| *n == name) {
+        return true;
+    }
+    ["value", "object", "array"].iter().any(|k| {
+        name == *k
+            || name
+                .strip_prefix(k)
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|d| d.parse::<usize>().is_ok())
+    })
 }
 
 /// `text` as a GBNF string literal (quotes included).
@@ -686,7 +725,7 @@ impl<'a> SchemaCompiler<'a> {
                 ))
             }
         };
-        if !props.is_empty() {
+        if obj.contains_key("properties") {
             if let Some(r) = required.iter().find(|r| !props.contains_key(*r)) {
                 return Err(SchemaError::new(
                     &format!("{pointer}/required"),
@@ -694,8 +733,14 @@ impl<'a> SchemaCompiler<'a> {
                 ));
             }
         }
-        // A map (`Dict[str, X]`): no named properties, values of one schema.
-        if props.is_empty() {
+        // A map (`Dict[str, X]`): no `properties`, values of one schema.
+        // (`"properties": {}` without `additionalProperties` is written as
+        // `{}`: extra properties are never written, as below.)
+        let named = obj.contains_key("properties");
+        if !named
+            || (props.is_empty()
+                && matches!(obj.get("additionalProperties"), Some(Value::Object(_))))
+        {
             let value = match obj.get("additionalProperties") {
                 None | Some(Value::Bool(true)) => g.primitive("value"),
                 Some(Value::Bool(false)) => {
@@ -722,7 +767,7 @@ impl<'a> SchemaCompiler<'a> {
             ));
         }
         if let Some(extra) = obj.get("additionalProperties") {
-            if !matches!(extra, Value::Bool(_)) {
+            if !matches!(extra, Value::Bool(_)) && !props.is_empty() {
                 return Err(SchemaError::new(
                     &format!("{pointer}/additionalProperties"),
                     "`additionalProperties` as a schema next to `properties` is not supported",
@@ -1180,6 +1225,51 @@ mod tests {
     }
 
     #[test]
+    fn schema_rules_never_take_the_shared_names() {
+        let g = schema_grammar(&json!({"$defs": {"object": {"type": "object"}, "value-2": {"type": "integer"}},
+            "type": "object", "properties": {"a": {"$ref": "#/$defs/object"}, "b": {"$ref": "#/$defs/value-2"}}})).unwrap();
+        let names: Vec<&str> = g
+            .lines()
+            .map(|l| l.split(" ::= ").next().unwrap())
+            .collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{g}");
+        assert!(
+            names.contains(&"object-x")
+                || names
+                    .iter()
+                    .any(|n| n.starts_with("object-") && n.parse::<usize>().is_err()),
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn objects_without_named_properties() {
+        // No `properties`: any object.
+        let g = schema_grammar(&json!({"type": "object"})).unwrap();
+        assert!(
+            g.contains("root-value-kv ::= string \":\" space value"),
+            "{g}"
+        );
+        // Empty `properties`: extra properties are never written.
+        let g = schema_grammar(&json!({"type": "object", "properties": {}})).unwrap();
+        assert!(g.contains("root-value ::= \"{\" space \"}\" space"), "{g}");
+        let e = schema_grammar(&json!({"type": "object", "properties": {}, "required": ["a"]}))
+            .unwrap_err();
+        assert!(e.what.contains("`a`"), "{e}");
+        // A map of integers.
+        let g =
+            schema_grammar(&json!({"type": "object", "additionalProperties": {"type": "integer"}}))
+                .unwrap();
+        assert!(
+            g.contains("root-value-kv ::= string \":\" space integer"),
+            "{g}"
+        );
+    }
+
+    #[test]
     fn enums_consts_and_nullable_types() {
         let g = schema_grammar(&json!({"enum": ["red", 1, null]})).unwrap();
         assert!(
@@ -1261,5 +1351,13 @@ mod tests {
         let g = json_object_grammar();
         assert!(g.starts_with("root ::= object\n"), "{g}");
         assert!(g.contains("value ::= object | array | string | number | boolean | null"));
+        assert!(
+            g.contains("object-7 ::= \"{\" space ( string \":\" space value-8"),
+            "{g}"
+        );
+        assert!(
+            g.contains("value-8 ::= string | number | boolean | null"),
+            "{g}"
+        );
     }
 }

@@ -501,8 +501,9 @@ pub struct GrammarMask {
     ptr: NonNull<sys::llama_sampler>,
     model: Arc<Model>,
     scratch: Vec<sys::llama_token_data>,
-    /// Tokens the last `apply` allowed (sorted), the only ones `accept` passes on.
-    allowed: Vec<i32>,
+    /// Bit per vocabulary id: the last `apply` allowed it; the only ids
+    /// `accept` passes on.
+    allowed: Vec<u64>,
 }
 
 // SAFETY: the sampler is owned by this value alone and used from one thread
@@ -547,11 +548,12 @@ impl GrammarMask {
         };
         let ptr = NonNull::new(raw)
             .ok_or_else(|| errors_since(mark, "llama.cpp could not parse the grammar"))?;
+        let words = model.n_vocab().div_ceil(64);
         Ok(GrammarMask {
             ptr,
             model,
             scratch: Vec::new(),
-            allowed: Vec::new(),
+            allowed: vec![0; words],
         })
     }
 
@@ -573,7 +575,7 @@ impl GrammarMask {
         // SAFETY: live sampler; `arr` points into `scratch`, alive for the
         // call, with its real length; every id is in the vocabulary.
         unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut arr) };
-        self.allowed.clear();
+        self.allowed.fill(0);
         let mut j = 0;
         for c in candidates.iter_mut() {
             if !self.model.valid_token(c.0) {
@@ -586,22 +588,26 @@ impl GrammarMask {
             if d.logit == f32::NEG_INFINITY {
                 c.1 = f32::NEG_INFINITY;
             } else {
-                self.allowed.push(c.0);
+                let t = c.0 as usize;
+                self.allowed[t / 64] |= 1 << (t % 64);
             }
         }
-        self.allowed.sort_unstable();
     }
 
     /// Advances the grammar past `token`. Returns false (and leaves the
     /// grammar as it was) for a token the last `apply` did not allow.
     pub fn accept(&mut self, token: i32) -> bool {
-        if self.allowed.binary_search(&token).is_err() {
+        let allowed = self.model.valid_token(token) && {
+            let t = token as usize;
+            self.allowed[t / 64] & (1 << (t % 64)) != 0
+        };
+        if !allowed {
             return false;
         }
         // SAFETY: live sampler; the token was allowed by the grammar's own
         // mask for its current state, so accepting it cannot throw.
         unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
-        self.allowed.clear();
+        self.allowed.fill(0);
         true
     }
 }
