@@ -40,6 +40,9 @@ _skulk() {
             skulk,logs)
                 cmd="skulk__subcmd__logs"
                 ;;
+            skulk,model)
+                cmd="skulk__subcmd__model"
+                ;;
             skulk,plan)
                 cmd="skulk__subcmd__plan"
                 ;;
@@ -91,6 +94,9 @@ _skulk() {
             skulk__subcmd__help,logs)
                 cmd="skulk__subcmd__help__subcmd__logs"
                 ;;
+            skulk__subcmd__help,model)
+                cmd="skulk__subcmd__help__subcmd__model"
+                ;;
             skulk__subcmd__help,plan)
                 cmd="skulk__subcmd__help__subcmd__plan"
                 ;;
@@ -112,6 +118,9 @@ _skulk() {
             skulk__subcmd__help__subcmd__inventory,probe)
                 cmd="skulk__subcmd__help__subcmd__inventory__subcmd__probe"
                 ;;
+            skulk__subcmd__help__subcmd__model,add)
+                cmd="skulk__subcmd__help__subcmd__model__subcmd__add"
+                ;;
             skulk__subcmd__inventory,help)
                 cmd="skulk__subcmd__inventory__subcmd__help"
                 ;;
@@ -124,6 +133,18 @@ _skulk() {
             skulk__subcmd__inventory__subcmd__help,probe)
                 cmd="skulk__subcmd__inventory__subcmd__help__subcmd__probe"
                 ;;
+            skulk__subcmd__model,add)
+                cmd="skulk__subcmd__model__subcmd__add"
+                ;;
+            skulk__subcmd__model,help)
+                cmd="skulk__subcmd__model__subcmd__help"
+                ;;
+            skulk__subcmd__model__subcmd__help,add)
+                cmd="skulk__subcmd__model__subcmd__help__subcmd__add"
+                ;;
+            skulk__subcmd__model__subcmd__help,help)
+                cmd="skulk__subcmd__model__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -131,7 +152,7 @@ _skulk() {
 
     case "${cmd}" in
         skulk)
-            opts="-h -V --help --version validate schema plan apply status down logs run-shard fetch-model card inventory completions help"
+            opts="-q -v -h -V --quiet --verbose --help --version validate schema plan apply status down logs run-shard fetch-model card model inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,7 +166,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__apply)
-            opts="-h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --help --version"
+            opts="-q -v -h -V --accept-new-host-keys --known-hosts --install --fetch --dry-run --replace --timeout --api-key-file --remote-skulk --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -175,7 +196,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__card)
-            opts="-h -V --help --version new help"
+            opts="-q -v -h -V --quiet --verbose --help --version new help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,7 +252,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__card__subcmd__new)
-            opts="-o -h -V --from-gguf --from-hf --revision --gguf-file --model-id --output --help --version"
+            opts="-o -q -v -h -V --from-gguf --from-hf --revision --gguf-file --model-id --output --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,7 +294,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__completions)
-            opts="-h -V --help --version bash elvish fish powershell zsh"
+            opts="-q -v -h -V --quiet --verbose --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -287,12 +308,16 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__down)
-            opts="-h -V --purge --timeout --known-hosts --help --version"
+            opts="-q -v -h -V --purge --any --digest --timeout --known-hosts --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --digest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -309,7 +334,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__fetch__subcmd__model)
-            opts="-h -V --plan --node --help --version"
+            opts="-q -v -h -V --plan --node --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -331,7 +356,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__help)
-            opts="validate schema plan apply status down logs run-shard fetch-model card inventory completions help"
+            opts="validate schema plan apply status down logs run-shard fetch-model card model inventory completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +509,34 @@ _skulk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        skulk__subcmd__help__subcmd__model)
+            opts="add"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__help__subcmd__model__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         skulk__subcmd__help__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -555,7 +608,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__inventory)
-            opts="-h -V --help --version probe help"
+            opts="-q -v -h -V --quiet --verbose --help --version probe help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -611,7 +664,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__inventory__subcmd__probe)
-            opts="-i -h -V --identity --known-hosts --accept-new-host-keys --help --version"
+            opts="-i -q -v -h -V --local --identity --known-hosts --accept-new-host-keys --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -637,7 +690,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__logs)
-            opts="-f -h -V --node --follow --known-hosts --help --version"
+            opts="-f -q -v -h -V --node --follow --known-hosts --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -658,8 +711,86 @@ _skulk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        skulk__subcmd__model)
+            opts="-q -v -h -V --quiet --verbose --help --version add help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__model__subcmd__add)
+            opts="-q -v -h -V --card --model-dir --quiet --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --card)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__model__subcmd__help)
+            opts="add help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__model__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        skulk__subcmd__model__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         skulk__subcmd__plan)
-            opts="-o -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --port --api-bind --api-port --output --out --help --version"
+            opts="-o -q -v -h -V --card --inventory --sharding --instance --min-nodes --exclude --nodes --layers --context --parallel --queue --port --api-bind --api-port --max-tokens --output --out --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -701,6 +832,14 @@ _skulk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --port)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -710,6 +849,10 @@ _skulk() {
                     return 0
                     ;;
                 --api-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-tokens)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -733,7 +876,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__run__subcmd__shard)
-            opts="-h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --formation-timeout --cache-dir --help --version"
+            opts="-q -v -h -V --plan --node --rank --secret-file --api-key-file --threads --gpu-layers --wire --max-tokens --micro-batches --formation-timeout --cache-dir --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -771,6 +914,14 @@ _skulk() {
                     COMPREPLY=($(compgen -W "f32 f16" -- "${cur}"))
                     return 0
                     ;;
+                --max-tokens)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --micro-batches)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --formation-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -787,7 +938,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__schema)
-            opts="-h -V --help --version card inventory plan"
+            opts="-q -v -h -V --quiet --verbose --help --version card inventory plan"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -801,7 +952,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__status)
-            opts="-o -h -V --output --known-hosts --help --version"
+            opts="-o -q -v -h -V --output --known-hosts --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -827,7 +978,7 @@ _skulk() {
             return 0
             ;;
         skulk__subcmd__validate)
-            opts="-h -V --format --deny-warnings --help --version"
+            opts="-q -v -h -V --format --deny-warnings --quiet --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

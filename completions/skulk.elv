@@ -18,6 +18,10 @@ set edit:completion:arg-completer[skulk] = {|@words|
     }
     var completions = [
         &'skulk'= {
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -32,6 +36,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
             cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
             cand card 'Create and inspect model cards'
+            cand model 'Put model files where ranks look for them'
             cand inventory 'Inspect hosts for an inventory'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -39,12 +44,20 @@ set edit:completion:arg-completer[skulk] = {|@words|
         &'skulk;validate'= {
             cand --format 'How problems are reported'
             cand --deny-warnings 'Exit 1 when there are warnings'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'skulk;schema'= {
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -59,13 +72,20 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --exclude 'Never use this host (repeatable)'
             cand --nodes 'Use exactly these hosts, in this ring order'
             cand --layers 'Manual layer split over the chosen hosts in ring order'
-            cand --context 'Context tokens to budget for (GGUF models default to at most 8192)'
+            cand --context 'Context tokens to budget for (GGUF models default to at most 8192); the requests served at once share them'
+            cand --parallel 'Requests served at once (each a sequence in every rank''s KV cache)'
+            cand --queue 'Requests that may wait while `--parallel` others run (429 beyond)'
             cand --port 'Ring port shared by all ranks (default: derived from the inputs)'
             cand --api-bind 'Address the API binds to (default: rank 0''s address)'
             cand --api-port 'API port'
+            cand --max-tokens 'Most tokens a request generates when it sets no `max_tokens` (default 2048; a request may ask for more, up to the context limit)'
             cand -o 'Output format'
             cand --output 'Output format'
-            cand --out 'Also write the plan document (JSON) to this file'
+            cand --out 'Also write the plan document to this file: YAML when its name ends in `.yaml` or `.yml`, JSON when `.json`, else as `-o` says (JSON for a table)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -81,6 +101,10 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --fetch 'Download the model on hosts that lack it'
             cand --dry-run 'Print what would run where, start nothing'
             cand --replace 'Stop a different plan running on the same hosts first'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -90,15 +114,25 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand -o 'Output format'
             cand --output 'Output format'
             cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'skulk;down'= {
+            cand --digest 'Also stop the runs of the plan with this digest (or its first 8 or more hex digits) on the plan''s hosts'
             cand --timeout 'Seconds to wait for a graceful stop before killing'
             cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
             cand --purge 'Also remove the rank-local shard caches'
+            cand --any 'Also stop every other skulk run on the plan''s hosts (another plan''s ring, e.g. after re-planning into the same file)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -109,6 +143,10 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
             cand -f 'Keep printing new lines'
             cand --follow 'Keep printing new lines'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -123,8 +161,14 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --threads 'Compute threads (default: the plan''s, else the host''s cores)'
             cand --gpu-layers 'Layers to offload to the GPU, a count or `all` (default: the plan''s)'
             cand --wire 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either'
+            cand --max-tokens 'Most tokens a request generates when it sets no `max_tokens` (default: the plan''s, else 2048)'
+            cand --micro-batches 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)'
             cand --formation-timeout 'Seconds to wait for the ring to form'
             cand --cache-dir 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -133,12 +177,20 @@ set edit:completion:arg-completer[skulk] = {|@words|
         &'skulk;fetch-model'= {
             cand --plan 'Plan document'
             cand --node 'This host''s name in the plan'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'skulk;card'= {
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -154,6 +206,10 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --model-id 'Model id of the card (default: `local/<file stem>` or the repository)'
             cand -o 'Output format'
             cand --output 'Output format'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -167,26 +223,67 @@ set edit:completion:arg-completer[skulk] = {|@words|
         }
         &'skulk;card;help;help'= {
         }
-        &'skulk;inventory'= {
+        &'skulk;model'= {
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand probe 'Connect to hosts over SSH and print inventory entries for them'
+            cand add 'Put a GGUF file of this machine where a card''s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;model;add'= {
+            cand --card 'The model''s card'
+            cand --model-dir 'The model directory (an inventory host''s `modelDir`)'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'skulk;model;help'= {
+            cand add 'Put a GGUF file of this machine where a card''s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'skulk;model;help;add'= {
+        }
+        &'skulk;model;help;help'= {
+        }
+        &'skulk;inventory'= {
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand probe 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'skulk;inventory;probe'= {
             cand -i 'SSH identity file'
             cand --identity 'SSH identity file'
             cand --known-hosts 'known_hosts file (default: ~/.ssh/known_hosts)'
+            cand --local 'Also probe this machine, without SSH: an entry with `connection: local`'
             cand --accept-new-host-keys 'Trust hosts missing from known_hosts and record their keys'
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'skulk;inventory;help'= {
-            cand probe 'Connect to hosts over SSH and print inventory entries for them'
+            cand probe 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'skulk;inventory;help;probe'= {
@@ -194,6 +291,10 @@ set edit:completion:arg-completer[skulk] = {|@words|
         &'skulk;inventory;help;help'= {
         }
         &'skulk;completions'= {
+            cand -q 'Print only warnings and errors'
+            cand --quiet 'Print only warnings and errors'
+            cand -v 'Also print every command run on a host'
+            cand --verbose 'Also print every command run on a host'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -210,6 +311,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand run-shard 'Run one rank of a plan (started by `skulk apply`, or by hand)'
             cand fetch-model 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
             cand card 'Create and inspect model cards'
+            cand model 'Put model files where ranks look for them'
             cand inventory 'Inspect hosts for an inventory'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -237,8 +339,13 @@ set edit:completion:arg-completer[skulk] = {|@words|
         }
         &'skulk;help;card;new'= {
         }
+        &'skulk;help;model'= {
+            cand add 'Put a GGUF file of this machine where a card''s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
+        }
+        &'skulk;help;model;add'= {
+        }
         &'skulk;help;inventory'= {
-            cand probe 'Connect to hosts over SSH and print inventory entries for them'
+            cand probe 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'
         }
         &'skulk;help;inventory;probe'= {
         }

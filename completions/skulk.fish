@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_skulk_global_optspecs
-    string join \n h/help V/version
+    string join \n q/quiet v/verbose h/help V/version
 end
 
 function __fish_skulk_needs_command
@@ -24,6 +24,8 @@ function __fish_skulk_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c skulk -n "__fish_skulk_needs_command" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_needs_command" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c skulk -n "__fish_skulk_needs_command" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
@@ -36,6 +38,7 @@ complete -c skulk -n "__fish_skulk_needs_command" -f -a "logs" -d 'Show the rank
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "card" -d 'Create and inspect model cards'
+complete -c skulk -n "__fish_skulk_needs_command" -f -a "model" -d 'Put model files where ranks look for them'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "inventory" -d 'Inspect hosts for an inventory'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c skulk -n "__fish_skulk_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -43,8 +46,12 @@ complete -c skulk -n "__fish_skulk_using_subcommand validate" -l format -d 'How 
 json\t''
 github\t''"
 complete -c skulk -n "__fish_skulk_using_subcommand validate" -l deny-warnings -d 'Exit 1 when there are warnings'
+complete -c skulk -n "__fish_skulk_using_subcommand validate" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand validate" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand validate" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand schema" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand schema" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand schema" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand schema" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l card -d 'Model card file (YAML, JSON or TOML)' -r -F
@@ -57,14 +64,19 @@ complete -c skulk -n "__fish_skulk_using_subcommand plan" -l min-nodes -d 'Use a
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l exclude -d 'Never use this host (repeatable)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l nodes -d 'Use exactly these hosts, in this ring order' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l layers -d 'Manual layer split over the chosen hosts in ring order' -r
-complete -c skulk -n "__fish_skulk_using_subcommand plan" -l context -d 'Context tokens to budget for (GGUF models default to at most 8192)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l context -d 'Context tokens to budget for (GGUF models default to at most 8192); the requests served at once share them' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l parallel -d 'Requests served at once (each a sequence in every rank\'s KV cache)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l queue -d 'Requests that may wait while `--parallel` others run (429 beyond)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l port -d 'Ring port shared by all ranks (default: derived from the inputs)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l api-bind -d 'Address the API binds to (default: rank 0\'s address)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -l api-port -d 'API port' -r
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l max-tokens -d 'Most tokens a request generates when it sets no `max_tokens` (default 2048; a request may ask for more, up to the context limit)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''
 yaml\t''"
-complete -c skulk -n "__fish_skulk_using_subcommand plan" -l out -d 'Also write the plan document (JSON) to this file' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -l out -d 'Also write the plan document to this file: YAML when its name ends in `.yaml` or `.yml`, JSON when `.json`, else as `-o` says (JSON for a table)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand plan" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand plan" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
@@ -76,22 +88,32 @@ complete -c skulk -n "__fish_skulk_using_subcommand apply" -l install -d 'Copy t
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l fetch -d 'Download the model on hosts that lack it'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l dry-run -d 'Print what would run where, start nothing'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -l replace -d 'Stop a different plan running on the same hosts first'
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand apply" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t''
 json\t''
 yaml\t''"
 complete -c skulk -n "__fish_skulk_using_subcommand status" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand status" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand status" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand status" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand status" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand down" -l digest -d 'Also stop the runs of the plan with this digest (or its first 8 or more hex digits) on the plan\'s hosts' -r
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l timeout -d 'Seconds to wait for a graceful stop before killing' -r
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l purge -d 'Also remove the rank-local shard caches'
+complete -c skulk -n "__fish_skulk_using_subcommand down" -l any -d 'Also stop every other skulk run on the plan\'s hosts (another plan\'s ring, e.g. after re-planning into the same file)'
+complete -c skulk -n "__fish_skulk_using_subcommand down" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand down" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand down" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand down" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand logs" -l node -d 'Only this host' -r
 complete -c skulk -n "__fish_skulk_using_subcommand logs" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand logs" -s f -l follow -d 'Keep printing new lines'
+complete -c skulk -n "__fish_skulk_using_subcommand logs" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand logs" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand logs" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand logs" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l plan -d 'Plan document' -r -F
@@ -103,14 +125,22 @@ complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l threads -d 'Co
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l gpu-layers -d 'Layers to offload to the GPU, a count or `all` (default: the plan\'s)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l wire -d 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either' -r -f -a "f32\t''
 f16\t''"
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l max-tokens -d 'Most tokens a request generates when it sets no `max_tokens` (default: the plan\'s, else 2048)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l micro-batches -d 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-timeout -d 'Seconds to wait for the ring to form' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -l plan -d 'Plan document' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -l node -d 'This host\'s name in the plan' -r
+complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand fetch-model" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and not __fish_seen_subcommand_from new help" -f -a "new" -d 'Derive a card from a GGUF file or a Hugging Face repository'
@@ -122,35 +152,60 @@ complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcom
 complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from new" -l model-id -d 'Model id of the card (default: `local/<file stem>` or the repository)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from new" -s o -l output -d 'Output format' -r -f -a "yaml\t''
 json\t''"
+complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from new" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from new" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from new" -s V -l version -d 'Print version'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from help" -f -a "new" -d 'Derive a card from a GGUF file or a Hugging Face repository'
 complete -c skulk -n "__fish_skulk_using_subcommand card; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -s v -l verbose -d 'Also print every command run on a host'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -s h -l help -d 'Print help'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -f -a "add" -d 'Put a GGUF file of this machine where a card\'s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -l card -d 'The model\'s card' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -l model-dir -d 'The model directory (an inventory host\'s `modelDir`)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Also print every command run on a host'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from help" -f -a "add" -d 'Put a GGUF file of this machine where a card\'s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -s V -l version -d 'Print version'
-complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -f -a "probe" -d 'Connect to hosts over SSH and print inventory entries for them'
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -f -a "probe" -d 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and not __fish_seen_subcommand_from probe help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -s i -l identity -d 'SSH identity file' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -l local -d 'Also probe this machine, without SSH: an entry with `connection: local`'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -l accept-new-host-keys -d 'Trust hosts missing from known_hosts and record their keys'
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from probe" -s V -l version -d 'Print version'
-complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "probe" -d 'Connect to hosts over SSH and print inventory entries for them'
+complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "probe" -d 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'
 complete -c skulk -n "__fish_skulk_using_subcommand inventory; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand completions" -s q -l quiet -d 'Print only warnings and errors'
+complete -c skulk -n "__fish_skulk_using_subcommand completions" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c skulk -n "__fish_skulk_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "schema" -d 'Print a generated JSON schema'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "plan" -d 'Place a model on an inventory: ranks, layer ranges, ports, memory'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "apply" -d 'Start every rank of a plan (over SSH or locally) and wait for the API'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "status" -d 'Show the state of every rank of a plan'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "down" -d 'Stop every rank of a plan and clean up'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "logs" -d 'Show the ranks\' logs'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "card" -d 'Create and inspect model cards'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "inventory" -d 'Inspect hosts for an inventory'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card inventory completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "validate" -d 'Check model-card and inventory files (YAML, JSON, TOML) against the schema and semantic rules'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "schema" -d 'Print a generated JSON schema'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "plan" -d 'Place a model on an inventory: ranks, layer ranges, ports, memory'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "apply" -d 'Start every rank of a plan (over SSH or locally) and wait for the API'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "status" -d 'Show the state of every rank of a plan'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "down" -d 'Stop every rank of a plan and clean up'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "logs" -d 'Show the ranks\' logs'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "run-shard" -d 'Run one rank of a plan (started by `skulk apply`, or by hand)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "fetch-model" -d 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "card" -d 'Create and inspect model cards'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "model" -d 'Put model files where ranks look for them'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "inventory" -d 'Inspect hosts for an inventory'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and not __fish_seen_subcommand_from validate schema plan apply status down logs run-shard fetch-model card model inventory completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from card" -f -a "new" -d 'Derive a card from a GGUF file or a Hugging Face repository'
-complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "probe" -d 'Connect to hosts over SSH and print inventory entries for them'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from model" -f -a "add" -d 'Put a GGUF file of this machine where a card\'s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
+complete -c skulk -n "__fish_skulk_using_subcommand help; and __fish_seen_subcommand_from inventory" -f -a "probe" -d 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them'

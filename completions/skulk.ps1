@@ -21,6 +21,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'skulk' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -35,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
             [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
             [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
+            [CompletionResult]::new('model', 'model', [CompletionResultType]::ParameterValue, 'Put model files where ranks look for them')
             [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -43,6 +48,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
         'skulk;validate' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'How problems are reported')
             [CompletionResult]::new('--deny-warnings', '--deny-warnings', [CompletionResultType]::ParameterName, 'Exit 1 when there are warnings')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -50,6 +59,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;schema' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -65,13 +78,20 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--exclude', '--exclude', [CompletionResultType]::ParameterName, 'Never use this host (repeatable)')
             [CompletionResult]::new('--nodes', '--nodes', [CompletionResultType]::ParameterName, 'Use exactly these hosts, in this ring order')
             [CompletionResult]::new('--layers', '--layers', [CompletionResultType]::ParameterName, 'Manual layer split over the chosen hosts in ring order')
-            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Context tokens to budget for (GGUF models default to at most 8192)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'Context tokens to budget for (GGUF models default to at most 8192); the requests served at once share them')
+            [CompletionResult]::new('--parallel', '--parallel', [CompletionResultType]::ParameterName, 'Requests served at once (each a sequence in every rank''s KV cache)')
+            [CompletionResult]::new('--queue', '--queue', [CompletionResultType]::ParameterName, 'Requests that may wait while `--parallel` others run (429 beyond)')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Ring port shared by all ranks (default: derived from the inputs)')
             [CompletionResult]::new('--api-bind', '--api-bind', [CompletionResultType]::ParameterName, 'Address the API binds to (default: rank 0''s address)')
             [CompletionResult]::new('--api-port', '--api-port', [CompletionResultType]::ParameterName, 'API port')
+            [CompletionResult]::new('--max-tokens', '--max-tokens', [CompletionResultType]::ParameterName, 'Most tokens a request generates when it sets no `max_tokens` (default 2048; a request may ask for more, up to the context limit)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
-            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Also write the plan document (JSON) to this file')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Also write the plan document to this file: YAML when its name ends in `.yaml` or `.yml`, JSON when `.json`, else as `-o` says (JSON for a table)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -88,6 +108,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--fetch', '--fetch', [CompletionResultType]::ParameterName, 'Download the model on hosts that lack it')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would run where, start nothing')
             [CompletionResult]::new('--replace', '--replace', [CompletionResultType]::ParameterName, 'Stop a different plan running on the same hosts first')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -98,6 +122,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -105,9 +133,15 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;down' {
+            [CompletionResult]::new('--digest', '--digest', [CompletionResultType]::ParameterName, 'Also stop the runs of the plan with this digest (or its first 8 or more hex digits) on the plan''s hosts')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for a graceful stop before killing')
             [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
             [CompletionResult]::new('--purge', '--purge', [CompletionResultType]::ParameterName, 'Also remove the rank-local shard caches')
+            [CompletionResult]::new('--any', '--any', [CompletionResultType]::ParameterName, 'Also stop every other skulk run on the plan''s hosts (another plan''s ring, e.g. after re-planning into the same file)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -119,6 +153,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing new lines')
             [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing new lines')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -134,8 +172,14 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Compute threads (default: the plan''s, else the host''s cores)')
             [CompletionResult]::new('--gpu-layers', '--gpu-layers', [CompletionResultType]::ParameterName, 'Layers to offload to the GPU, a count or `all` (default: the plan''s)')
             [CompletionResult]::new('--wire', '--wire', [CompletionResultType]::ParameterName, 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either')
+            [CompletionResult]::new('--max-tokens', '--max-tokens', [CompletionResultType]::ParameterName, 'Most tokens a request generates when it sets no `max_tokens` (default: the plan''s, else 2048)')
+            [CompletionResult]::new('--micro-batches', '--micro-batches', [CompletionResultType]::ParameterName, 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)')
             [CompletionResult]::new('--formation-timeout', '--formation-timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the ring to form')
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -145,6 +189,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
         'skulk;fetch-model' {
             [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Plan document')
             [CompletionResult]::new('--node', '--node', [CompletionResultType]::ParameterName, 'This host''s name in the plan')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -152,6 +200,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;card' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -168,6 +220,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('--model-id', '--model-id', [CompletionResultType]::ParameterName, 'Model id of the card (default: `local/<file stem>` or the repository)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -185,12 +241,53 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
         'skulk;card;help;help' {
             break
         }
-        'skulk;inventory' {
+        'skulk;model' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH and print inventory entries for them')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Put a GGUF file of this machine where a card''s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;model;add' {
+            [CompletionResult]::new('--card', '--card', [CompletionResultType]::ParameterName, 'The model''s card')
+            [CompletionResult]::new('--model-dir', '--model-dir', [CompletionResultType]::ParameterName, 'The model directory (an inventory host''s `modelDir`)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'skulk;model;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Put a GGUF file of this machine where a card''s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'skulk;model;help;add' {
+            break
+        }
+        'skulk;model;help;help' {
+            break
+        }
+        'skulk;inventory' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -198,7 +295,12 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'SSH identity file')
             [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'SSH identity file')
             [CompletionResult]::new('--known-hosts', '--known-hosts', [CompletionResultType]::ParameterName, 'known_hosts file (default: ~/.ssh/known_hosts)')
+            [CompletionResult]::new('--local', '--local', [CompletionResultType]::ParameterName, 'Also probe this machine, without SSH: an entry with `connection: local`')
             [CompletionResult]::new('--accept-new-host-keys', '--accept-new-host-keys', [CompletionResultType]::ParameterName, 'Trust hosts missing from known_hosts and record their keys')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -206,7 +308,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;inventory;help' {
-            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH and print inventory entries for them')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -217,6 +319,10 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             break
         }
         'skulk;completions' {
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Also print every command run on a host')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -234,6 +340,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
             [CompletionResult]::new('run-shard', 'run-shard', [CompletionResultType]::ParameterValue, 'Run one rank of a plan (started by `skulk apply`, or by hand)')
             [CompletionResult]::new('fetch-model', 'fetch-model', [CompletionResultType]::ParameterValue, 'Download the model of one rank of a plan onto this host (what `skulk apply --fetch` runs on each host that lacks it)')
             [CompletionResult]::new('card', 'card', [CompletionResultType]::ParameterValue, 'Create and inspect model cards')
+            [CompletionResult]::new('model', 'model', [CompletionResultType]::ParameterValue, 'Put model files where ranks look for them')
             [CompletionResult]::new('inventory', 'inventory', [CompletionResultType]::ParameterValue, 'Inspect hosts for an inventory')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -273,8 +380,15 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
         'skulk;help;card;new' {
             break
         }
+        'skulk;help;model' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Put a GGUF file of this machine where a card''s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied')
+            break
+        }
+        'skulk;help;model;add' {
+            break
+        }
         'skulk;help;inventory' {
-            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH and print inventory entries for them')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Connect to hosts over SSH (or look at this machine with `--local`) and print inventory entries for them')
             break
         }
         'skulk;help;inventory;probe' {

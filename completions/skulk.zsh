@@ -15,6 +15,10 @@ _skulk() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
@@ -32,6 +36,10 @@ _skulk() {
 _arguments "${_arguments_options[@]}" : \
 '--format=[How problems are reported]:FORMAT:(text json github)' \
 '--deny-warnings[Exit 1 when there are warnings]' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -41,6 +49,10 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (schema)
 _arguments "${_arguments_options[@]}" : \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -58,13 +70,20 @@ _arguments "${_arguments_options[@]}" : \
 '(--nodes)*--exclude=[Never use this host (repeatable)]:NAME:_default' \
 '*--nodes=[Use exactly these hosts, in this ring order]:A,B,C:_default' \
 '*--layers=[Manual layer split over the chosen hosts in ring order]:N,N,N:_default' \
-'--context=[Context tokens to budget for (GGUF models default to at most 8192)]:N:_default' \
+'--context=[Context tokens to budget for (GGUF models default to at most 8192); the requests served at once share them]:N:_default' \
+'--parallel=[Requests served at once (each a sequence in every rank'\''s KV cache)]:P:_default' \
+'--queue=[Requests that may wait while \`--parallel\` others run (429 beyond)]:N:_default' \
 '--port=[Ring port shared by all ranks (default\: derived from the inputs)]:PORT:_default' \
 '--api-bind=[Address the API binds to (default\: rank 0'\''s address)]:ADDR:_default' \
 '--api-port=[API port]:PORT:_default' \
+'--max-tokens=[Most tokens a request generates when it sets no \`max_tokens\` (default 2048; a request may ask for more, up to the context limit)]:N:_default' \
 '-o+[Output format]:OUTPUT:(table json yaml)' \
 '--output=[Output format]:OUTPUT:(table json yaml)' \
-'--out=[Also write the plan document (JSON) to this file]:FILE:_files' \
+'--out=[Also write the plan document to this file\: YAML when its name ends in \`.yaml\` or \`.yml\`, JSON when \`.json\`, else as \`-o\` says (JSON for a table)]:FILE:_files' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -82,11 +101,15 @@ _arguments "${_arguments_options[@]}" : \
 '--fetch[Download the model on hosts that lack it]' \
 '--dry-run[Print what would run where, start nothing]' \
 '--replace[Stop a different plan running on the same hosts first]' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
 '--version[Print version]' \
-':plan -- Plan document written by `skulk plan --out`:_files' \
+':plan -- Plan document written by `skulk plan --out` (JSON or YAML):_files' \
 && ret=0
 ;;
 (status)
@@ -94,23 +117,33 @@ _arguments "${_arguments_options[@]}" : \
 '-o+[Output format]:OUTPUT:(table json yaml)' \
 '--output=[Output format]:OUTPUT:(table json yaml)' \
 '--known-hosts=[known_hosts file (default\: ~/.ssh/known_hosts)]:FILE:_files' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
 '--version[Print version]' \
-':plan -- Plan document:_files' \
+':plan -- Plan document (JSON or YAML):_files' \
 && ret=0
 ;;
 (down)
 _arguments "${_arguments_options[@]}" : \
+'--digest=[Also stop the runs of the plan with this digest (or its first 8 or more hex digits) on the plan'\''s hosts]:DIGEST:_default' \
 '--timeout=[Seconds to wait for a graceful stop before killing]:SECS:_default' \
 '--known-hosts=[known_hosts file (default\: ~/.ssh/known_hosts)]:FILE:_files' \
 '--purge[Also remove the rank-local shard caches]' \
+'(--digest)--any[Also stop every other skulk run on the plan'\''s hosts (another plan'\''s ring, e.g. after re-planning into the same file)]' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
 '--version[Print version]' \
-':plan -- Plan document:_files' \
+':plan -- Plan document (JSON or YAML):_files' \
 && ret=0
 ;;
 (logs)
@@ -119,11 +152,15 @@ _arguments "${_arguments_options[@]}" : \
 '--known-hosts=[known_hosts file (default\: ~/.ssh/known_hosts)]:FILE:_files' \
 '-f[Keep printing new lines]' \
 '--follow[Keep printing new lines]' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
 '--version[Print version]' \
-':plan -- Plan document:_files' \
+':plan -- Plan document (JSON or YAML):_files' \
 && ret=0
 ;;
 (run-shard)
@@ -136,8 +173,14 @@ _arguments "${_arguments_options[@]}" : \
 '--threads=[Compute threads (default\: the plan'\''s, else the host'\''s cores)]:N:_default' \
 '--gpu-layers=[Layers to offload to the GPU, a count or \`all\` (default\: the plan'\''s)]:N|all:_default' \
 '--wire=[Number format of the hidden rows this rank sends\: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either]:WIRE:(f32 f16)' \
+'--max-tokens=[Most tokens a request generates when it sets no \`max_tokens\` (default\: the plan'\''s, else 2048)]:N:_default' \
+'--micro-batches=[Rank 0\: micro-batches kept in the ring at once, each with a share of the running requests (default\: one per rank, so every rank computes)]:N:_default' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
 '--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -148,6 +191,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--plan=[Plan document]:FILE:_files' \
 '--node=[This host'\''s name in the plan]:NAME:_default' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -156,6 +203,10 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (card)
 _arguments "${_arguments_options[@]}" : \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -179,6 +230,10 @@ _arguments "${_arguments_options[@]}" : \
 '--model-id=[Model id of the card (default\: \`local/<file stem>\` or the repository)]:ID:_default' \
 '-o+[Output format]:OUTPUT:(yaml json)' \
 '--output=[Output format]:OUTPUT:(yaml json)' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -213,8 +268,75 @@ esac
     ;;
 esac
 ;;
+(model)
+_arguments "${_arguments_options[@]}" : \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+":: :_skulk__subcmd__model_commands" \
+"*::: :->model" \
+&& ret=0
+
+    case $state in
+    (model)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:skulk-model-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+'--card=[The model'\''s card]:FILE:_files' \
+'--model-dir=[The model directory (an inventory host'\''s \`modelDir\`)]:DIR:_default' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+':file -- The GGUF file (for a split model, its first part; the others are found beside it):_files' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_skulk__subcmd__model__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:skulk-model-help-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (inventory)
 _arguments "${_arguments_options[@]}" : \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -234,7 +356,12 @@ _arguments "${_arguments_options[@]}" : \
 '-i+[SSH identity file]:FILE:_files' \
 '--identity=[SSH identity file]:FILE:_files' \
 '--known-hosts=[known_hosts file (default\: ~/.ssh/known_hosts)]:FILE:_files' \
+'--local[Also probe this machine, without SSH\: an entry with \`connection\: local\`]' \
 '--accept-new-host-keys[Trust hosts missing from known_hosts and record their keys]' \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -272,6 +399,10 @@ esac
 ;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
+'(-v --verbose)-q[Print only warnings and errors]' \
+'(-v --verbose)--quiet[Print only warnings and errors]' \
+'-v[Also print every command run on a host]' \
+'--verbose[Also print every command run on a host]' \
 '-h[Print help]' \
 '--help[Print help]' \
 '-V[Print version]' \
@@ -347,6 +478,26 @@ _arguments "${_arguments_options[@]}" : \
     ;;
 esac
 ;;
+(model)
+_arguments "${_arguments_options[@]}" : \
+":: :_skulk__subcmd__help__subcmd__model_commands" \
+"*::: :->model" \
+&& ret=0
+
+    case $state in
+    (model)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:skulk-help-model-command-$line[1]:"
+        case $line[1] in
+            (add)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
 (inventory)
 _arguments "${_arguments_options[@]}" : \
 ":: :_skulk__subcmd__help__subcmd__inventory_commands" \
@@ -397,6 +548,7 @@ _skulk_commands() {
 'run-shard:Run one rank of a plan (started by \`skulk apply\`, or by hand)' \
 'fetch-model:Download the model of one rank of a plan onto this host (what \`skulk apply --fetch\` runs on each host that lacks it)' \
 'card:Create and inspect model cards' \
+'model:Put model files where ranks look for them' \
 'inventory:Inspect hosts for an inventory' \
 'completions:Print a shell completion script' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -467,6 +619,7 @@ _skulk__subcmd__help_commands() {
 'run-shard:Run one rank of a plan (started by \`skulk apply\`, or by hand)' \
 'fetch-model:Download the model of one rank of a plan onto this host (what \`skulk apply --fetch\` runs on each host that lacks it)' \
 'card:Create and inspect model cards' \
+'model:Put model files where ranks look for them' \
 'inventory:Inspect hosts for an inventory' \
 'completions:Print a shell completion script' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -513,7 +666,7 @@ _skulk__subcmd__help__subcmd__help_commands() {
 (( $+functions[_skulk__subcmd__help__subcmd__inventory_commands] )) ||
 _skulk__subcmd__help__subcmd__inventory_commands() {
     local commands; commands=(
-'probe:Connect to hosts over SSH and print inventory entries for them' \
+'probe:Connect to hosts over SSH (or look at this machine with \`--local\`) and print inventory entries for them' \
     )
     _describe -t commands 'skulk help inventory commands' commands "$@"
 }
@@ -526,6 +679,18 @@ _skulk__subcmd__help__subcmd__inventory__subcmd__probe_commands() {
 _skulk__subcmd__help__subcmd__logs_commands() {
     local commands; commands=()
     _describe -t commands 'skulk help logs commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__help__subcmd__model_commands] )) ||
+_skulk__subcmd__help__subcmd__model_commands() {
+    local commands; commands=(
+'add:Put a GGUF file of this machine where a card'\''s ranks look for it (\`<modelDir>/<org>--<name>/<ggufFile>\`)\: hard-linked, or copied' \
+    )
+    _describe -t commands 'skulk help model commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__help__subcmd__model__subcmd__add_commands] )) ||
+_skulk__subcmd__help__subcmd__model__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk help model add commands' commands "$@"
 }
 (( $+functions[_skulk__subcmd__help__subcmd__plan_commands] )) ||
 _skulk__subcmd__help__subcmd__plan_commands() {
@@ -555,7 +720,7 @@ _skulk__subcmd__help__subcmd__validate_commands() {
 (( $+functions[_skulk__subcmd__inventory_commands] )) ||
 _skulk__subcmd__inventory_commands() {
     local commands; commands=(
-'probe:Connect to hosts over SSH and print inventory entries for them' \
+'probe:Connect to hosts over SSH (or look at this machine with \`--local\`) and print inventory entries for them' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'skulk inventory commands' commands "$@"
@@ -563,7 +728,7 @@ _skulk__subcmd__inventory_commands() {
 (( $+functions[_skulk__subcmd__inventory__subcmd__help_commands] )) ||
 _skulk__subcmd__inventory__subcmd__help_commands() {
     local commands; commands=(
-'probe:Connect to hosts over SSH and print inventory entries for them' \
+'probe:Connect to hosts over SSH (or look at this machine with \`--local\`) and print inventory entries for them' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'skulk inventory help commands' commands "$@"
@@ -587,6 +752,37 @@ _skulk__subcmd__inventory__subcmd__probe_commands() {
 _skulk__subcmd__logs_commands() {
     local commands; commands=()
     _describe -t commands 'skulk logs commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__model_commands] )) ||
+_skulk__subcmd__model_commands() {
+    local commands; commands=(
+'add:Put a GGUF file of this machine where a card'\''s ranks look for it (\`<modelDir>/<org>--<name>/<ggufFile>\`)\: hard-linked, or copied' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'skulk model commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__model__subcmd__add_commands] )) ||
+_skulk__subcmd__model__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk model add commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__model__subcmd__help_commands] )) ||
+_skulk__subcmd__model__subcmd__help_commands() {
+    local commands; commands=(
+'add:Put a GGUF file of this machine where a card'\''s ranks look for it (\`<modelDir>/<org>--<name>/<ggufFile>\`)\: hard-linked, or copied' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'skulk model help commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__model__subcmd__help__subcmd__add_commands] )) ||
+_skulk__subcmd__model__subcmd__help__subcmd__add_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk model help add commands' commands "$@"
+}
+(( $+functions[_skulk__subcmd__model__subcmd__help__subcmd__help_commands] )) ||
+_skulk__subcmd__model__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'skulk model help help commands' commands "$@"
 }
 (( $+functions[_skulk__subcmd__plan_commands] )) ||
 _skulk__subcmd__plan_commands() {

@@ -100,6 +100,7 @@ mod bench {
             threads,
             gpu_layers,
             n_ctx: (prompt_tokens + DECODE_TOKENS + 16) as u32,
+            n_seq_max: 1,
             n_batch,
         };
         if let Some((start, end)) = rss {
@@ -260,6 +261,7 @@ mod bench {
             top_p: 1.0,
             top_k: 0,
             seed: 0,
+            ..SamplingParams::default()
         });
         let t0 = Instant::now();
         let logits = chain(stages, prompt, 0, None)?;

@@ -377,7 +377,9 @@ pub struct RuntimeCapabilityCardConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculative_multi_node: Option<bool>,
     /// Hugging Face repo id of a companion assistant (drafter) model.
-    /// Mutually exclusive with the `mtp*` fields.
+    /// Mutually exclusive with the MTP sidecar fields (`mtpHeads`,
+    /// `mtpSidecarRepo`, `mtpNormConvention`, `mtpConcatOrder`);
+    /// `mtpMaxDepth` then bounds the assistant's draft depth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant_model_repo: Option<String>,
     /// Speculative-decoding mode for the llama_server (served-backend)
@@ -516,6 +518,14 @@ impl ModelCard {
     /// valid on its own (cross-file rules, such as duplicate ids within a
     /// directory, are checked by the validator).
     pub fn semantic_problems(&self) -> Vec<Problem> {
+        self.semantic_problems_in(&serde_json::Value::Null)
+    }
+
+    /// [`Self::semantic_problems`] of a card parsed from `document` (its
+    /// normalised, camelCase form): a problem with an item of a list the
+    /// card keeps as a set (`compatibleBackends`) points at the item as
+    /// written there.
+    pub fn semantic_problems_in(&self, document: &serde_json::Value) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.model_id.trim().is_empty() {
             problems.push(Problem::error("/modelId", "the model id is empty"));
@@ -555,7 +565,12 @@ impl ModelCard {
         if let Some(runtime) = &self.runtime {
             runtime_problems(runtime, &mut problems);
         }
-        placement_problems(&self.placement, &mut problems);
+        let written: Vec<&str> = document
+            .pointer("/placement/compatibleBackends")
+            .and_then(serde_json::Value::as_array)
+            .map(|tags| tags.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        placement_problems(&self.placement, &written, &mut problems);
         problems
     }
 }
@@ -627,10 +642,13 @@ fn runtime_problems(runtime: &RuntimeCapabilityCardConfig, problems: &mut Vec<Pr
             ));
         }
     }
+    // A card speculates with either an assistant drafter model or an MTP
+    // sidecar, not both. `mtpMaxDepth` is not a sidecar field: the Python
+    // Skulk 1.3.0 catalog's Gemma 4 cards set it beside
+    // `assistantModelRepo` as the drafter's depth (docs/card-format.md).
     if runtime.assistant_model_repo.is_some() {
         let mtp_fields = [
             ("mtpHeads", runtime.mtp_heads.is_some()),
-            ("mtpMaxDepth", runtime.mtp_max_depth.is_some()),
             ("mtpSidecarRepo", runtime.mtp_sidecar_repo.is_some()),
             ("mtpNormConvention", runtime.mtp_norm_convention.is_some()),
             ("mtpConcatOrder", runtime.mtp_concat_order.is_some()),
@@ -639,18 +657,30 @@ fn runtime_problems(runtime: &RuntimeCapabilityCardConfig, problems: &mut Vec<Pr
             if present {
                 problems.push(Problem::error(
                     format!("/runtime/{name}"),
-                    format!("`assistantModelRepo` excludes the `mtp*` fields, but `{name}` is set"),
+                    format!(
+                        "`assistantModelRepo` excludes the MTP sidecar fields, but `{name}` is set"
+                    ),
                 ));
             }
         }
     }
 }
 
-fn placement_problems(placement: &PlacementCardConfig, problems: &mut Vec<Problem>) {
+/// `written`: `compatibleBackends` in the order of the file, to point at
+/// an item (the card keeps the tags sorted).
+fn placement_problems(
+    placement: &PlacementCardConfig,
+    written: &[&str],
+    problems: &mut Vec<Problem>,
+) {
     for tag in &placement.compatible_backends {
         if !is_known_backend_tag(tag) {
+            let pointer = match written.iter().position(|w| w == tag) {
+                Some(index) => format!("/placement/compatibleBackends/{index}"),
+                None => "/placement/compatibleBackends".to_owned(),
+            };
             problems.push(Problem::error(
-                "/placement/compatibleBackends",
+                pointer,
                 format!("unknown backend tag `{tag}`; expected `<engine>` or `<engine>-<compute>` with engine one of mlx, llama_cpp, llama_server and compute one of metal, vulkan, rocm, cuda, cpu"),
             ));
         }
@@ -879,17 +909,31 @@ mod tests {
     }
 
     #[test]
-    fn assistant_model_repo_excludes_mtp_fields() {
+    fn assistant_model_repo_excludes_mtp_sidecar_fields() {
         let mut value = minimal();
         value["runtime"] = json!({
             "assistantModelRepo": "org/assistant",
             "mtpHeads": true,
-            "mtpSidecarRepo": "org/sidecar"
+            "mtpSidecarRepo": "org/sidecar",
+            "mtpNormConvention": "zero_centered",
+            "mtpConcatOrder": "embed_first"
         });
         assert_eq!(
             pointers(&card(value)),
-            ["/runtime/mtpHeads", "/runtime/mtpSidecarRepo"]
+            [
+                "/runtime/mtpHeads",
+                "/runtime/mtpSidecarRepo",
+                "/runtime/mtpNormConvention",
+                "/runtime/mtpConcatOrder"
+            ]
         );
+    }
+
+    #[test]
+    fn assistant_model_repo_allows_mtp_max_depth() {
+        let mut value = minimal();
+        value["runtime"] = json!({"assistantModelRepo": "org/assistant", "mtpMaxDepth": 2});
+        assert!(pointers(&card(value)).is_empty());
     }
 
     #[test]
@@ -956,7 +1000,19 @@ mod tests {
         assert!(!is_known_backend_tag("mlx-"));
         let mut value = minimal();
         value["placement"] = json!({"compatibleBackends": ["mlx", "cuda"]});
-        assert_eq!(pointers(&card(value)), ["/placement/compatibleBackends"]);
+        assert_eq!(
+            pointers(&card(value.clone())),
+            ["/placement/compatibleBackends"]
+        );
+        // With the document, the pointer names the item as written (the
+        // card itself keeps the tags sorted).
+        value["placement"] = json!({"compatibleBackends": ["mlx", "llama_cpp", "cuda"]});
+        let located: Vec<String> = card(value.clone())
+            .semantic_problems_in(&value)
+            .into_iter()
+            .map(|p| p.pointer)
+            .collect();
+        assert_eq!(located, ["/placement/compatibleBackends/2"]);
     }
 
     #[test]

@@ -206,7 +206,9 @@ pub fn card_from_gguf(
         num_key_value_heads,
         tasks: vec![ModelTask::TextGeneration],
         components: None,
-        family: String::new(),
+        // The GGUF's `general.architecture` (`llama`, `qwen3`, `gemma3`):
+        // the family token a card's capability defaults key on.
+        family: facts.architecture.clone(),
         quantization: facts.quantization.clone().unwrap_or_default(),
         base_model: String::new(),
         gguf_file: Some(gguf_file.to_string()),

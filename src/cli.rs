@@ -1,15 +1,23 @@
 //! Command-line interface: the only module that knows clap.
 //!
 //! Each subcommand's arguments are resolved here into the plain settings type
-//! of the module that runs it; command modules never see clap types. Exit
-//! codes follow design.md: 0 ok, 1 invalid input file or infeasible plan,
-//! 2 runtime failure or command-line usage error (clap's own convention).
+//! of the module that runs it; command modules never see clap types. Every
+//! command returns a [`CliError`], and [`CliError::exit_code`] is the one
+//! place an exit code is chosen (the table is in [`error`] and the README).
+//! Results go to standard output through [`crate::output`], where a reader
+//! that went away ends the command quietly.
+
+mod error;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+pub use error::{describe, CliError, Exit};
+
+use crate::output;
 
 /// Run one large language model split across several machines.
 ///
@@ -19,6 +27,12 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "skulk", version, about, long_about, propagate_version = true)]
 pub struct Cli {
+    /// Print only warnings and errors
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print every command run on a host
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,6 +63,9 @@ pub enum Command {
     /// Create and inspect model cards
     #[command(subcommand)]
     Card(CardCommand),
+    /// Put model files where ranks look for them
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Inspect hosts for an inventory
     #[command(subcommand)]
     Inventory(InventoryCommand),
@@ -135,9 +152,17 @@ pub struct PlanArgs {
     /// Manual layer split over the chosen hosts in ring order
     #[arg(long, value_name = "N,N,N", value_delimiter = ',')]
     pub layers: Option<Vec<u32>>,
-    /// Context tokens to budget for (GGUF models default to at most 8192)
+    /// Context tokens to budget for (GGUF models default to at most 8192);
+    /// the requests served at once share them
     #[arg(long, value_name = "N")]
     pub context: Option<u64>,
+    /// Requests served at once (each a sequence in every rank's KV cache)
+    #[arg(long, value_name = "P", default_value_t = crate::plan::DEFAULT_PARALLEL,
+          value_parser = clap::value_parser!(u32).range(1..=crate::plan::MAX_PARALLEL as i64))]
+    pub parallel: u32,
+    /// Requests that may wait while `--parallel` others run (429 beyond)
+    #[arg(long, value_name = "N", default_value_t = crate::plan::DEFAULT_QUEUE)]
+    pub queue: u32,
     /// Ring port shared by all ranks (default: derived from the inputs)
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
@@ -147,17 +172,23 @@ pub struct PlanArgs {
     /// API port
     #[arg(long, value_name = "PORT", default_value_t = 52415)]
     pub api_port: u16,
+    /// Most tokens a request generates when it sets no `max_tokens`
+    /// (default 2048; a request may ask for more, up to the context limit)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// Also write the plan document (JSON) to this file
+    /// Also write the plan document to this file: YAML when its name ends in
+    /// `.yaml` or `.yml`, JSON when `.json`, else as `-o` says (JSON for a
+    /// table)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// Plan document written by `skulk plan --out`
+    /// Plan document written by `skulk plan --out` (JSON or YAML)
     pub plan: PathBuf,
     /// Trust hosts missing from known_hosts and record their keys
     #[arg(long)]
@@ -191,7 +222,7 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Plan document
+    /// Plan document (JSON or YAML)
     pub plan: PathBuf,
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -203,11 +234,19 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Plan document
+    /// Plan document (JSON or YAML)
     pub plan: PathBuf,
     /// Also remove the rank-local shard caches
     #[arg(long)]
     pub purge: bool,
+    /// Also stop every other skulk run on the plan's hosts (another plan's
+    /// ring, e.g. after re-planning into the same file)
+    #[arg(long, conflicts_with = "digest")]
+    pub any: bool,
+    /// Also stop the runs of the plan with this digest (or its first 8 or
+    /// more hex digits) on the plan's hosts
+    #[arg(long, value_name = "DIGEST")]
+    pub digest: Option<String>,
     /// Seconds to wait for a graceful stop before killing
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub timeout: u64,
@@ -218,7 +257,7 @@ pub struct DownArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Plan document
+    /// Plan document (JSON or YAML)
     pub plan: PathBuf,
     /// Only this host
     #[arg(long, value_name = "NAME")]
@@ -274,6 +313,14 @@ pub struct RunShardArgs {
     /// process). Receivers read either
     #[arg(long, value_enum, default_value_t = Wire::F32)]
     pub wire: Wire,
+    /// Most tokens a request generates when it sets no `max_tokens`
+    /// (default: the plan's, else 2048)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: Option<u32>,
+    /// Rank 0: micro-batches kept in the ring at once, each with a share of
+    /// the running requests (default: one per rank, so every rank computes)
+    #[arg(long, value_name = "N")]
+    pub micro_batches: Option<u32>,
     /// Seconds to wait for the ring to form
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub formation_timeout: u64,
@@ -318,16 +365,41 @@ pub struct CardNewArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Put a GGUF file of this machine where a card's ranks look for it
+    /// (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied
+    Add(ModelAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelAddArgs {
+    /// The GGUF file (for a split model, its first part; the others are
+    /// found beside it)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The model's card
+    #[arg(long, value_name = "FILE")]
+    pub card: PathBuf,
+    /// The model directory (an inventory host's `modelDir`)
+    #[arg(long, value_name = "DIR", default_value = crate::inventory::DEFAULT_MODEL_DIR)]
+    pub model_dir: String,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum InventoryCommand {
-    /// Connect to hosts over SSH and print inventory entries for them
+    /// Connect to hosts over SSH (or look at this machine with `--local`)
+    /// and print inventory entries for them
     Probe(ProbeArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// `[user@]host[:port]`
-    #[arg(required = true)]
+    #[arg(required_unless_present = "local")]
     pub hosts: Vec<String>,
+    /// Also probe this machine, without SSH: an entry with `connection: local`
+    #[arg(long)]
+    pub local: bool,
     /// SSH identity file
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
@@ -346,32 +418,6 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// How a command failed, which decides the exit code.
-#[derive(Debug)]
-pub enum Failure {
-    /// Invalid input file or infeasible plan: exit 1.
-    Invalid(anyhow::Error),
-    /// Runtime failure (unreachable host, busy port, dead rank): exit 2.
-    Runtime(anyhow::Error),
-}
-
-impl Failure {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            Failure::Invalid(_) => ExitCode::from(1),
-            Failure::Runtime(_) => ExitCode::from(2),
-        }
-    }
-
-    fn error(&self) -> &anyhow::Error {
-        match self {
-            Failure::Invalid(e) | Failure::Runtime(e) => e,
-        }
-    }
-}
-
-pub type CommandResult = Result<ExitCode, Failure>;
-
 /// The clap command, for completions and documentation generators.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -383,21 +429,32 @@ pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn Write) {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::from_clap(e),
+    };
+    output::set_level(match (cli.quiet, cli.verbose) {
+        (true, _) => output::Level::Quiet,
+        (_, true) => output::Level::Verbose,
+        _ => output::Level::Normal,
+    });
     match run(cli.command) {
-        Ok(code) => code,
-        Err(failure) => {
-            let _ = writeln!(std::io::stderr(), "error: {:#}", failure.error());
-            failure.exit_code()
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(message) = e.message() {
+                output::error(message);
+            }
+            e.exit_code()
         }
     }
 }
 
-fn run(command: Command) -> CommandResult {
+fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Completions(args) => {
-            write_completions(args.shell, &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            write_completions(args.shell, &mut script);
+            output::stdout(script).map_err(CliError::from_stdout)
         }
         Command::Validate(args) => validate(args),
         Command::Schema(args) => schema(args),
@@ -409,18 +466,13 @@ fn run(command: Command) -> CommandResult {
         Command::RunShard(args) => run_shard(args),
         Command::FetchModel(args) => fetch_model(args),
         Command::Card(CardCommand::New(args)) => card_new(args),
+        Command::Model(ModelCommand::Add(args)) => model_add(args),
         Command::Inventory(InventoryCommand::Probe(args)) => inventory_probe(args),
     }
 }
 
-fn not_built(name: &str) -> CommandResult {
-    Err(Failure::Runtime(anyhow::anyhow!(
-        "`skulk {name}` is not available in this build yet"
-    )))
-}
-
-fn validate(args: ValidateArgs) -> CommandResult {
-    use crate::validate::{self, Outcome, RunError, Settings};
+fn validate(args: ValidateArgs) -> Result<(), CliError> {
+    use crate::validate::{self, Outcome, Settings};
     let settings = Settings {
         paths: args.paths,
         format: match args.format {
@@ -431,42 +483,34 @@ fn validate(args: ValidateArgs) -> CommandResult {
         deny_warnings: args.deny_warnings,
     };
     let mut out = std::io::stdout().lock();
-    match validate::run(&settings, &mut out) {
-        Ok(Outcome::Valid) => Ok(ExitCode::SUCCESS),
-        Ok(Outcome::Invalid) => Ok(ExitCode::from(1)),
-        Ok(Outcome::Unreadable) => Ok(ExitCode::from(2)),
-        Err(err @ RunError::Collect(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
-        Err(err @ RunError::Write(_)) => Err(Failure::Runtime(anyhow::Error::new(err))),
+    match validate::run(&settings, &mut out)? {
+        Outcome::Valid => Ok(()),
+        Outcome::Invalid => Err(CliError::Reported(Exit::Invalid)),
+        Outcome::Unreadable => Err(CliError::Reported(Exit::Runtime)),
     }
 }
 
-fn schema(args: SchemaArgs) -> CommandResult {
+fn schema(args: SchemaArgs) -> Result<(), CliError> {
     let kind = match args.kind {
         SchemaKind::Card => crate::schema::SchemaKind::Card,
         SchemaKind::Inventory => crate::schema::SchemaKind::Inventory,
         SchemaKind::Plan => crate::schema::SchemaKind::Plan,
     };
     match crate::schema::schema_text(kind) {
-        Some(text) => {
-            std::io::stdout()
-                .write_all(text.as_bytes())
-                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the schema: {e}")))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        None => not_built(&format!("schema {}", kind.name())),
+        Some(text) => output::stdout(text).map_err(CliError::from_stdout),
+        None => Err(CliError::runtime(format!(
+            "`skulk schema {}` is not available in this build",
+            kind.name()
+        ))),
     }
 }
 
-fn plan(args: PlanArgs) -> CommandResult {
+fn plan(args: PlanArgs) -> Result<(), CliError> {
     use crate::plan::{self, InstanceKind, PlanDocument, PlanRequest, Sharding};
-    let card_value = load_checked(&args.card, "card")?;
-    let card: crate::card::ModelCard = crate::card::camelize_keys(card_value)
-        .map_err(anyhow::Error::new)
-        .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
-        .map_err(|e| Failure::Invalid(e.context(format!("{}", args.card.display()))))?;
+    let card = load_card(&args.card)?;
     let inventory_value = load_checked(&args.inventory, "inventory")?;
     let inventory = crate::inventory::parse(&inventory_value)
-        .map_err(|e| Failure::Invalid(anyhow::anyhow!("{}: {e}", args.inventory.display())))?;
+        .map_err(|e| CliError::invalid(format!("{}: {e}", args.inventory.display())))?;
     let request = PlanRequest {
         sharding: match args.sharding {
             ShardingArg::Pipeline => Sharding::Pipeline,
@@ -484,38 +528,57 @@ fn plan(args: PlanArgs) -> CommandResult {
         port: args.port,
         api_bind: args.api_bind,
         api_port: args.api_port,
+        max_tokens: args.max_tokens,
+        serving: crate::plan::Serving {
+            parallel: args.parallel,
+            queue: args.queue,
+        },
     };
-    let placed = plan::plan(&card, &inventory, &request).map_err(|e| {
-        if e.is_usage() {
-            Failure::Runtime(e.into())
-        } else {
-            Failure::Invalid(e.into())
-        }
-    })?;
+    let placed = plan::plan(&card, &inventory, &request)?;
     for note in &placed.notes {
-        let _ = writeln!(std::io::stderr(), "note: {note}");
+        output::note(note);
     }
     let document = PlanDocument::from_plan(&placed);
     if let Some(path) = &args.out {
-        write_atomically(path, document.to_json().as_bytes()).map_err(|e| {
-            Failure::Runtime(anyhow::anyhow!("cannot write `{}`: {e}", path.display()))
-        })?;
+        let yaml = match crate::load::Format::from_path(path) {
+            Some(crate::load::Format::Yaml) => true,
+            Some(_) => false,
+            None => args.output == OutputFormat::Yaml,
+        };
+        let (text, name) = if yaml {
+            (document.to_yaml(), "YAML")
+        } else {
+            (document.to_json(), "JSON")
+        };
+        write_atomically(path, text.as_bytes())
+            .map_err(|e| CliError::runtime(format!("cannot write `{}`: {e}", path.display())))?;
+        output::progress(format!(
+            "wrote plan `{}` ({name}) to `{}`",
+            &document.skulk.plan_digest[..16],
+            path.display()
+        ));
     }
     let text = match args.output {
-        OutputFormat::Table => plan::table::render(&placed, color_stdout()),
+        OutputFormat::Table => plan::table::render(&placed, output::color_stdout()),
         OutputFormat::Json => document.to_json(),
         OutputFormat::Yaml => document.to_yaml(),
     };
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the plan: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    output::stdout(text).map_err(CliError::from_stdout)
+}
+
+/// Reads a card file with the checks of `skulk validate`.
+fn load_card(path: &Path) -> Result<crate::card::ModelCard, CliError> {
+    let value = load_checked(path, "card")?;
+    crate::card::camelize_keys(value)
+        .map_err(anyhow::Error::new)
+        .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
+        .map_err(|e| CliError::Invalid(e.context(format!("{}", path.display()))))
 }
 
 /// Loads a file of a known kind with the checks of `skulk validate`; every
 /// error, with its position, fails the command (exit 1; exit 2 when the
 /// file cannot be read).
-fn load_checked(path: &std::path::Path, kind: &str) -> Result<serde_json::Value, Failure> {
+fn load_checked(path: &Path, kind: &str) -> Result<serde_json::Value, CliError> {
     use crate::validate::DiagnosticSeverity;
     let report = crate::validate::validate_file_as(path, kind);
     if report.errors() > 0 {
@@ -538,29 +601,23 @@ fn load_checked(path: &std::path::Path, kind: &str) -> Result<serde_json::Value,
             .collect();
         let error = anyhow::anyhow!("{}", lines.join("\n"));
         return Err(if report.unreadable {
-            Failure::Runtime(error)
+            CliError::Runtime(error)
         } else {
-            Failure::Invalid(error)
+            CliError::Invalid(error)
         });
     }
     crate::load::load(path)
         .map(|(_, value)| value)
-        .map_err(|e| Failure::Runtime(e.into()))
-}
-
-/// Colour only for a terminal, and never with `NO_COLOR` set (no-color.org).
-fn color_stdout() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        .map_err(|e| CliError::Runtime(e.into()))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory
 /// and a rename, so `path` is either the old file or the whole new one.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
@@ -584,7 +641,7 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     result
 }
 
-fn apply(args: ApplyArgs) -> CommandResult {
+fn apply(args: ApplyArgs) -> Result<(), CliError> {
     use crate::exec::apply::{self, ApplySettings};
     let dep = load_deployment(&args.plan)?;
     let settings = ApplySettings {
@@ -596,12 +653,16 @@ fn apply(args: ApplyArgs) -> CommandResult {
         timeout: std::time::Duration::from_secs(args.timeout),
         api_key: api_key(args.api_key_file.as_deref())?,
         skulk: apply::skulk_location(args.remote_skulk.as_deref()),
+        plan_path: args.plan.display().to_string(),
     };
-    apply::apply(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = Vec::new();
+    let result = apply::apply(&dep, &settings, &mut out);
+    output::stdout(out).map_err(CliError::from_stdout)?;
+    result?;
+    Ok(())
 }
 
-fn status(args: StatusArgs) -> CommandResult {
+fn status(args: StatusArgs) -> Result<(), CliError> {
     use crate::exec::status;
     let dep = load_deployment(&args.plan)?;
     let key = api_key(None)?;
@@ -617,27 +678,37 @@ fn status(args: StatusArgs) -> CommandResult {
         }
         OutputFormat::Yaml => serde_yaml_ng::to_string(&report).expect("status serialises"),
     };
-    print!("{text}");
-    Ok(if report.healthy() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    output::stdout(text).map_err(CliError::from_stdout)?;
+    for step in status::next_steps(&report, &args.plan.display().to_string()) {
+        output::hint(step);
+    }
+    match report.verdict() {
+        status::Verdict::Healthy => Ok(()),
+        status::Verdict::NotRunning => Err(CliError::Reported(Exit::NotRunning)),
+        status::Verdict::Unknown => Err(CliError::Reported(Exit::Runtime)),
+    }
 }
 
-fn down(args: DownArgs) -> CommandResult {
-    use crate::exec::down::{self, DownSettings};
+fn down(args: DownArgs) -> Result<(), CliError> {
+    use crate::exec::down::{self, DownSettings, Others};
     let dep = load_deployment(&args.plan)?;
+    let others = match (args.any, args.digest) {
+        (true, _) => Others::Any,
+        (false, Some(d)) => Others::Digest(down::digest_prefix(&d).map_err(CliError::invalid)?),
+        (false, None) => Others::Keep,
+    };
     let settings = DownSettings {
         connect: connect_settings(args.known_hosts, false),
         purge: args.purge,
         timeout: std::time::Duration::from_secs(args.timeout),
+        others,
+        plan_path: args.plan.display().to_string(),
     };
-    down::down(&dep, &settings).map_err(exec_failure)?;
-    Ok(ExitCode::SUCCESS)
+    down::down(&dep, &settings)?;
+    Ok(())
 }
 
-fn logs(args: LogsArgs) -> CommandResult {
+fn logs(args: LogsArgs) -> Result<(), CliError> {
     use crate::exec::logs::{self, LogsSettings, DEFAULT_LINES};
     let dep = load_deployment(&args.plan)?;
     let settings = LogsSettings {
@@ -646,45 +717,34 @@ fn logs(args: LogsArgs) -> CommandResult {
         follow: args.follow,
         lines: DEFAULT_LINES,
     };
-    logs::logs(&dep, &settings, &mut std::io::stdout()).map_err(exec_failure)?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::stdout().lock();
+    match logs::logs(&dep, &settings, &mut out) {
+        Err(crate::exec::ExecError::Output(e)) => Err(CliError::from_stdout(e)),
+        other => Ok(other?),
+    }
 }
 
-fn fetch_model(args: FetchModelArgs) -> CommandResult {
+fn fetch_model(args: FetchModelArgs) -> Result<(), CliError> {
     use crate::plan::document::{PlanDocument, RankSelector};
-    let invalid =
-        |e: String| Failure::Invalid(anyhow::anyhow!("plan `{}`: {e}", args.plan.display()));
-    let text = std::fs::read_to_string(&args.plan).map_err(|e| invalid(e.to_string()))?;
-    let doc = PlanDocument::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+    let doc = PlanDocument::read(&args.plan).map_err(plan_file_error)?;
     let spec = doc
         .rank_spec(RankSelector::Node(&args.node))
-        .map_err(|e| invalid(e.to_string()))?;
-    let dir = match spec.model_dir.strip_prefix('~') {
-        Some(rest) => {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(rest.trim_start_matches('/'))
-        }
-        None => PathBuf::from(&spec.model_dir),
-    };
-    let runtime = |e: anyhow::Error| Failure::Runtime(e);
-    let hub = crate::hub::Hub::from_env().map_err(|e| runtime(e.into()))?;
+        .map_err(|e| CliError::invalid(format!("plan `{}`: {e}", args.plan.display())))?;
+    let dir = crate::run_shard::expand_home(&spec.model_dir).map_err(CliError::runtime)?;
+    let hub = crate::hub::Hub::from_env()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| runtime(e.into()))?;
-    let report = rt
-        .block_on(crate::fetch::fetch_card(
-            &hub,
-            &spec.model_card,
-            "main",
-            &dir,
-            crate::fetch::ProgressMode::Lines,
-        ))
-        .map_err(|e| runtime(e.into()))?;
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    let report = rt.block_on(crate::fetch::fetch_card(
+        &hub,
+        &spec.model_card,
+        "main",
+        &dir,
+        crate::fetch::ProgressMode::Lines,
+    ))?;
     for f in &report.files {
-        eprintln!(
+        output::progress(format!(
             "{}: {} bytes{}",
             f.path.display(),
             f.size,
@@ -693,20 +753,25 @@ fn fetch_model(args: FetchModelArgs) -> CommandResult {
             } else {
                 ""
             }
-        );
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// Reads a plan document for `apply`, `status`, `down` and `logs`.
-fn load_deployment(path: &std::path::Path) -> Result<crate::exec::target::Deployment, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Failure::Invalid(anyhow::anyhow!(
-            "cannot read plan `{}`: {e}",
-            path.display()
-        ))
-    })?;
-    crate::exec::target::Deployment::from_plan_json(path, bytes).map_err(exec_failure)
+/// A plan file that cannot be used: unreadable (exit 2) or not a plan (exit 1).
+fn plan_file_error(e: crate::plan::document::PlanFileError) -> CliError {
+    if e.is_io() {
+        CliError::Runtime(e.into())
+    } else {
+        CliError::Invalid(e.into())
+    }
+}
+
+/// Reads a plan document (JSON or YAML) for `apply`, `status`, `down` and
+/// `logs`.
+fn load_deployment(path: &Path) -> Result<crate::exec::target::Deployment, CliError> {
+    let doc = crate::plan::document::PlanDocument::read(path).map_err(plan_file_error)?;
+    Ok(crate::exec::target::Deployment::from_document(path, doc)?)
 }
 
 fn connect_settings(
@@ -721,25 +786,15 @@ fn connect_settings(
 }
 
 /// The API bearer token: `--api-key-file`, else `SKULK_API_KEY`.
-fn api_key(file: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+fn api_key(file: Option<&Path>) -> Result<Option<String>, CliError> {
     let key = match file {
         Some(f) => std::fs::read_to_string(f).map_err(|e| {
-            Failure::Invalid(anyhow::anyhow!(
-                "cannot read API key file `{}`: {e}",
-                f.display()
-            ))
+            CliError::runtime(format!("cannot read API key file `{}`: {e}", f.display()))
         })?,
         None => std::env::var("SKULK_API_KEY").unwrap_or_default(),
     };
     let key = key.trim();
     Ok((!key.is_empty()).then(|| key.to_owned()))
-}
-
-fn exec_failure(e: crate::exec::ExecError) -> Failure {
-    match e {
-        crate::exec::ExecError::Invalid(m) => Failure::Invalid(anyhow::anyhow!(m)),
-        e => Failure::Runtime(anyhow::Error::new(e)),
-    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -748,8 +803,10 @@ pub enum Wire {
     F16,
 }
 
-fn run_shard(args: RunShardArgs) -> CommandResult {
+fn run_shard(args: RunShardArgs) -> Result<(), CliError> {
     use crate::run_shard::{self, SecretSource, Selector, Settings};
+    // The rank's output is its log, read long after: every line is dated.
+    output::set_timestamps(true);
     #[cfg(feature = "openmp")]
     run_shard::bound_openmp_spin();
     let selector = match (args.node, args.rank) {
@@ -771,85 +828,86 @@ fn run_shard(args: RunShardArgs) -> CommandResult {
             Wire::F32 => crate::ring::WireFormat::F32,
             Wire::F16 => crate::ring::WireFormat::F16,
         },
+        max_tokens: args.max_tokens,
+        micro_batches: args.micro_batches,
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: args.cache_dir,
     };
-    match run_shard::run(settings) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(err) if err.is_invalid_input() => Err(Failure::Invalid(err.into())),
-        Err(err) => Err(Failure::Runtime(err.into())),
-    }
+    Ok(run_shard::run(settings)?)
 }
 
-fn card_new(args: CardNewArgs) -> CommandResult {
+fn card_new(args: CardNewArgs) -> Result<(), CliError> {
     use crate::cardgen::{self, CardOutput};
     let output = match args.output {
         CardFormat::Yaml => CardOutput::Yaml,
         CardFormat::Json => CardOutput::Json,
     };
     let card = match (&args.from_gguf, &args.from_hf) {
-        (Some(path), _) => {
-            cardgen::card_from_gguf_path(path, args.model_id.as_deref()).map_err(|e| {
-                if e.is_invalid_input() {
-                    Failure::Invalid(e.into())
-                } else {
-                    Failure::Runtime(e.into())
-                }
-            })?
-        }
+        (Some(path), _) => cardgen::card_from_gguf_path(path, args.model_id.as_deref())?,
         (None, Some(repo)) => card_from_hf(repo, &args)?,
         (None, None) => unreachable!("clap requires one source"),
     };
-    print!("{}", cardgen::render_card(&card, output));
-    Ok(ExitCode::SUCCESS)
+    output::stdout(cardgen::render_card(&card, output)).map_err(CliError::from_stdout)
 }
 
-fn card_from_hf(repo: &str, args: &CardNewArgs) -> Result<crate::card::ModelCard, Failure> {
+fn card_from_hf(repo: &str, args: &CardNewArgs) -> Result<crate::card::ModelCard, CliError> {
     use crate::hub::{Hub, RepoId};
-    let runtime = |e: anyhow::Error| Failure::Runtime(e);
-    let repo = RepoId::parse(repo).map_err(|e| runtime(e.into()))?;
-    let hub = Hub::from_env().map_err(|e| runtime(e.into()))?;
+    let repo = RepoId::parse(repo)?;
+    let hub = Hub::from_env()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| runtime(e.into()))?;
+        .map_err(|e| CliError::Runtime(e.into()))?;
     let revision = args.revision.as_deref().unwrap_or("main");
-    rt.block_on(crate::cardgen::card_from_hf(
+    Ok(rt.block_on(crate::cardgen::card_from_hf(
         &hub,
         &repo,
         revision,
         args.gguf_file.as_deref(),
         args.model_id.as_deref(),
-    ))
-    .map_err(|e| {
-        if e.is_invalid_input() {
-            Failure::Invalid(e.into())
-        } else {
-            Failure::Runtime(e.into())
-        }
-    })
+    ))?)
 }
 
-fn inventory_probe(args: ProbeArgs) -> CommandResult {
+fn model_add(args: ModelAddArgs) -> Result<(), CliError> {
+    use crate::model_add::{self, Placed};
+    let card = load_card(&args.card)?;
+    let dir = crate::run_shard::expand_home(&args.model_dir).map_err(CliError::runtime)?;
+    for added in model_add::add(&args.file, &card, &dir)? {
+        output::progress(format!(
+            "{} `{}`",
+            match added.how {
+                Placed::Present => "already there:",
+                Placed::Linked => "linked",
+                Placed::Copied => "copied to",
+            },
+            added.dest.display()
+        ));
+    }
+    Ok(())
+}
+
+fn inventory_probe(args: ProbeArgs) -> Result<(), CliError> {
     use crate::exec::probe::{self, ProbeSettings, ProbeTarget};
-    let targets = args
+    let mut targets = args
         .hosts
         .iter()
         .map(|h| ProbeTarget::parse(h))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+        .map_err(CliError::invalid)?;
+    if args.local {
+        targets.insert(0, ProbeTarget::local());
+    }
     let settings = ProbeSettings {
         connect: connect_settings(args.known_hosts, args.accept_new_host_keys),
         identity_file: args.identity,
     };
-    let entries = probe::probe(&targets, &settings).map_err(exec_failure)?;
+    let entries = probe::probe(&targets, &settings)?;
     if probe::build_backends(false, "").is_empty() {
-        eprintln!(
-            "warning: this skulk is built without the llama.cpp engine, so it offers no backends"
+        output::warn(
+            "this skulk is built without the llama.cpp engine, so it offers no backends; list the hosts' backends by hand",
         );
     }
-    print!("{}", probe::to_yaml(&entries));
-    Ok(ExitCode::SUCCESS)
+    output::stdout(probe::to_yaml(&entries)).map_err(CliError::from_stdout)
 }
 
 #[cfg(test)]

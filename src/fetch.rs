@@ -456,7 +456,7 @@ impl Reporter {
             } else {
                 String::new()
             };
-            eprintln!("fetch: `{}`: {}{from}", r.file, mib(size));
+            crate::output::progress(format!("fetch: `{}`: {}{from}", r.file, mib(size)));
         }
         r
     }
@@ -471,14 +471,14 @@ impl Reporter {
             if (decile > self.last_decile && decile < 10) || elapsed >= LINE_INTERVAL {
                 self.last_decile = self.last_decile.max(decile);
                 let rate = have.saturating_sub(then) as f64 / elapsed.as_secs_f64().max(1e-3);
-                eprintln!(
+                crate::output::progress(format!(
                     "fetch: `{}`: {}% ({} of {}, {}/s)",
                     self.file,
                     have * 100 / self.size.max(1),
                     mib(have),
                     mib(self.size),
                     mib(rate as u64)
-                );
+                ));
                 self.last_line = (std::time::Instant::now(), have);
             }
         }
@@ -493,7 +493,7 @@ impl Reporter {
     fn note(&self, msg: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("fetch: `{}`: {msg}", self.file)),
-            None if self.lines => eprintln!("fetch: `{}`: {msg}", self.file),
+            None if self.lines => crate::output::progress(format!("fetch: `{}`: {msg}", self.file)),
             None => {}
         }
     }
@@ -506,7 +506,9 @@ impl Reporter {
         };
         match &self.bar {
             Some(bar) => bar.finish_with_message(format!("{} ({check})", self.file)),
-            None if self.lines => eprintln!("fetch: `{}`: done, {check}", self.file),
+            None if self.lines => {
+                crate::output::progress(format!("fetch: `{}`: done, {check}", self.file))
+            }
             None => {}
         }
     }

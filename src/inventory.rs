@@ -35,6 +35,11 @@ pub const DEFAULT_SSH_PORT: u16 = 22;
 /// thousand hosts cannot overflow 128 bits.
 pub const MAX_HOST_BYTES: u64 = 1 << 50;
 
+/// A size written as a bare number below this (1 MiB) is taken for a
+/// forgotten unit (`total: 16` meaning 16 GiB), not for bytes: no host has
+/// less memory than that.
+pub const MIN_BARE_BYTES: u64 = 1 << 20;
+
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -205,7 +210,7 @@ impl JsonSchema for SizeSpec {
 
     fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A size: integer bytes, or a string with a binary unit such as `30GiB`, `512MiB`, `1.5GiB` (units B, KiB, MiB, GiB, TiB, PiB).",
+            "description": "A size: a string with a binary unit such as `30GiB`, `512MiB`, `1.5GiB` (units B, KiB, MiB, GiB, TiB, PiB, or Kubernetes' Ki, Mi, Gi, Ti, Pi; decimal units such as GB are refused), or integer bytes (at least 1 MiB: a smaller bare number is taken for a missing unit).",
             "anyOf": [
                 {"type": "integer", "minimum": 0},
                 {"type": "string"}
@@ -726,10 +731,10 @@ fn checked_port(p: &mut HostProblems<'_>, port: u16, field: &str) -> u16 {
 }
 
 fn size_field(p: &mut HostProblems<'_>, field: &str, what: &str, spec: &SizeSpec) -> Option<u64> {
-    let bytes = match spec {
-        SizeSpec::Bytes(b) => *b,
+    let (bytes, bare) = match spec {
+        SizeSpec::Bytes(b) => (*b, true),
         SizeSpec::Text(text) => match parse_size(text) {
-            Ok(b) => b,
+            Ok(b) => (b, text.trim().bytes().all(|c| c.is_ascii_digit())),
             Err(err) => {
                 p.push(field, err);
                 return None;
@@ -738,6 +743,16 @@ fn size_field(p: &mut HostProblems<'_>, field: &str, what: &str, spec: &SizeSpec
     };
     if bytes == 0 {
         p.push(field, format!("{what} is zero"));
+        return None;
+    }
+    if bare && bytes < MIN_BARE_BYTES {
+        let unit = if bytes <= 4096 { "GiB" } else { "MiB" };
+        p.push(
+            field,
+            format!(
+                "{what} `{bytes}` has no unit, so it means {bytes} bytes; did you mean `{bytes}{unit}`? (a number without a unit is bytes)"
+            ),
+        );
         return None;
     }
     if bytes > MAX_HOST_BYTES {
@@ -859,10 +874,18 @@ pub enum SizeError {
         "`{0}` is not a size: expected a number and a unit, such as `30GiB`, `512MiB` or `1.5GiB`"
     )]
     Malformed(String),
-    #[error("`{text}` has the unit `{unit}`, which skulk does not know; sizes use the binary units B, KiB, MiB, GiB, TiB and PiB{suggestion}")]
+    #[error("`{text}` has the decimal unit `{unit}`, which skulk refuses: memory comes in binary units (B, KiB, MiB, GiB, TiB, PiB, or Kubernetes' Ki to Pi), and `1GB` is 7% less than `1GiB`; did you mean `{suggestion}`?")]
+    DecimalUnit {
+        text: String,
+        unit: String,
+        /// The size in the binary unit of the same letter (`16GiB`).
+        suggestion: String,
+    },
+    #[error("`{text}` has the unit `{unit}`, which skulk does not know; sizes use the binary units B, KiB, MiB, GiB, TiB and PiB (or Kubernetes' Ki to Pi){suggestion}")]
     UnknownUnit {
         text: String,
         unit: String,
+        /// `; did you mean `16GiB`?`, or empty.
         suggestion: String,
     },
     #[error("`{0}` is not a whole number of bytes")]
@@ -895,28 +918,42 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     }
     let multiplier = match unit {
         "" | "B" => 1,
-        "KiB" => KIB,
-        "MiB" => MIB,
-        "GiB" => GIB,
-        "TiB" => TIB,
-        "PiB" => PIB,
+        "KiB" | "Ki" => KIB,
+        "MiB" | "Mi" => MIB,
+        "GiB" | "Gi" => GIB,
+        "TiB" | "Ti" => TIB,
+        "PiB" | "Pi" => PIB,
         _ => {
             if unit.is_empty() || !unit.chars().all(|c| c.is_ascii_alphabetic()) {
                 return Err(malformed());
             }
-            let suggestion = match unit.to_ascii_lowercase().as_str() {
-                "k" | "kb" | "kib" => " (`KiB` is 1024 bytes)",
-                "m" | "mb" | "mib" => " (`MiB` is 1024² bytes)",
-                "g" | "gb" | "gib" => " (`GiB` is 1024³ bytes)",
-                "t" | "tb" | "tib" => " (`TiB` is 1024⁴ bytes)",
-                "p" | "pb" | "pib" => " (`PiB` is 1024⁵ bytes)",
-                "b" | "bytes" => " (`B` is one byte)",
-                _ => "",
+            let lower = unit.to_ascii_lowercase();
+            let binary = match lower.as_str() {
+                "k" | "kb" | "kib" | "ki" => Some("KiB"),
+                "m" | "mb" | "mib" | "mi" => Some("MiB"),
+                "g" | "gb" | "gib" | "gi" => Some("GiB"),
+                "t" | "tb" | "tib" | "ti" => Some("TiB"),
+                "p" | "pb" | "pib" | "pi" => Some("PiB"),
+                "b" | "bytes" | "byte" => Some("B"),
+                _ => None,
             };
-            return Err(SizeError::UnknownUnit {
-                text: text.to_string(),
-                unit: unit.to_string(),
-                suggestion: suggestion.to_string(),
+            let decimal = matches!(
+                lower.as_str(),
+                "k" | "kb" | "m" | "mb" | "g" | "gb" | "t" | "tb" | "p" | "pb"
+            );
+            return Err(match binary {
+                Some(u) if decimal => SizeError::DecimalUnit {
+                    text: text.to_string(),
+                    unit: unit.to_string(),
+                    suggestion: format!("{number}{u}"),
+                },
+                _ => SizeError::UnknownUnit {
+                    text: text.to_string(),
+                    unit: unit.to_string(),
+                    suggestion: binary
+                        .map(|u| format!("; did you mean `{number}{u}`?"))
+                        .unwrap_or_default(),
+                },
             });
         }
     };
@@ -982,13 +1019,43 @@ mod tests {
         // 0.1 GiB is 107374182.4 bytes: rounds to the nearest byte.
         assert_eq!(parse_size("0.1GiB").unwrap(), 107_374_182);
         assert_eq!(parse_size("0.15GiB").unwrap(), 161_061_274);
+        // Kubernetes spells the binary units without the B.
+        assert_eq!(parse_size("16Gi").unwrap(), 16 * GIB);
+        assert_eq!(parse_size("512Mi").unwrap(), 512 * MIB);
+    }
+
+    #[test]
+    fn a_bare_number_under_a_mebibyte_is_a_missing_unit() {
+        let mut h = host("a", "10.0.0.1");
+        h["memory"] = json!({"total": 16, "available": "16"});
+        let errs = errors(json!({"hosts": [h.clone()]}));
+        assert_eq!(
+            errs,
+            [
+                (
+                    "/hosts/0/memory/total".to_string(),
+                    "host `a`: memory total `16` has no unit, so it means 16 bytes; did you mean `16GiB`? (a number without a unit is bytes)".to_string()
+                ),
+                (
+                    "/hosts/0/memory/available".to_string(),
+                    "host `a`: available memory `16` has no unit, so it means 16 bytes; did you mean `16GiB`? (a number without a unit is bytes)".to_string()
+                ),
+            ]
+        );
+        // Whole bytes of a real machine are fine.
+        h["memory"] = json!({"total": 34_359_738_368u64});
+        assert!(parse(&json!({"hosts": [h]})).is_ok());
     }
 
     #[test]
     fn bad_sizes_are_clear_errors() {
         let err = parse_size("32GB").unwrap_err();
-        assert!(matches!(&err, SizeError::UnknownUnit { unit, .. } if unit == "GB"));
-        assert!(err.to_string().contains("`GiB` is 1024³ bytes"), "{err}");
+        assert!(matches!(&err, SizeError::DecimalUnit { unit, .. } if unit == "GB"));
+        assert!(err.to_string().ends_with("did you mean `32GiB`?"), "{err}");
+        assert!(err.to_string().contains("the decimal unit `GB`"), "{err}");
+        let err = parse_size("1.5gib").unwrap_err();
+        assert!(err.to_string().ends_with("did you mean `1.5GiB`?"), "{err}");
+        assert!(matches!(err, SizeError::UnknownUnit { .. }), "{err}");
         for bad in [
             "",
             "GiB",
@@ -1122,7 +1189,9 @@ mod tests {
             ]
         );
         assert!(
-            errs[0].1.starts_with("host `b`: `32GB` has the unit `GB`"),
+            errs[0]
+                .1
+                .starts_with("host `b`: `32GB` has the decimal unit `GB`"),
             "{}",
             errs[0].1
         );

@@ -16,6 +16,8 @@ pub mod gguf;
 pub mod hub;
 pub mod inventory;
 pub mod load;
+pub mod model_add;
+pub mod output;
 pub mod plan;
 pub mod ring;
 pub mod run_shard;

@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::engine::EngineOptions;
 use crate::gguf::shard_name;
 use crate::inventory::GpuLayers;
-use crate::plan::document::{PlanDocument, RankSelector, RankSpec};
+use crate::plan::document::{PlanDocument, PlanFileError, RankSelector, RankSpec};
 use crate::ring::WireFormat;
-use crate::shard::{self, ApiSettings, MetricsSettings, ShardSettings, DEFAULT_QUEUE_CAPACITY};
+use crate::shard::{self, ApiSettings, MetricsSettings, ShardSettings};
 
 /// Environment variable holding the ring secret (set by `skulk apply`).
 pub const SECRET_ENV: &str = "SKULK_RING_SECRET";
@@ -66,6 +66,11 @@ pub struct Settings {
     pub gpu_layers: Option<GpuLayers>,
     /// `--wire`: the format of the hidden rows this rank sends.
     pub wire: WireFormat,
+    /// `--max-tokens`: overrides the plan's default completion length.
+    pub max_tokens: Option<u32>,
+    /// `--micro-batches`: rank 0's micro-batches in the ring (default: one
+    /// per rank).
+    pub micro_batches: Option<u32>,
     pub formation_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
 }
@@ -123,11 +128,11 @@ pub fn bound_openmp_spin() {
         .args(args)
         .env("GOMP_SPINCOUNT", RANK_SPINCOUNT)
         .exec();
-    eprintln!(
-        "skulk run-shard: warning: could not re-execute `{}` with GOMP_SPINCOUNT={RANK_SPINCOUNT} \
+    crate::output::warn(format!(
+        "skulk run-shard: could not re-execute `{}` with GOMP_SPINCOUNT={RANK_SPINCOUNT} \
          ({err}); ranks sharing this host's cores will run slower",
         exe.display()
-    );
+    ));
 }
 
 /// Run one rank until the ring stops or fails.
@@ -135,8 +140,8 @@ pub fn run(settings: Settings) -> Result<(), RunShardError> {
     let shard = resolve(&settings)?;
     #[cfg(feature = "engine")]
     if shard.engine.gpu_layers > 0 && !crate::engine::supports_gpu_offload() {
-        eprintln!(
-            "skulk run-shard: warning: the plan offloads {} layer(s) of rank {} to the GPU, \
+        crate::output::warn(format!(
+            "skulk run-shard: the plan offloads {} layer(s) of rank {} to the GPU, \
              but this skulk was built without a GPU backend (cargo feature `cuda`, `metal` or \
              `vulkan`): running them on the CPU",
             match shard.engine.gpu_layers {
@@ -144,9 +149,9 @@ pub fn run(settings: Settings) -> Result<(), RunShardError> {
                 n => n.to_string(),
             },
             shard.rank
-        );
+        ));
     }
-    eprintln!(
+    crate::output::progress(format!(
         "skulk run-shard: rank {}/{} layers {}..{} of {} from `{}`",
         shard.rank,
         shard.world_size,
@@ -154,7 +159,7 @@ pub fn run(settings: Settings) -> Result<(), RunShardError> {
         shard.layers.end,
         shard.total_layers,
         shard.model_path.display()
-    );
+    ));
     shard::run_shard(shard)?;
     Ok(())
 }
@@ -165,9 +170,10 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         path: settings.plan.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&settings.plan)
-        .map_err(|e| plan_err(format!("cannot read it: {e}")))?;
-    let document = PlanDocument::from_json(&text).map_err(|e| plan_err(e.to_string()))?;
+    let document = PlanDocument::read(&settings.plan).map_err(|e| match e {
+        PlanFileError::Document { error, .. } => plan_err(error.to_string()),
+        other => plan_err(other.to_string()),
+    })?;
     let selector = match &settings.selector {
         Selector::Node(node) => RankSelector::Node(node),
         Selector::Rank(rank) => RankSelector::Rank(*rank),
@@ -205,7 +211,11 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
             bind_addr: resolve_ip(&spec.api.address).map_err(host_err)?,
             port: spec.api.port,
             api_key: api_key.clone(),
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            default_max_tokens: settings
+                .max_tokens
+                .or(spec.api.max_tokens)
+                .unwrap_or(crate::api::DEFAULT_MAX_TOKENS),
+            queue_capacity: spec.serving.queue as usize,
             card: crate::api::CardChat::from_card(&spec.model_card),
         })
     } else {
@@ -241,9 +251,12 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
                 GpuLayers::Count(n) => n,
             },
             n_ctx: context_limit,
+            n_seq_max: spec.serving.parallel,
             n_batch: 0,
         },
         context_limit,
+        parallel: spec.serving.parallel,
+        micro_batches: settings.micro_batches.unwrap_or(0),
         api,
         formation_deadline: settings.formation_timeout,
         wire: settings.wire,
@@ -302,8 +315,9 @@ fn check_model_size(spec: &RankSpec, path: &Path) -> Result<Vec<PathBuf>, String
     for file in &files {
         let meta = std::fs::metadata(file).map_err(|e| {
             format!(
-                "model file `{}` is missing or unreadable: {e}\n\nhint: copy it there, or run `skulk apply --fetch` to download it",
-                file.display()
+                "model file `{}` is missing or unreadable: {e}\n\nhint: put it there with `skulk model add FILE --card CARD --model-dir {}`, or run `skulk apply --fetch` to download it",
+                file.display(),
+                spec.model_dir
             )
         })?;
         total += meta.len();

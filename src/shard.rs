@@ -3,33 +3,37 @@
 //!
 //! Threads: the engine ([`Stage`]) lives on one dedicated OS thread fed by a
 //! channel ([`EngineMsg`]); ring I/O, the API and supervision run on a small
-//! tokio runtime. Rank 0 tokenizes (in the API's validation), runs its layers
-//! and sends hidden rows on, then loops: wait for the sampled token, stream
-//! its text, feed it back in, until end of generation, a stop string,
-//! `max_tokens`, a full context or cancellation. Middle ranks run their layers
-//! on what they receive and pass it on; the last rank samples with the
-//! request's parameters and seed and sends the token to rank 0. With one
-//! rank, everything happens in the one process. Between requests every rank
-//! keeps the KV cache of the longest prefix the next prompt shares with what
-//! the ring last ran (rank 0 decides and sends the cut round the ring).
+//! tokio runtime. Rank 0 tokenizes (in the API's validation) and schedules:
+//! up to `parallel` requests run at once, each in its own sequence of every
+//! rank's KV cache, batched together step by step and cut into micro-batches
+//! that follow each other round the ring (see [`head`]). Middle ranks run
+//! their layers on each batch they receive and pass it on; the last rank
+//! samples every sequence that asked for a token with that request's own
+//! parameters and seed, and sends the batch's tokens back to rank 0. With
+//! one rank, everything happens in the one process. A finished request's
+//! sequence keeps its KV cache; the next request takes the free sequence
+//! that shares the longest prefix with its prompt (a conversation's earlier
+//! turns), on every rank.
 //!
-//! Invariants guarded here: one generation at a time, first come first
-//! served, at most `queue_capacity` waiting (429 beyond); a failure anywhere
-//! in the ring (lost or silent neighbour, engine error on any rank, aborted
-//! load) ends the in-flight request with an error and makes every rank return
-//! an error (exit non-zero) instead of hanging; an orderly stop (SIGTERM or
-//! [`Control::stop`] on any rank) goes around the ring and every rank returns
-//! `Ok`.
+//! Invariants guarded here: at most `parallel` requests run and at most
+//! `queue_capacity` wait behind them (429 beyond); a waiting request whose
+//! client leaves is dropped from the queue; a failure anywhere in the ring
+//! (lost or silent neighbour, engine error on any rank, aborted load) ends
+//! every request in flight with an error and makes every rank return an
+//! error (exit non-zero) instead of hanging; an orderly stop (SIGTERM or
+//! [`Control::stop`] on any rank) goes around the ring and every rank
+//! returns `Ok`.
 //!
 //! Slow streaming clients: each request's events go through a bounded
 //! channel of [`STREAM_BUFFER_EVENTS`]. The engine never waits on it: when
 //! it is full (the client stopped reading long enough for that many tokens to
 //! pile up behind its full TCP window), the request is cancelled, its stream
-//! ends with a `slow_consumer` error event, and the next request starts.
+//! ends with a `slow_consumer` error event, and the others go on.
 
+mod head;
 mod text;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -40,31 +44,30 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::api::types::{FinishReason, Usage};
 use crate::api::{
     self, ApiConfig, ApiError, Backend, CardChat, Event, EventStream, Health, RankMetrics,
     ValidGeneration,
 };
 use crate::engine::{
-    Constraint, EngineError, EngineOptions, Sampled, Sampler, SamplingParams, Stage, StageInput,
-    StageOutput, Tokenizer, NO_TOKEN,
+    BatchOutput, Constraint, EngineError, EngineOptions, Sampler, SamplingParams, SeqSpan, Stage,
+    StageInput, Tokenizer,
 };
-use crate::ring::{self, Frame, KvOp, RingConfig, RingError, RingEvent, RingSender, WireFormat};
-use text::TextStream;
+use crate::ring::{
+    self, Frame, KvOp, RingConfig, RingError, RingEvent, RingSender, Sampled, WireFormat,
+};
 
 /// Events buffered per request before a non-reading client is cut off (see
 /// the module documentation). One event is about one token's text.
 pub const STREAM_BUFFER_EVENTS: usize = 512;
 
-/// Default number of requests waiting behind the running one before 429.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 16;
+pub use crate::plan::{DEFAULT_PARALLEL, DEFAULT_QUEUE, MAX_PARALLEL};
 
 /// Default prefill chunk when the engine options leave `n_batch` at 0
 /// (llama.cpp's default batch).
 const DEFAULT_CHUNK: u32 = 512;
 
-/// How often rank 0 checks for a cancelled request while it waits for the
-/// ring's token (a wait ends at once when the token arrives).
+/// How often rank 0 checks for cancelled requests while it waits for the
+/// ring's tokens (a wait ends at once when tokens arrive).
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// After an orderly stop or a failure: time for queued frames to reach the
@@ -98,8 +101,14 @@ pub struct ShardSettings {
     pub model_id: String,
     /// `n_ctx` 0 or below `context_limit` is raised to `context_limit`.
     pub engine: EngineOptions,
-    /// Prompt plus completion tokens per request.
+    /// Prompt plus completion tokens per request, and the KV cache's cells
+    /// that all requests in flight share.
     pub context_limit: u32,
+    /// Requests served at once: sequences in every rank's KV cache. Every
+    /// rank of a ring must use the same value.
+    pub parallel: u32,
+    /// Rank 0: micro-batches kept in the ring at once; 0 = one per rank.
+    pub micro_batches: u32,
     /// Rank 0 only.
     pub api: Option<ApiSettings>,
     pub formation_deadline: Duration,
@@ -116,7 +125,10 @@ pub struct ApiSettings {
     pub bind_addr: IpAddr,
     pub port: u16,
     pub api_key: Option<String>,
+    /// Requests that may wait while `parallel` others run.
     pub queue_capacity: usize,
+    /// Tokens a request generates when it sets no `max_tokens`.
+    pub default_max_tokens: u32,
     /// The card's chat settings (tool dialect, reasoning, renderer).
     pub card: CardChat,
 }
@@ -145,6 +157,8 @@ impl std::fmt::Debug for ShardSettings {
             .field("model_id", &self.model_id)
             .field("engine", &self.engine)
             .field("context_limit", &self.context_limit)
+            .field("parallel", &self.parallel)
+            .field("micro_batches", &self.micro_batches)
             .field(
                 "api",
                 &self
@@ -353,12 +367,14 @@ pub fn run_shard(settings: ShardSettings) -> Result<(), ShardError> {
     }
 }
 
-/// The engine options a rank loads with: the KV cache holds the context limit.
+/// The engine options a rank loads with: the KV cache holds the context
+/// limit, shared by `parallel` sequences.
 pub fn engine_options(s: &ShardSettings) -> EngineOptions {
     let mut opts = s.engine.clone();
     if opts.n_ctx < s.context_limit {
         opts.n_ctx = s.context_limit;
     }
+    opts.n_seq_max = s.parallel;
     opts
 }
 
@@ -380,6 +396,12 @@ fn check(s: &ShardSettings) -> Result<(), ShardError> {
         return bad(format!(
             "context limit `{}` is below 2 tokens",
             s.context_limit
+        ));
+    }
+    if s.parallel == 0 || s.parallel > MAX_PARALLEL {
+        return bad(format!(
+            "`{}` requests at once is outside 1..={MAX_PARALLEL}",
+            s.parallel
         ));
     }
     if (s.rank == 0) != s.api.is_some() {
@@ -425,6 +447,18 @@ enum EngineMsg {
 struct Job {
     generation: ValidGeneration,
     events: mpsc::Sender<Event>,
+    /// Counts the request as running or waiting until it is dropped.
+    _ticket: Ticket,
+}
+
+/// One request counted in [`Shared::active`], from `submit` until its job
+/// is dropped (finished, cancelled, refused or lost with the engine).
+struct Ticket(Arc<Shared>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Messages to the supervisor (the rank's async main loop).
@@ -442,7 +476,11 @@ struct Shared {
     ready: AtomicBool,
     failed: watch::Sender<Option<ApiError>>,
     tokenizer: OnceLock<Arc<dyn Tokenizer>>,
-    queued: AtomicUsize,
+    /// Requests submitted and not yet over: running or waiting.
+    active: AtomicUsize,
+    /// Requests admitted to the ring now, and when the oldest of them was
+    /// (`/health` reports both; rank 0's scheduler keeps them current).
+    running: Mutex<(usize, Option<std::time::Instant>)>,
     /// This rank's measurements (served on `/metrics`).
     metrics: Arc<RankMetrics>,
 }
@@ -450,6 +488,8 @@ struct Shared {
 struct ShardBackend {
     shared: Arc<Shared>,
     engine: std_mpsc::Sender<EngineMsg>,
+    parallel: usize,
+    /// Requests that may wait behind the `parallel` running ones.
     capacity: usize,
 }
 
@@ -462,6 +502,16 @@ impl Backend for ShardBackend {
             Health::Ready
         } else {
             Health::Starting
+        }
+    }
+
+    fn load(&self) -> api::Load {
+        let (running, since) = *self.shared.running.lock().unwrap();
+        let active = self.shared.active.load(Ordering::SeqCst);
+        api::Load {
+            running,
+            running_for: since.map(|t| t.elapsed()),
+            waiting: active.saturating_sub(running),
         }
     }
 
@@ -483,8 +533,8 @@ impl Backend for ShardBackend {
         if !self.shared.ready.load(Ordering::SeqCst) {
             return Err(ApiError::NotReady);
         }
-        if self.shared.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        let ticket = Ticket(self.shared.clone());
+        if self.shared.active.fetch_add(1, Ordering::SeqCst) >= self.parallel + self.capacity {
             return Err(ApiError::QueueFull {
                 capacity: self.capacity,
             });
@@ -493,16 +543,12 @@ impl Backend for ShardBackend {
         let job = Job {
             generation,
             events: tx,
+            _ticket: ticket,
         };
         if self.engine.send(EngineMsg::Job(job)).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(ApiError::ShuttingDown);
         }
         Ok(with_failure(rx, self.shared.failed.subscribe()))
-    }
-
-    fn queue_depth(&self) -> usize {
-        self.shared.queued.load(Ordering::SeqCst)
     }
 }
 
@@ -543,7 +589,7 @@ fn with_failure(
 }
 
 fn log(rank: u32, msg: impl std::fmt::Display) {
-    eprintln!("skulk rank {rank}: {msg}");
+    crate::output::progress(format!("skulk rank {rank}: {msg}"));
 }
 
 struct Rank {
@@ -567,7 +613,8 @@ impl Rank {
             ready: AtomicBool::new(false),
             failed: watch::channel(None).0,
             tokenizer: OnceLock::new(),
-            queued: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            running: Mutex::new((0, None)),
             metrics: Arc::new(RankMetrics::new(s.rank)),
         });
 
@@ -598,10 +645,11 @@ impl Rank {
                 frames: VecDeque::new(),
                 jobs: VecDeque::new(),
             },
+            micro_batches: s.micro_batches as usize,
+            parallel: s.parallel as usize,
             sup: sup_tx.clone(),
             shared: shared.clone(),
             out: None,
-            cached: Vec::new(),
         };
         std::thread::Builder::new()
             .name(format!("skulk-rank{rank}-engine"))
@@ -630,6 +678,7 @@ impl Rank {
             let backend = Arc::new(ShardBackend {
                 shared: me.shared.clone(),
                 engine: me.engine_tx.clone(),
+                parallel: me.s.parallel as usize,
                 capacity: a.queue_capacity,
             });
             let app = api::router(
@@ -638,6 +687,8 @@ impl Rank {
                     model_id: me.s.model_id.clone(),
                     context_limit: me.s.context_limit,
                     api_key: a.api_key.clone(),
+                    default_max_tokens: a.default_max_tokens,
+                    plan_digest: me.s.plan_digest.clone(),
                     card: a.card.clone(),
                     rank_metrics: me.shared.metrics.clone(),
                 },
@@ -860,7 +911,7 @@ struct Inbox {
     rx: std_mpsc::Receiver<EngineMsg>,
     /// Frames that came before the ring sender.
     frames: VecDeque<Frame>,
-    /// Requests that came while another was running.
+    /// Requests that came before the ring sender.
     jobs: VecDeque<Job>,
 }
 
@@ -876,19 +927,6 @@ impl From<Stopped> for Fault {
     fn from(_: Stopped) -> Fault {
         Fault::Stopped
     }
-}
-
-struct EngineThread {
-    rank: u32,
-    world: u32,
-    chunk: usize,
-    inbox: Inbox,
-    sup: mpsc::UnboundedSender<Supervise>,
-    shared: Arc<Shared>,
-    out: Option<RingSender>,
-    /// Rank 0: the tokens whose keys and values every rank's cache holds, at
-    /// positions `0..cached.len()` (what was run through the ring, in order).
-    cached: Vec<i32>,
 }
 
 /// The sampler of one request, with its grammar. Rank 0 checked the grammar
@@ -919,9 +957,19 @@ impl Constraint for Nothing {
     fn accept(&mut self, _: i32) {}
 }
 
-/// Length of the longest common prefix of `a` and `b`.
-fn common_prefix(a: &[i32], b: &[i32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+struct EngineThread {
+    rank: u32,
+    world: u32,
+    /// Tokens per prompt chunk (the engine options' batch).
+    chunk: usize,
+    /// Rank 0: micro-batches in the ring at once (0: one per rank).
+    micro_batches: usize,
+    /// Requests served at once.
+    parallel: usize,
+    inbox: Inbox,
+    sup: mpsc::UnboundedSender<Supervise>,
+    shared: Arc<Shared>,
+    out: Option<RingSender>,
 }
 
 impl EngineThread {
@@ -968,17 +1016,18 @@ impl EngineThread {
         }
     }
 
-    /// One forward pass of this rank's layers, timed for `/metrics`.
+    /// One forward pass of this rank's layers over a batch, timed for
+    /// `/metrics`.
     fn forward(
         &self,
         stage: &mut dyn Stage,
+        spans: &[SeqSpan],
         input: StageInput<'_>,
-        pos0: u32,
-    ) -> Result<StageOutput, EngineError> {
+    ) -> Result<BatchOutput, Fault> {
         let t = std::time::Instant::now();
-        let out = stage.forward(input, pos0);
+        let out = stage.forward_batch(spans, input);
         self.shared.metrics.forward.observe(t.elapsed());
-        out
+        out.map_err(|e| self.engine_err(e))
     }
 
     fn engine_err(&self, source: EngineError) -> Fault {
@@ -1006,357 +1055,137 @@ impl EngineThread {
         }
     }
 
+    /// The next message if one is there.
+    fn try_recv(&mut self) -> Result<Option<EngineMsg>, Stopped> {
+        if let Some(f) = self.inbox.frames.pop_front() {
+            return Ok(Some(EngineMsg::Frame(f)));
+        }
+        match self.inbox.rx.try_recv() {
+            Ok(EngineMsg::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => Err(Stopped),
+            Ok(m) => Ok(Some(m)),
+            Err(std_mpsc::TryRecvError::Empty) => Ok(None),
+        }
+    }
+
+    /// The next message, waiting at most `limit`.
+    fn recv_timeout(&mut self, limit: Duration) -> Result<Option<EngineMsg>, Stopped> {
+        if let Some(f) = self.inbox.frames.pop_front() {
+            return Ok(Some(EngineMsg::Frame(f)));
+        }
+        match self.inbox.rx.recv_timeout(limit) {
+            Ok(EngineMsg::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(Stopped),
+            Ok(m) => Ok(Some(m)),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Ok(None),
+        }
+    }
+
     fn mark_ready(&self) {
         if !self.shared.ready.swap(true, Ordering::SeqCst) {
             let _ = self.sup.send(Supervise::Ready);
         }
     }
 
-    /// Rank 0: take requests in order and run each.
+    /// Rank 0: schedule the requests (see [`head`]).
     fn head(&mut self, mut stage: Box<dyn Stage>, tok: Arc<dyn Tokenizer>) -> Result<(), Fault> {
         if self.world == 1 {
             self.mark_ready();
         } else {
             self.send(Frame::Ready { seq: 0 });
         }
-        let mut seq = 0u64;
-        loop {
-            let msg = match self.inbox.jobs.pop_front() {
-                Some(j) => EngineMsg::Job(j),
-                None => self.recv()?,
-            };
-            match msg {
-                EngineMsg::Job(job) => {
-                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-                    if job.events.is_closed() {
-                        continue; // the client left while it waited
-                    }
-                    seq += 1;
-                    let events = job.events.clone();
-                    if let Err(fault) = self.generate(&mut *stage, &*tok, seq, job) {
-                        if let Fault::Fatal(e) = &fault {
-                            let _ =
-                                events.try_send(Event::Error(ApiError::Internal(e.to_string())));
-                        }
-                        return Err(fault);
-                    }
-                }
-                EngineMsg::Frame(f) => {
-                    self.head_frame(f, None)?;
-                }
-                EngineMsg::RingUp(_) | EngineMsg::Stop => {}
-            }
+        if (stage.n_seq_max() as usize) < self.parallel {
+            return Err(self.engine_err(EngineError::Context {
+                path: PathBuf::from("(engine)"),
+                reason: format!(
+                    "the KV cache holds {} sequences, but {} requests are to run at once",
+                    stage.n_seq_max(),
+                    self.parallel
+                ),
+            }));
         }
+        head::Head::new(self, &mut *stage, tok).run()
     }
 
-    /// A frame that came back to rank 0 outside a token wait. Returns the
-    /// token when it is the one `waiting` for `(seq, pos)`.
-    fn head_frame(
-        &mut self,
-        f: Frame,
-        waiting: Option<(u64, u32)>,
-    ) -> Result<Option<Sampled>, Fault> {
-        match f {
-            Frame::Ready { .. } => self.mark_ready(),
-            Frame::Token {
-                seq,
-                pos,
-                token,
-                logprobs,
-            } => {
-                if let Some((want_seq, want_pos)) = waiting {
-                    if seq == want_seq {
-                        if pos != want_pos {
-                            return Err(self.protocol(format!(
-                                "token for position `{pos}` arrived, expected position `{want_pos}`"
-                            )));
-                        }
-                        return Ok(Some(Sampled { token, logprobs }));
-                    }
-                }
-                // A token of a cancelled request: dropped.
-            }
-            // Mirrored operations coming back round: every rank applied them.
-            Frame::Start { .. } | Frame::Kv { .. } | Frame::Cancel { .. } => {}
-            other => {
-                return Err(
-                    self.protocol(format!("rank 0 received a `{}` frame", other.kind_name()))
-                )
-            }
-        }
-        Ok(None)
-    }
-
-    /// Wait for the token of `(seq, pos)` from the last rank; `None` when
-    /// the client went away meanwhile.
-    fn await_token(
-        &mut self,
-        seq: u64,
-        pos: u32,
-        events: &mpsc::Sender<Event>,
-    ) -> Result<Option<Sampled>, Fault> {
-        loop {
-            if let Some(f) = self.inbox.frames.pop_front() {
-                if let Some(t) = self.head_frame(f, Some((seq, pos)))? {
-                    return Ok(Some(t));
-                }
-                continue;
-            }
-            match self.inbox.rx.recv_timeout(CANCEL_POLL) {
-                Ok(EngineMsg::Frame(f)) => {
-                    if let Some(t) = self.head_frame(f, Some((seq, pos)))? {
-                        return Ok(Some(t));
-                    }
-                }
-                Ok(EngineMsg::Job(j)) => self.inbox.jobs.push_back(j),
-                Ok(EngineMsg::RingUp(_)) => {}
-                Ok(EngineMsg::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Fault::Stopped)
-                }
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    if events.is_closed() {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Send rank 0's output on (or sample locally with one rank). Returns
-    /// the token when sampled here.
-    fn pass_on(
-        &self,
-        out: StageOutput,
-        seq: u64,
-        pos0: u32,
-        n_tokens: usize,
-        sample: bool,
-        sampler: &mut Sampler,
-    ) -> Result<Option<Sampled>, Fault> {
-        match out {
-            StageOutput::Hidden(rows) => {
-                self.send(Frame::Hidden {
-                    seq,
-                    pos0,
-                    n_tokens: n_tokens as u32,
-                    sample,
-                    rows,
-                });
-                Ok(None)
-            }
-            StageOutput::Logits(logits) => Ok(sample.then(|| sampler.next(&logits))),
-        }
-    }
-
-    fn generate(
-        &mut self,
-        stage: &mut dyn Stage,
-        tok: &dyn Tokenizer,
-        seq: u64,
-        job: Job,
-    ) -> Result<(), Fault> {
-        let g = &job.generation;
-        let local = self.world == 1;
-        let mut sampler = if local {
-            sampler_for(&g.params, tok, self.rank)
-        } else {
-            // The last rank samples.
-            Sampler::new(&SamplingParams::default())
-        };
-        // Keep the longest prefix of this prompt that every rank's cache
-        // already holds (a conversation's earlier turns); at least the last
-        // prompt token runs again, for its logits.
-        let keep = if stage.reuses_prefixes() {
-            common_prefix(&self.cached, &g.prompt).min(g.prompt.len().saturating_sub(1))
-        } else {
-            0
-        };
-        if !local {
-            self.send(Frame::Start {
-                seq,
-                params: g.params.clone(),
-            });
-            self.send(Frame::Kv {
-                seq,
-                op: KvOp::Truncate { from: keep as u32 },
-            });
-        }
-        stage
-            .truncate_kv(keep as u32)
-            .map_err(|e| self.engine_err(e))?;
-        self.cached.truncate(keep);
-
-        // Prefill the rest in chunks; the ring works on one chunk while
-        // rank 0 computes the next.
-        let n_prompt = g.prompt.len() as u32;
-        let rest = &g.prompt[keep..];
-        let chunks = rest.len().div_ceil(self.chunk);
-        let mut pos = keep as u32;
-        let mut token = None;
-        for (i, chunk) in rest.chunks(self.chunk).enumerate() {
-            if job.events.is_closed() {
-                self.send(Frame::Cancel { seq });
-                return Ok(());
-            }
-            let out = self
-                .forward(stage, StageInput::Tokens(chunk), pos)
-                .map_err(|e| self.engine_err(e))?;
-            self.cached.extend_from_slice(chunk);
-            token = self.pass_on(out, seq, pos, chunk.len(), i + 1 == chunks, &mut sampler)?;
-            pos += chunk.len() as u32;
-        }
-
-        let mut text = TextStream::new(g.stop.clone());
-        let mut generated = 0u32;
-        let cancel = |me: &Self| {
-            me.send(Frame::Cancel { seq });
-            Ok(())
-        };
-        let finish = loop {
-            // `pos` is where the next token goes.
-            let Sampled { token: t, logprobs } = match token.take() {
-                Some(t) => t,
-                None => match self.await_token(seq, pos, &job.events)? {
-                    Some(t) => t,
-                    None => return cancel(self),
-                },
-            };
-            if t == NO_TOKEN {
-                // The grammar allowed no token: end the request, not the ring.
-                let _ = job.events.try_send(Event::Error(ApiError::Internal(
-                    "the request's grammar allows no next token".into(),
-                )));
-                return cancel(self);
-            }
-            if tok.is_eog(t) {
-                break FinishReason::Stop;
-            }
-            generated += 1;
-            if let Some(lp) = logprobs {
-                if job.events.try_send(Event::Logprobs(lp)).is_err() {
-                    return cancel(self);
-                }
-            }
-            let bytes = if g.render_special {
-                tok.token_to_piece_special(t)
-            } else {
-                tok.token_to_piece(t)
-            };
-            let (piece, stopped) = text.push(&bytes);
-            if !piece.is_empty() && job.events.try_send(Event::Text(piece)).is_err() {
-                // Client gone, or too slow (the receiver then sees the
-                // stream end without a result).
-                return cancel(self);
-            }
-            if let Some(stop) = stopped {
-                if job.events.try_send(Event::StopSequence(stop)).is_err() {
-                    return cancel(self);
-                }
-                break FinishReason::Stop;
-            }
-            if generated >= g.max_tokens || pos + 1 >= stage.n_ctx() {
-                break FinishReason::Length;
-            }
-            if job.events.is_closed() {
-                return cancel(self);
-            }
-            let out = self
-                .forward(stage, StageInput::Tokens(&[t]), pos)
-                .map_err(|e| self.engine_err(e))?;
-            self.cached.push(t);
-            token = self.pass_on(out, seq, pos, 1, true, &mut sampler)?;
-            pos += 1;
-        };
-        let rest = text.finish();
-        // Text held back as a possible stop string's start (empty after a
-        // stop string, which clears it).
-        if !rest.is_empty() && job.events.try_send(Event::Text(rest)).is_err() {
-            return cancel(self);
-        }
-        let done = Event::Done {
-            finish,
-            usage: Usage::new(n_prompt, keep as u32, generated),
-        };
-        if job.events.try_send(done).is_err() {
-            return cancel(self);
-        }
-        Ok(())
-    }
-
-    /// Ranks 1..n: run what comes from upstream and pass it on; the last
-    /// rank samples.
+    /// Ranks 1..n: run each batch from upstream and pass it on; the last
+    /// rank samples the spans that ask for a token, each with its request's
+    /// sampler, and answers every batch with its tokens. Operations that
+    /// only change state (start, kv, end) stop at the last rank.
     fn tail(&mut self, mut stage: Box<dyn Stage>, tok: &dyn Tokenizer) -> Result<(), Fault> {
         let n_embd = stage.n_embd();
-        let mut sampler: Option<(u64, Sampler)> = None;
+        let last = stage.is_last();
+        let mut samplers: HashMap<u64, Sampler> = HashMap::new();
         loop {
             let f = match self.recv()? {
                 EngineMsg::Frame(f) => f,
                 _ => continue,
             };
             match f {
-                Frame::Start { seq, params } => {
-                    if stage.is_last() {
-                        sampler = Some((seq, sampler_for(&params, tok, self.rank)));
+                Frame::Start { req, params } => {
+                    if last {
+                        samplers.insert(req, sampler_for(&params, tok, self.rank));
+                    } else {
+                        self.send(Frame::Start { req, params });
                     }
-                    self.send(Frame::Start { seq, params });
                 }
-                Frame::Kv { seq, op } => {
+                Frame::End { req } => {
+                    if last {
+                        samplers.remove(&req);
+                    } else {
+                        self.send(Frame::End { req });
+                    }
+                }
+                Frame::Kv { slot, op } => {
                     let KvOp::Truncate { from } = op;
-                    stage.truncate_kv(from).map_err(|e| self.engine_err(e))?;
-                    self.send(Frame::Kv { seq, op });
-                }
-                Frame::Cancel { seq } => {
-                    if sampler.as_ref().is_some_and(|(s, _)| *s == seq) {
-                        sampler = None;
+                    stage
+                        .truncate_seq(slot, from)
+                        .map_err(|e| self.engine_err(e))?;
+                    if !last {
+                        self.send(Frame::Kv { slot, op });
                     }
-                    self.send(Frame::Cancel { seq });
                 }
                 Frame::Ready { seq } => self.send(Frame::Ready { seq }),
-                Frame::Hidden {
-                    seq,
-                    pos0,
-                    n_tokens,
-                    sample,
-                    rows,
-                } => {
-                    if rows.len() != n_tokens as usize * n_embd {
+                Frame::Batch { id, spans, rows } => {
+                    let n_tokens: usize = spans.iter().map(|s| s.n_tokens as usize).sum();
+                    if rows.len() != n_tokens * n_embd {
                         return Err(self.protocol(format!(
-                            "hidden frame of {} values for {n_tokens} rows of width {n_embd}",
+                            "batch of {} values for {n_tokens} rows of width {n_embd}",
                             rows.len()
                         )));
                     }
+                    let seq_spans: Vec<SeqSpan> = spans
+                        .iter()
+                        .map(|s| SeqSpan {
+                            seq: s.slot,
+                            pos0: s.pos0,
+                            n_tokens: s.n_tokens,
+                            logits: s.sample,
+                        })
+                        .collect();
                     let input = StageInput::Hidden {
                         data: &rows,
-                        n_tokens: n_tokens as usize,
+                        n_tokens,
                     };
-                    let out = self
-                        .forward(&mut *stage, input, pos0)
-                        .map_err(|e| self.engine_err(e))?;
+                    let out = self.forward(&mut *stage, &seq_spans, input)?;
                     match out {
-                        StageOutput::Hidden(rows) => self.send(Frame::Hidden {
-                            seq,
-                            pos0,
-                            n_tokens,
-                            sample,
-                            rows,
-                        }),
-                        StageOutput::Logits(logits) => {
-                            if !sample {
-                                continue;
-                            }
-                            match &mut sampler {
-                                Some((s, sm)) if *s == seq => {
-                                    let Sampled { token, logprobs } = sm.next(&logits);
-                                    self.send(Frame::Token {
-                                        seq,
-                                        pos: pos0 + n_tokens,
-                                        token,
-                                        logprobs,
-                                    });
-                                }
-                                // Cancelled request: nothing to sample for.
-                                _ => {}
-                            }
+                        BatchOutput::Hidden(rows) => self.send(Frame::Batch { id, spans, rows }),
+                        BatchOutput::Logits(logits) => {
+                            let tokens = spans
+                                .iter()
+                                .filter(|s| s.sample)
+                                .zip(logits)
+                                // A request that ended meanwhile has no sampler.
+                                .filter_map(|(s, logits)| {
+                                    samplers.get_mut(&s.req).map(|sm| {
+                                        let t = sm.next(&logits);
+                                        Sampled {
+                                            req: s.req,
+                                            pos: s.pos0 + s.n_tokens,
+                                            token: t.token,
+                                            logprobs: t.logprobs,
+                                        }
+                                    })
+                                })
+                                .collect();
+                            self.send(Frame::Tokens { id, tokens });
                         }
                     }
                 }

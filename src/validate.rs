@@ -133,6 +133,34 @@ pub static KINDS: &[DocumentKind] = &[
     },
 ];
 
+/// The kind a document clearly is, when that is not `expected` (a kind's
+/// name in [`KINDS`]): `"a model card"`, `"an inventory"` or `"a plan"`. A
+/// document is clearly an inventory when it has `hosts`, a plan when it has
+/// `instance` and `skulk`, a card when it has `modelId` (or `model_id`) and
+/// is neither; anything else is left to the schema.
+pub fn other_kind(value: &Value, expected: &str) -> Option<&'static str> {
+    let object = value.as_object()?;
+    let (kind, phrase) = if object.contains_key("hosts") {
+        ("inventory", "an inventory")
+    } else if object.contains_key("instance") && object.contains_key("skulk") {
+        ("plan", "a plan")
+    } else if object.contains_key("modelId") || object.contains_key("model_id") {
+        ("card", "a model card")
+    } else {
+        return None;
+    };
+    (kind != expected).then_some(phrase)
+}
+
+/// `an inventory` for `inventory`, as [`other_kind`] names kinds.
+fn kind_phrase(kind: &str) -> &'static str {
+    match kind {
+        "inventory" => "an inventory",
+        "plan" => "a plan",
+        _ => "a model card",
+    }
+}
+
 fn check_inventory(value: &Value) -> Checked {
     let problems = match crate::inventory::parse(value) {
         Ok(_) => Vec::new(),
@@ -174,7 +202,7 @@ fn check_plan(value: &Value) -> Checked {
 fn check_card(value: &Value) -> Checked {
     match serde_json::from_value::<ModelCard>(value.clone()) {
         Ok(card) => Checked {
-            problems: card.semantic_problems(),
+            problems: card.semantic_problems_in(value),
             model_id: Some(card.model_id),
         },
         Err(err) => Checked {
@@ -605,6 +633,18 @@ fn check_text_as(
         );
         return;
     };
+    if let Some(forced) = forced {
+        if let Some(actual) = other_kind(&value, forced.name) {
+            report.problems.push(Diagnostic::error(
+                "",
+                format!(
+                    "this is {actual}, not {}; were two file arguments swapped?",
+                    kind_phrase(forced.name)
+                ),
+            ));
+            return;
+        }
+    }
     let kind = forced.unwrap_or_else(|| {
         KINDS
             .iter()
@@ -752,9 +792,62 @@ fn schema_diagnostics(
             ));
         }
         Kind::AnyOf { context } | Kind::OneOfNotValid { context } => {
+            let instance = error.instance();
+            // An enum whose variants are documented is a `oneOf` of
+            // constants: list them, and the likely one.
+            let consts: Option<Vec<&Value>> = context
+                .iter()
+                .map(|branch| match branch.as_slice() {
+                    [only] => match only.kind() {
+                        Kind::Constant { expected_value } => Some(&**expected_value),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            if let Some(consts) = consts.filter(|c| !c.is_empty()) {
+                let names: Vec<String> = consts.iter().map(|v| v.to_string()).collect();
+                let mut message = format!("{} is not one of {}", short(instance), names.join(", "));
+                let known: Vec<String> = consts
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                if let Some(hit) = instance.as_str().and_then(|given| closest(given, &known)) {
+                    message.push_str(&format!("; did you mean `{hit}`?"));
+                }
+                out.push(Diagnostic::error(pointer, message));
+                return;
+            }
+            // One of several fields is required (`address` or its Ansible
+            // name): name them.
+            let required: Option<Vec<String>> = context
+                .iter()
+                .map(|branch| match branch.as_slice() {
+                    [only] => match only.kind() {
+                        Kind::Required { property } => property.as_str().map(str::to_owned),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            if let Some(names) = required.filter(|n| !n.is_empty()) {
+                let others: Vec<String> = names[1..].iter().map(|n| format!("`{n}`")).collect();
+                out.push(Diagnostic::error(
+                    format!("{pointer}/{}", card::escape_pointer(&names[0])),
+                    format!(
+                        "missing required field `{}`{}",
+                        names[0],
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (or {})", others.join(" or "))
+                        }
+                    ),
+                ));
+                return;
+            }
             // `Option<T>` is `anyOf: [T, null]`: report why T failed rather
             // than that nothing matched.
-            let instance = error.instance();
             let specific: Vec<&Vec<jsonschema::ValidationError<'static>>> = context
                 .iter()
                 .filter(|branch| !is_plain_type_mismatch(branch, &pointer))

@@ -357,9 +357,19 @@ else:
         &["status", s(&plan), "--known-hosts", &kh, "-o", "json"],
         &env,
     )
-    .expect(2);
+    .expect(3);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v["ranks"][1]["state"], "exited", "{}", st.stdout);
+    // Why: the killed rank left no error; the others say they lost it.
+    assert_eq!(
+        v["ranks"][1]["reason"], "it left no error in its log (killed, or out of memory?)",
+        "{}",
+        st.stdout
+    );
+    st.assert_stderr_has(&format!(
+        "`skulk logs {} --node h2` shows why rank 1 stopped",
+        s(&plan)
+    ));
     assert_ne!(v["health"]["state"], "ready", "{}", st.stdout);
 
     // Applying a plan whose ranks died starts the whole ring again.
@@ -379,7 +389,7 @@ else:
         &plan_digest(&plan)[..16]
     ));
     replaced.expect(2);
-    let st = skulk(&["status", s(&plan), "--known-hosts", &kh, "-o", "json"]).expect(2);
+    let st = skulk(&["status", s(&plan), "--known-hosts", &kh, "-o", "json"]).expect(3);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     for r in v["ranks"].as_array().unwrap() {
         assert_ne!(r["state"], "running", "{}", st.stdout);
@@ -398,4 +408,224 @@ else:
             assert!(!dir.join(f).exists(), "{f} removed from {}", dir.display());
         }
     }
+}
+
+/// A whole POST, its answer read until `limit` bytes or the end.
+fn post(addr: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Two local ranks (`connection: local`, no SSH): `status` says how busy
+/// the ring is; a plan written over the file of a running one finds the old
+/// ring, which `down --digest` stops; a request without `max_tokens` gets
+/// the plan's default.
+#[test]
+fn a_local_ring_reports_busy_and_a_replanned_file_still_finds_its_ring() {
+    if !cfg!(feature = "engine") {
+        eprintln!("skipping: skulk built without the engine (`run-shard` cannot run)");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if smol_model().is_none() {
+        return skip("the test model is missing (run scripts/fetch-test-models)");
+    }
+    let sc = Scratch::new();
+    let specs: Vec<HostSpec> = (1..=2)
+        .map(|i| HostSpec {
+            name: format!("l{i}"),
+            address: format!("127.0.0.{}", 30 + i),
+            model_dir: Some(sc.model_dir(&format!("models-l{i}"), true)),
+            local: true,
+        })
+        .collect();
+    let inv = sc.inventory_with(None, &specs);
+    let card = sc.path("card.yaml");
+    fs::write(&card, SMOL_CARD).unwrap();
+    let plan = sc.path("plan.json");
+    let port = ring_port(24).to_string();
+    let plan_with = |extra: &[&str]| {
+        let mut a = vec![
+            "plan",
+            "--card",
+            s(&card),
+            "--inventory",
+            s(&inv),
+            "--nodes",
+            "l1,l2",
+            "--port",
+            &port,
+            "--out",
+            s(&plan),
+            "-q",
+        ];
+        a.extend(extra);
+        skulk(&a).expect(0);
+        plan_digest(&plan)
+    };
+    let first = plan_with(&[]);
+    let apply = [
+        "apply",
+        s(&plan),
+        "--remote-skulk",
+        skulk_bin(),
+        "--timeout",
+        "120",
+    ];
+    skulk(&apply).expect(0);
+    let api = "127.0.0.31:52415";
+
+    // The API states its limits.
+    let models = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(api).unwrap();
+        write!(
+            c,
+            "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut t = String::new();
+        c.read_to_string(&mut t).unwrap();
+        t
+    };
+    assert!(
+        models.contains("\"default_max_tokens\":2048") && models.contains("\"max_model_len\":8192"),
+        "{models}"
+    );
+
+    // Busy: a long request is running; status says so, with its age.
+    let long = std::thread::spawn(move || {
+        post(
+            api,
+            "/v1/completions",
+            r#"{"prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", "max_tokens": 600, "temperature": 0}"#,
+        )
+    });
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(api).unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut t = String::new();
+        c.read_to_string(&mut t).unwrap();
+        t
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while !get("/health").contains("\"running\":1") {
+        assert!(Instant::now() < until, "the long request never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let st = skulk(&["status", s(&plan), "-o", "json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["health"]["state"], "ready", "{}", st.stdout);
+    assert_eq!(v["health"]["running"], 1, "{}", st.stdout);
+    assert!(
+        v["health"]["runningSeconds"].as_u64().is_some(),
+        "{}",
+        st.stdout
+    );
+    let table = skulk(&["status", s(&plan)]).expect(0);
+    assert!(
+        table.stdout.contains("ready, busy: 1 request running for"),
+        "{}",
+        table.stdout
+    );
+    let answer = long.join().unwrap();
+    assert!(answer.contains("\"completion_tokens\""), "{answer}");
+    let table = skulk(&["status", s(&plan)]).expect(0);
+    assert!(table.stdout.contains("ready, idle"), "{}", table.stdout);
+
+    // Re-plan into the same file: status and down find the first ring.
+    let second = plan_with(&["--context", "4096", "--max-tokens", "5"]);
+    assert_ne!(first, second);
+    let st = skulk(&["status", s(&plan)]).expect(3);
+    assert!(
+        st.stdout.contains(&format!(
+            "answers for plan `{}`, not this one",
+            &first[..16]
+        )),
+        "{}",
+        st.stdout
+    );
+    assert!(
+        st.stdout.contains(&format!(
+            "runs rank 0 of another plan `{}` (local/SmolLM2-135M-Instruct.Q4_1), started",
+            &first[..16]
+        )),
+        "{}",
+        st.stdout
+    );
+    st.assert_stderr_has(&format!(
+        "`skulk down {} --digest {}` stops it",
+        s(&plan),
+        &first[..16]
+    ));
+    // Without `--digest`, down names the old ring and leaves it: its ports
+    // are this plan's too, so down fails and says how to stop it.
+    let d = skulk(&["down", s(&plan)]).expect(2);
+    d.assert_stderr_has("of another plan");
+    d.assert_stderr_has(&format!("--digest {}", &first[..16]));
+    skulk(&["down", s(&plan), "--digest", &first[..12]]).expect(0);
+    assert!(processes_with(&format!("runs/{}/", &first[..16])).is_empty());
+    let st = skulk(&["status", s(&plan)]).expect(3);
+    st.assert_stderr_has(&format!("`skulk apply {}` starts it", s(&plan)));
+
+    // The second plan, as YAML on standard output (`-o yaml > p.yaml`), is
+    // applied as it is; a request without `max_tokens` gets its default.
+    let yaml = skulk(&[
+        "plan",
+        "--card",
+        s(&card),
+        "--inventory",
+        s(&inv),
+        "--nodes",
+        "l1,l2",
+        "--port",
+        &port,
+        "--context",
+        "4096",
+        "--max-tokens",
+        "5",
+        "-o",
+        "yaml",
+    ])
+    .expect(0)
+    .stdout;
+    let yaml_plan = sc.path("p.yaml");
+    fs::write(&yaml_plan, yaml).unwrap();
+    skulk(&[
+        "apply",
+        s(&yaml_plan),
+        "--remote-skulk",
+        skulk_bin(),
+        "--timeout",
+        "120",
+    ])
+    .expect(0);
+    skulk(&["status", s(&plan)]).expect(0);
+    let answer = post(
+        api,
+        "/v1/chat/completions",
+        r#"{"messages": [{"role": "user", "content": "Tell me a long story."}], "temperature": 0}"#,
+    );
+    assert!(
+        answer.contains("\"completion_tokens\":5")
+            && answer.contains("\"finish_reason\":\"length\""),
+        "{answer}"
+    );
+    skulk(&["down", s(&yaml_plan)]).expect(0);
+    assert!(processes_with(&format!("runs/{}/", &second[..16])).is_empty());
 }

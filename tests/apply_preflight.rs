@@ -170,7 +170,7 @@ fn new_host_keys_are_recorded_with_the_flag_and_a_dry_run_starts_nothing() {
     );
     // Nothing was started or written.
     assert!(!run_dir(&plan).exists());
-    let st = skulk(&["status", s(&plan), "--known-hosts", s(&kh), "-o", "json"]).expect(2);
+    let st = skulk(&["status", s(&plan), "--known-hosts", s(&kh), "-o", "json"]).expect(3);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     for r in v["ranks"].as_array().unwrap() {
         assert_eq!(r["state"], "absent", "{}", st.stdout);
@@ -351,7 +351,8 @@ fn status_and_down_of_a_plan_that_never_ran() {
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(10));
     let kh = h.known_hosts.display().to_string();
-    let st = skulk(&["status", s(&plan), "--known-hosts", &kh]).expect(2);
+    let st = skulk(&["status", s(&plan), "--known-hosts", &kh]).expect(3);
+    st.assert_stderr_has(&format!("`skulk apply {}` starts it", s(&plan)));
     assert_eq!(st.stdout.matches(" absent ").count(), N, "{}", st.stdout);
     assert!(
         st.stdout.contains("unreachable") || st.stdout.contains("not ready"),
@@ -361,7 +362,9 @@ fn status_and_down_of_a_plan_that_never_ran() {
     for _ in 0..2 {
         let d = skulk(&["down", s(&plan), "--known-hosts", &kh]).expect(0);
         assert_eq!(
-            d.stderr.matches("nothing running; cleaned up").count(),
+            d.stderr
+                .matches("nothing of this plan running; cleaned up")
+                .count(),
             N,
             "{}",
             d.stderr

@@ -111,6 +111,8 @@ fn gemma3_card() {
     assert_eq!(card.num_key_value_heads, Some(1));
     assert_eq!(card.context_length, 32768);
     assert_eq!(card.quantization, "Q4_K_M");
+    // The GGUF's `general.architecture` is the card's family.
+    assert_eq!(card.family, "gemma3");
 }
 
 #[test]
@@ -137,6 +139,7 @@ supportsTensor: false
 numKeyValueHeads: 2
 tasks:
 - TextGeneration
+family: qwen3
 quantization: Q8_0
 ggufFile: tiny-Q8_0.gguf
 contextLength: 2048

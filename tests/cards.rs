@@ -42,6 +42,50 @@ fn python_skulk_catalog_cards_validate() {
     assert_eq!(report.files.len(), 8);
 }
 
+/// The whole Python Skulk 1.3.0 catalog validates: no errors, and only the
+/// two warnings its own files earn (file names that do not match the model
+/// id).
+#[test]
+fn python_skulk_1_3_0_catalog_validates() {
+    let report = validate_dir("tests/fixtures/skulk-catalog-1.3.0");
+    assert_eq!(report.files.len(), 98);
+    assert!(report.files.iter().all(|f| f.kind == Some("card")));
+    assert!(
+        report.files.iter().all(|f| f.valid),
+        "{:#?}",
+        problems(&report)
+    );
+    let mut warned: Vec<String> = report
+        .files
+        .iter()
+        .filter(|f| !f.problems.is_empty())
+        .map(|f| {
+            Path::new(&f.path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    warned.sort();
+    assert_eq!(
+        warned,
+        [
+            "mlx-community--GLM-5-8bit.toml",
+            "mlx-community--GLM-5-bf16.toml"
+        ],
+        "{:#?}",
+        problems(&report)
+    );
+    assert!(
+        problems(&report)
+            .iter()
+            .all(|p| p.contains("does not match the model id")),
+        "{:#?}",
+        problems(&report)
+    );
+}
+
 fn card(path: &Path) -> ModelCard {
     let (_, value) = skulk::load::load(path).unwrap();
     serde_json::from_value(value).unwrap()

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use skulk::engine::{
-    load, ChatMessage, EngineError, EngineOptions, Sampler, SamplingParams, Stage, StageInput,
-    StageOutput, Tokenizer,
+    load, BatchOutput, ChatMessage, EngineError, EngineOptions, Sampler, SamplingParams, SeqSpan,
+    Stage, StageInput, StageOutput, Tokenizer,
 };
 use skulk::gguf::slice_layers;
 
@@ -38,6 +38,7 @@ fn opts(n_batch: u32) -> EngineOptions {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         n_ctx: 512,
+        n_seq_max: 1,
         n_batch,
     }
 }
@@ -112,6 +113,7 @@ fn generate(stages: &mut [Box<dyn Stage>], prompt: &[i32], pos: u32, n: usize) -
         top_p: 1.0,
         top_k: 0,
         seed: 0,
+        ..SamplingParams::default()
     });
     let mut out = Vec::with_capacity(n);
     let mut pos = pos;
@@ -124,6 +126,103 @@ fn generate(stages: &mut [Box<dyn Stage>], prompt: &[i32], pos: u32, n: usize) -
         input = vec![t];
     }
     out
+}
+
+/// Runs one batch (the spans' tokens in span order) through every stage;
+/// the logits of the spans that ask for them.
+fn chain_batch(stages: &mut [Box<dyn Stage>], spans: &[SeqSpan], tokens: &[i32]) -> Vec<Vec<f32>> {
+    let mut hidden: Option<Vec<f32>> = None;
+    for (i, stage) in stages.iter_mut().enumerate() {
+        let inp = match &hidden {
+            None => StageInput::Tokens(tokens),
+            Some(h) => StageInput::Hidden {
+                data: h,
+                n_tokens: tokens.len(),
+            },
+        };
+        match stage
+            .forward_batch(spans, inp)
+            .unwrap_or_else(|e| panic!("stage {i}: {e}"))
+        {
+            BatchOutput::Hidden(h) => hidden = Some(h),
+            BatchOutput::Logits(l) => {
+                assert_eq!(l.len(), spans.iter().filter(|s| s.logits).count());
+                return l;
+            }
+        }
+    }
+    panic!("the last stage returned hidden rows")
+}
+
+/// Greedy generation for several prompts at once, one sequence each, the
+/// way rank 0 schedules them: the first half starts at once, the others
+/// join one per step (their prompts in the same batches as the others'
+/// decoding tokens, in chunks of at most 7 tokens); sequence `i` stops after
+/// `n - 3 * i` tokens, so batches shrink too. Returns each sequence's tokens.
+fn generate_batched(
+    stages: &mut [Box<dyn Stage>],
+    prompts: &[Vec<i32>],
+    n: usize,
+) -> Vec<Vec<i32>> {
+    struct Seq {
+        tokens: Vec<i32>,
+        fed: usize,
+        out: Vec<i32>,
+        want: usize,
+    }
+    let mut seqs: Vec<Seq> = Vec::new();
+    let mut greedy = Sampler::new(&SamplingParams {
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        seed: 0,
+        ..SamplingParams::default()
+    });
+    let mut next = 0;
+    loop {
+        let joining = if next == 0 { prompts.len() / 2 } else { 1 };
+        for _ in 0..joining {
+            if next < prompts.len() {
+                seqs.push(Seq {
+                    tokens: prompts[next].clone(),
+                    fed: 0,
+                    out: Vec::new(),
+                    want: n - 3 * next,
+                });
+                next += 1;
+            }
+        }
+        let mut spans = Vec::new();
+        let mut tokens = Vec::new();
+        for (i, s) in seqs.iter().enumerate() {
+            if s.out.len() >= s.want {
+                continue;
+            }
+            let k = (s.tokens.len() - s.fed).min(if s.fed == 0 { 7 } else { usize::MAX });
+            spans.push(SeqSpan {
+                seq: i as u32,
+                pos0: s.fed as u32,
+                n_tokens: k as u32,
+                logits: s.fed + k == s.tokens.len(),
+            });
+            tokens.extend_from_slice(&s.tokens[s.fed..s.fed + k]);
+        }
+        if spans.is_empty() {
+            break;
+        }
+        let logits = chain_batch(stages, &spans, &tokens);
+        let mut rows = logits.into_iter();
+        for span in &spans {
+            let s = &mut seqs[span.seq as usize];
+            s.fed += span.n_tokens as usize;
+            if span.logits {
+                let t = greedy.sample(&rows.next().unwrap());
+                s.out.push(t);
+                s.tokens.push(t);
+            }
+        }
+    }
+    seqs.into_iter().map(|s| s.out).collect()
 }
 
 fn prompt(tok: &dyn Tokenizer) -> Vec<i32> {
@@ -213,6 +312,62 @@ fn smollm2_stages_give_the_whole_models_tokens() {
         SMOLLM2_LAYERS,
         &[&[1, 29], &[15, 15], &[29, 1], &[7, 11, 12], &[8, 7, 8, 7]],
     );
+}
+
+/// Several sequences in every batch, joining and leaving at different steps,
+/// prompts mixed with decoding tokens: each split gives the whole model's
+/// tokens for every sequence (the same batches through the same layers give
+/// the same numbers, whatever the ranks).
+fn check_batched_splits(name: &str, total: u32, splits: &[&[u32]]) {
+    let Some(model) = model(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let o = EngineOptions {
+        n_seq_max: 6,
+        n_ctx: 1024,
+        ..opts(512)
+    };
+    let (mut whole, tok) = stages(&model, total, &[total], dir.path(), &o);
+    let questions = [
+        "Write a short poem about foxes in the snow.",
+        "What is the capital of France?",
+        "Explain photosynthesis to a child.",
+        "List three uses of a paperclip.",
+        "Why is the sky blue?",
+        "Tell me a joke about computers.",
+    ];
+    let prompts: Vec<Vec<i32>> = questions
+        .iter()
+        .map(|q| {
+            let text = tok
+                .apply_chat_template(
+                    &[ChatMessage {
+                        role: "user".into(),
+                        content: q.to_string(),
+                    }],
+                    true,
+                )
+                .unwrap();
+            tok.tokenize(&text, true).unwrap()
+        })
+        .collect();
+    let expected = generate_batched(&mut whole, &prompts, 32);
+    drop(whole);
+    for &split in splits {
+        let (mut s, _) = stages(&model, total, split, dir.path(), &o);
+        let got = generate_batched(&mut s, &prompts, 32);
+        assert_eq!(got, expected, "{name}: split {split:?} differs in a batch");
+        eprintln!("{name}: batched split {split:?}: identical");
+    }
+}
+
+#[test]
+fn smollm2_stages_give_the_whole_models_tokens_for_batches_of_sequences() {
+    check_batched_splits(SMOLLM2, SMOLLM2_LAYERS, &[&[15, 15], &[7, 11, 12]]);
+}
+
+#[test]
+fn gemma3_stages_give_the_whole_models_tokens_for_batches_of_sequences() {
+    check_batched_splits(GEMMA3, GEMMA3_LAYERS, &[&[9, 9]]);
 }
 
 #[test]
@@ -311,6 +466,61 @@ fn stage_inputs_are_checked() {
         s[0].forward(StageInput::Tokens(&[1, 2, 3]), 0).unwrap(),
         StageOutput::Hidden(h) if h.len() == 3 * n_embd
     ));
+}
+
+#[test]
+fn batch_inputs_are_checked_and_sequences_are_separate() {
+    let Some(model) = model(SMOLLM2) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let o = EngineOptions {
+        n_seq_max: 2,
+        ..opts(512)
+    };
+    let (mut s, _) = stages(&model, SMOLLM2_LAYERS, &[30], dir.path(), &o);
+    let st = &mut s[0];
+    assert_eq!(st.n_seq_max(), 2);
+    let span = |seq, pos0, n_tokens| SeqSpan {
+        seq,
+        pos0,
+        n_tokens,
+        logits: true,
+    };
+    let e = st
+        .forward_batch(&[span(2, 0, 1)], StageInput::Tokens(&[1]))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("outside the cache's `2` sequences"),
+        "{e}"
+    );
+    let e = st
+        .forward_batch(&[span(0, 0, 1), span(0, 1, 1)], StageInput::Tokens(&[1, 2]))
+        .unwrap_err();
+    assert!(e.to_string().contains("appears twice"), "{e}");
+    let e = st
+        .forward_batch(&[span(0, 0, 2)], StageInput::Tokens(&[1]))
+        .unwrap_err();
+    assert!(e.to_string().contains("`1` tokens for spans of `2`"), "{e}");
+    // Two sequences in one batch; dropping one leaves the other in place.
+    let out = st
+        .forward_batch(
+            &[span(0, 0, 3), span(1, 0, 2)],
+            StageInput::Tokens(&[1, 2, 3, 4, 5]),
+        )
+        .unwrap();
+    assert!(matches!(out, BatchOutput::Logits(l) if l.len() == 2));
+    st.truncate_seq(1, 0).unwrap();
+    let out = st
+        .forward_batch(&[span(0, 3, 1), span(1, 0, 1)], StageInput::Tokens(&[6, 7]))
+        .unwrap();
+    assert!(matches!(out, BatchOutput::Logits(l) if l.len() == 2));
+    let e = st
+        .forward_batch(&[span(1, 5, 1)], StageInput::Tokens(&[1]))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("sequence `1` starts at position `5`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -356,8 +356,9 @@ fn auth_offline_and_network_errors_are_clear() {
         stderr(&out)
     );
 
+    // A malformed repository id is invalid input (exit 1), not a failure.
     let out = skulk(&hub, &[], &["card", "new", "--from-hf", "gpt2"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("`gpt2` is not a Hugging Face repository id"));
 }
 

@@ -38,6 +38,7 @@ fn engine_options() -> EngineOptions {
         threads: 1,
         gpu_layers: 0,
         n_ctx: 1024,
+        n_seq_max: 1,
         n_batch: 512,
     }
 }
@@ -186,4 +187,126 @@ fn a_killed_middle_rank_fails_the_real_request_within_5_s() {
         );
     }
     assert!(std::net::TcpStream::connect(ring.api).is_err());
+}
+
+const QUESTIONS: [&str; 8] = [
+    "Write a short poem about foxes in the snow.",
+    "What is the capital of France?",
+    "Explain photosynthesis to a child.",
+    "List three uses of a paperclip.",
+    "Why is the sky blue?",
+    "Give me a recipe for pancakes.",
+    "Tell me a joke about computers.",
+    "How do bees make honey?",
+];
+
+/// Greedy answers (64 tokens) to `questions`, sent all at once in order
+/// (each is queued before the next is sent), read as they stream.
+fn answers_at_once(ring: &Ring, questions: &[&str]) -> Vec<String> {
+    let streams: Vec<_> = questions
+        .iter()
+        .map(|q| {
+            let (status, s) = open(
+                ring.api,
+                "/v1/chat/completions",
+                &json!({"messages": [{"role": "user", "content": q}], "max_tokens": 64,
+                        "temperature": 0, "stream": true}),
+            );
+            assert_eq!(status, 200);
+            s
+        })
+        .collect();
+    streams
+        .into_iter()
+        .map(|mut s| {
+            let mut text = String::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                assert!(s.read_line(&mut line).unwrap() > 0, "stream ended early");
+                let Some(d) = line.trim_end().strip_prefix("data: ") else {
+                    continue;
+                };
+                if d == "[DONE]" {
+                    return text;
+                }
+                let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                assert!(v.get("error").is_none(), "{v}");
+                if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+                    text.push_str(t);
+                }
+            }
+        })
+        .collect()
+}
+
+fn start_parallel(net: u8, model: &Path, counts: &[u32], cache: &Path, micro_batches: u32) -> Ring {
+    let total = 30;
+    Ring::start_with(
+        net,
+        &splits(counts),
+        total,
+        |s| {
+            s.engine = engine_options();
+            s.context_limit = 4096;
+            s.parallel = 9;
+            s.micro_batches = micro_batches;
+            if let Some(a) = s.api.as_mut() {
+                a.queue_capacity = 16;
+            }
+        },
+        |_, s| {
+            let path = rank_local_gguf(model, "test", s.layers.clone(), total, cache)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (layers, opts) = (s.layers.clone(), skulk::shard::engine_options(s));
+            let loader: Loader = Box::new(move || {
+                let (stage, tokenizer) = skulk::engine::load(&path, layers, total, &opts)?;
+                Ok(Loaded { stage, tokenizer })
+            });
+            loader
+        },
+    )
+}
+
+/// Eight requests sent while a long prompt is being computed all join at
+/// the same step, so one process and a ring that runs one batch at a time
+/// (`micro_batches` 1) run the same batches, and answer the same, token for
+/// token. (Alone, a request can answer differently: llama.cpp's kernels
+/// round differently for batches of other shapes; the test prints how many
+/// of the eight do, for the record.)
+#[test]
+fn smollm2_requests_at_once_on_3_ranks_answer_like_one_process_given_the_same_batches() {
+    let Some(model) = model(SMOLLM2) else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(90);
+    let mut runs = Vec::new();
+    for (i, counts) in [&[30u32][..], &[10, 10, 10]].iter().enumerate() {
+        let ring = start_parallel(76 + i as u8, &model, counts, cache.path(), 1);
+        ring.wait_ready();
+        let alone: Vec<String> = QUESTIONS
+            .iter()
+            .map(|q| answer(&ring, json!([{"role": "user", "content": q}])).0)
+            .collect();
+        let (blocker, together) = std::thread::scope(|s| {
+            let r = &ring;
+            let blocker = s.spawn(|| answer(r, json!([{"role": "user", "content": long}])).0);
+            std::thread::sleep(Duration::from_secs(1));
+            let together = answers_at_once(r, &QUESTIONS);
+            (blocker.join().unwrap(), together)
+        });
+        ring.stop();
+        let same = alone.iter().zip(&together).filter(|(a, t)| a == t).count();
+        eprintln!("{counts:?}: {same} of 8 answers at once equal the answer alone");
+        runs.push((alone, blocker, together));
+    }
+    let (alone1, blocker1, together1) = &runs[0];
+    let (alone3, blocker3, together3) = &runs[1];
+    assert_eq!(alone3, alone1, "alone: 3 ranks differ from one process");
+    assert_eq!(
+        blocker3, blocker1,
+        "the long request: 3 ranks differ from one process"
+    );
+    for (q, (a, b)) in QUESTIONS.iter().zip(together1.iter().zip(together3)) {
+        assert_eq!(b, a, "{q:?} at once: 3 ranks differ from one process");
+    }
 }

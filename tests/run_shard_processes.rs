@@ -316,6 +316,79 @@ fn killing_a_middle_rank_fails_the_request_fast_and_stops_every_rank() {
     assert!(!listening(setup.api()), "the API is still listening");
 }
 
+/// Six streams on a ring serving four at once (two wait): all answer while
+/// the ring runs; then the middle rank is killed and every stream, running
+/// or waiting, ends with an error, and no process or listener is left.
+#[test]
+fn killing_a_middle_rank_under_load_fails_every_stream_and_stops_every_rank() {
+    let Some(model) = test_model() else { return };
+    let setup = Setup::new(71, &model);
+    let plan = setup.plan("load", 3, &["--parallel", "4"]);
+    let mut ranks = setup.start_all(&plan, 3);
+    setup.wait_healthy(&mut ranks);
+
+    let mut streams: Vec<_> = (0..6)
+        .map(|i| {
+            let (status, s) = support::open(
+                setup.api(),
+                "/v1/chat/completions",
+                &json!({
+                    "messages": [{"role": "user", "content": format!("Story {i}: tell a very long story about a fox.")}],
+                    "max_tokens": 4000,
+                    "temperature": 0,
+                    "stream": true
+                }),
+            );
+            assert_eq!(status, 200);
+            s
+        })
+        .collect();
+    // The four running streams have content before the kill.
+    let mut line = String::new();
+    for s in streams.iter_mut().take(4) {
+        loop {
+            line.clear();
+            assert!(s.read_line(&mut line).unwrap() > 0, "stream ended early");
+            if line.contains("\"content\":\"") && !line.contains("\"content\":\"\"") {
+                break;
+            }
+        }
+    }
+    ranks[1].kill().unwrap();
+    let killed = Instant::now();
+    for (i, s) in streams.iter_mut().enumerate() {
+        let mut saw_error = false;
+        loop {
+            line.clear();
+            match s.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.contains("\"error\"") => {
+                    saw_error = true;
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        assert!(saw_error, "stream {i}: no error event after the kill");
+    }
+    let failed_after = killed.elapsed();
+    assert!(
+        failed_after < Duration::from_secs(5),
+        "the clients waited {failed_after:?} for the error"
+    );
+    for rank in [0usize, 2] {
+        let status = wait_exit(&mut ranks[rank], Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("rank {rank} did not exit after losing a neighbour"));
+        assert!(!status.success(), "rank {rank} exited with {status}");
+    }
+    let _ = ranks[1].wait();
+    for host in 1..=3 {
+        let addr = SocketAddr::new(IpAddr::V4(setup.addr(host)), RING_PORT);
+        assert!(!listening(addr), "{addr} still listening");
+    }
+    assert!(!listening(setup.api()), "the API is still listening");
+}
+
 #[test]
 fn a_rank_from_another_plan_is_refused_at_handshake() {
     let Some(model) = test_model() else { return };

@@ -254,7 +254,7 @@ fn a_full_queue_answers_429_and_waiting_requests_run_in_turn() {
     let ring = Ring::start(
         34,
         &[0..12],
-        |_| {},
+        |s| s.parallel = 1,
         move |_| ToyRank {
             gate: Some(g.clone()),
             ..ToyRank::default()
@@ -538,4 +538,423 @@ fn a_follow_up_prompt_reuses_the_cached_prefix_on_every_rank() {
     }
     ring.stop();
     fresh.stop();
+}
+
+/// The `data:` payloads of a stream, read as they come; `None` at the end.
+fn next_data(stream: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(d) = line.trim_end().strip_prefix("data: ") {
+            return Some(d.to_owned());
+        }
+    }
+}
+
+/// The text of a streamed completion and how it ended (`[DONE]` or the
+/// error's code).
+fn read_stream(stream: &mut impl BufRead) -> (String, String) {
+    let mut text = String::new();
+    while let Some(d) = next_data(stream) {
+        if d == "[DONE]" {
+            return (text, "done".into());
+        }
+        let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+        if let Some(code) = v["error"]["code"].as_str() {
+            return (text, code.to_owned());
+        }
+        if let Some(t) = v["choices"][0]["text"].as_str() {
+            text.push_str(t);
+        }
+    }
+    (text, "eof".into())
+}
+
+const PROMPTS: [&str; 8] = [
+    "the quick brown fox",
+    "jumps over",
+    "a lazy dog sleeps",
+    "in the sun",
+    "once upon a time there was",
+    "zebra",
+    "hello world, said the",
+    "many prompts at once",
+];
+
+/// Greedy completions of `prompts`, all sent at once.
+fn all_at_once(ring: &Ring, prompts: &[&str], max_tokens: u32) -> Vec<(String, serde_json::Value)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| s.spawn(move || completion(ring, p, json!({"max_tokens": max_tokens}))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Eight requests at once on 4 sequences (4 run, 4 wait), on one process
+/// and on 3 ranks: each answer is the one it gets alone, and the ranks
+/// really ran several requests per batch.
+#[test]
+fn concurrent_requests_all_complete_with_the_text_they_get_alone() {
+    let splits: [&[std::ops::Range<u32>]; 2] = [&[0..12], &[0..3, 3..7, 7..12]];
+    let mut alone_first: Option<Vec<String>> = None;
+    for (i, split) in splits.iter().enumerate() {
+        let toy = ToyRank::default();
+        let batches = toy.batches.clone();
+        let ring = Ring::start(
+            44 + i as u8,
+            split,
+            |s| {
+                if let Some(a) = s.api.as_mut() {
+                    a.queue_capacity = 4;
+                }
+            },
+            move |_| toy.clone(),
+        );
+        ring.wait_ready();
+        let alone: Vec<String> = PROMPTS
+            .iter()
+            .map(|p| completion(&ring, p, json!({"max_tokens": 24})).0)
+            .collect();
+        let before = batches.lock().unwrap().len();
+        let together = all_at_once(&ring, &PROMPTS, 24);
+        for ((p, a), (t, j)) in PROMPTS.iter().zip(&alone).zip(&together) {
+            assert_eq!(
+                t, a,
+                "{split:?}: prompt {p:?} answered differently alongside others"
+            );
+            assert_eq!(j["usage"]["completion_tokens"], 24);
+        }
+        let widest = batches.lock().unwrap()[before..]
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap();
+        assert!(
+            widest >= 2,
+            "{split:?}: no batch held more than one request"
+        );
+        assert!(
+            widest <= 4,
+            "{split:?}: {widest} requests in one batch, 4 allowed"
+        );
+        if let Some(first) = &alone_first {
+            assert_eq!(&alone, first, "{split:?} differs from one process");
+        }
+        alone_first = Some(alone);
+        ring.stop();
+    }
+}
+
+/// With 3 ranks, rank 0 cuts the running requests into micro-batches (about
+/// a third each), so that every rank has one to work on; one process runs
+/// them all in each step.
+#[test]
+fn three_ranks_pipeline_micro_batches_of_the_running_requests() {
+    for (net, split, widest_decode) in [
+        (46u8, &[0..12][..], 6usize),
+        (47, &[0..3, 3..7, 7..12][..], 2),
+    ] {
+        // Each forward pass takes 2 ms, so the six requests, arriving a few
+        // milliseconds apart on a busy machine, join before the first ends.
+        let toy = ToyRank {
+            delay: Some(Duration::from_millis(2)),
+            ..ToyRank::default()
+        };
+        let batches = toy.batches.clone();
+        let ring = Ring::start(
+            net,
+            split,
+            |s| {
+                s.parallel = 6;
+                s.engine.n_batch = 64;
+            },
+            move |_| toy.clone(),
+        );
+        ring.wait_ready();
+        let together = all_at_once(&ring, &PROMPTS[..6], 30);
+        assert!(together.iter().all(|(t, _)| t.len() == 30));
+        let log = batches.lock().unwrap();
+        // Decoding steps: every span is one token.
+        let decode: Vec<usize> = log
+            .iter()
+            .filter(|b| b.iter().all(|s| s.n_tokens == 1))
+            .map(Vec::len)
+            .collect();
+        let widest = *decode.iter().max().unwrap();
+        assert_eq!(
+            widest, widest_decode,
+            "{split:?}: decode batch sizes {decode:?}"
+        );
+        drop(log);
+        ring.stop();
+    }
+}
+
+#[test]
+fn cancelling_one_stream_mid_batch_leaves_the_others_running() {
+    // Each rank its own batch log; every forward pass takes 2 ms, so the
+    // requests are still running when the test reads them.
+    let logs: Vec<ToyRank> = (0..3)
+        .map(|_| ToyRank {
+            delay: Some(Duration::from_millis(2)),
+            ..ToyRank::default()
+        })
+        .collect();
+    let rank0 = logs[0].batches.clone();
+    let ring = Ring::start(
+        48,
+        &[0..4, 4..8, 8..12],
+        |_| {},
+        move |r| logs[r as usize].clone(),
+    );
+    ring.wait_ready();
+    // Alone, each prompt takes a sequence of its own (least recently used
+    // first); at once each finds its cached prefix: slots 0, 1, 2.
+    let alone: Vec<String> = PROMPTS[..3]
+        .iter()
+        .map(|p| completion(&ring, p, json!({"max_tokens": 200})).0)
+        .collect();
+    let mut streams: Vec<_> = PROMPTS[..3]
+        .iter()
+        .map(|p| {
+            let (status, s) = open(
+                ring.api,
+                "/v1/completions",
+                &json!({"prompt": p, "max_tokens": 200, "temperature": 0, "stream": true}),
+            );
+            assert_eq!(status, 200);
+            s
+        })
+        .collect();
+    // All three are generating; then the second client leaves.
+    let mut start = Vec::new();
+    for s in streams.iter_mut() {
+        let mut text = String::new();
+        for _ in 0..3 {
+            let d: serde_json::Value = serde_json::from_str(&next_data(s).unwrap()).unwrap();
+            text += d["choices"][0]["text"].as_str().unwrap();
+        }
+        start.push(text);
+    }
+    let cut = rank0.lock().unwrap().len();
+    let mut c = streams.pop().unwrap();
+    drop(streams.pop());
+    let mut a = streams.pop().unwrap();
+    let (ta, ea) = read_stream(&mut a);
+    let (tc, ec) = read_stream(&mut c);
+    assert_eq!((ea.as_str(), ec.as_str()), ("done", "done"));
+    assert_eq!(start[0].clone() + &ta, alone[0]);
+    assert_eq!(start[2].clone() + &tc, alone[2]);
+    // The abandoned request left the batches soon after, while the others
+    // ran to the end.
+    let log = rank0.lock().unwrap();
+    let in_slot = |slot: u32| {
+        log[cut..]
+            .iter()
+            .filter(|b| b.iter().any(|s| s.seq == slot))
+            .count()
+    };
+    let (kept, left) = (in_slot(0), in_slot(1));
+    assert!(kept > 100, "slot 0 ran {kept} batches after the cut");
+    assert!(
+        left * 4 < kept,
+        "the abandoned slot ran {left} batches, slot 0 {kept}"
+    );
+    drop(log);
+    ring.stop();
+}
+
+#[test]
+fn a_full_queue_answers_429_and_a_client_that_leaves_the_queue_frees_its_place() {
+    let gate = Gate::closed();
+    let g = gate.clone();
+    // Rank 1 waits at the gate, so rank 0 stays free to watch its queue.
+    let ring = Ring::start(
+        49,
+        &[0..6, 6..12],
+        |s| {
+            s.parallel = 2;
+            if let Some(a) = s.api.as_mut() {
+                a.queue_capacity = 1;
+            }
+        },
+        move |r| ToyRank {
+            gate: (r == 1).then(|| g.clone()),
+            ..ToyRank::default()
+        },
+    );
+    ring.wait_ready();
+    let req = |p: &str| json!({"prompt": p, "max_tokens": 5, "temperature": 0, "stream": true});
+    // Two run (and wait at rank 1's gate), one waits for a sequence ...
+    let (s1, r1) = open(ring.api, "/v1/completions", &req("ab"));
+    let (s2, r2) = open(ring.api, "/v1/completions", &req("cd"));
+    gate.wait_arrived(1);
+    let (s3, r3) = open(ring.api, "/v1/completions", &req("ef"));
+    assert_eq!((s1, s2, s3), (200, 200, 200));
+    // ... and the next is refused.
+    let r = post(ring.api, "/v1/completions", &req("gh"));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "queue_full");
+    assert_eq!(r.json()["error"]["type"], "rate_limit_error");
+    // The waiting client leaves: its place in the queue is free again.
+    drop(r3);
+    let mut r4 = None;
+    wait_until(Duration::from_secs(10), || {
+        let (s, r) = open(ring.api, "/v1/completions", &req("ij"));
+        if s == 200 {
+            r4 = Some(r);
+        }
+        s == 200
+    });
+    gate.open();
+    for mut s in [r1, r2, r4.unwrap()] {
+        let (text, end) = read_stream(&mut s);
+        assert_eq!((text.len(), end.as_str()), (5, "done"));
+    }
+    ring.stop();
+}
+
+/// A finished request's sequence keeps its cache; the next turn of that
+/// conversation finds it among the others and reuses it.
+#[test]
+fn a_follow_up_reuses_its_own_conversations_sequence_among_several() {
+    let ring = Ring::start(
+        50,
+        &[0..6, 6..12],
+        |s| s.parallel = 3,
+        |_| ToyRank::default(),
+    );
+    ring.wait_ready();
+    let a = "the quick brown fox";
+    let (answer_a, _) = completion(&ring, a, json!({"max_tokens": 8}));
+    let (_, _) = completion(&ring, "something else entirely", json!({"max_tokens": 8}));
+    let (_, _) = completion(&ring, "and a third one", json!({"max_tokens": 8}));
+    let follow_up = format!("{a}{answer_a} and then");
+    let (_, j) = completion(&ring, &follow_up, json!({"max_tokens": 4}));
+    // Everything but the last token of the first turn came from its cache.
+    assert_eq!(
+        j["usage"]["prompt_tokens_details"]["cached_tokens"],
+        (a.len() + answer_a.len() - 1) as u64,
+        "{j}"
+    );
+    ring.stop();
+}
+
+/// A KV pool too small for every request at once: requests pause and resume
+/// (their tokens recomputed), and each still gets the answer it gets alone.
+#[test]
+fn requests_that_outgrow_the_shared_pool_pause_and_still_answer_in_full() {
+    let alone = {
+        let ring = Ring::start(51, &[0..12], |_| {}, |_| ToyRank::default());
+        ring.wait_ready();
+        let alone: Vec<String> = PROMPTS[..4]
+            .iter()
+            .map(|p| completion(&ring, p, json!({"max_tokens": 60})).0)
+            .collect();
+        ring.stop();
+        alone
+    };
+    let pool = 96;
+    let rank0 = ToyRank::default();
+    let log = rank0.batches.clone();
+    let ring = Ring::start_with(
+        53,
+        &[0..4, 4..8, 8..12],
+        TOTAL_LAYERS,
+        |s| {
+            s.context_limit = pool;
+            s.parallel = 4;
+        },
+        move |r, s| {
+            let toy = if r == 0 {
+                rank0.clone()
+            } else {
+                ToyRank::default()
+            };
+            toy_loader(s.layers.clone(), TOTAL_LAYERS, pool, toy)
+        },
+    );
+    ring.wait_ready();
+    let together = all_at_once(&ring, &PROMPTS[..4], 60);
+    for ((p, a), (t, j)) in PROMPTS.iter().zip(&alone).zip(&together) {
+        assert_eq!(t, a, "prompt {p:?}");
+        assert_eq!(j["choices"][0]["finish_reason"], "length", "{j}");
+    }
+    // Each request alone feeds its prompt and 59 of its 60 tokens; more
+    // means some were computed again after a pause.
+    let fed: u32 = log
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|s| s.n_tokens)
+        .sum();
+    let once: u32 = PROMPTS[..4].iter().map(|p| p.len() as u32 + 59).sum();
+    assert!(fed > once, "{fed} tokens fed, {once} without pauses");
+    ring.stop();
+}
+
+#[test]
+fn a_rank_killed_under_load_ends_every_stream_with_an_error_and_every_rank_exits() {
+    let gate = Gate::closed();
+    let g = gate.clone();
+    let mut ring = Ring::start(
+        52,
+        &[0..4, 4..8, 8..12],
+        |_| {},
+        move |r| ToyRank {
+            gate: (r == 1).then(|| g.clone()),
+            ..ToyRank::default()
+        },
+    );
+    ring.wait_ready();
+    let mut streams: Vec<_> = PROMPTS[..6]
+        .iter()
+        .map(|p| {
+            let (status, s) = open(
+                ring.api,
+                "/v1/completions",
+                &json!({"prompt": p, "max_tokens": 1000, "temperature": 0, "stream": true}),
+            );
+            assert_eq!(status, 200);
+            s
+        })
+        .collect();
+    // Let some steps through, then stop rank 1 inside a forward pass.
+    gate.open();
+    for s in streams.iter_mut().take(4) {
+        next_data(s).expect("a chunk");
+    }
+    gate.close();
+    let arrived = gate.arrived.load(Ordering::SeqCst);
+    gate.wait_arrived(arrived + 1);
+    let killed = Instant::now();
+    ring.controls[1].kill();
+    // Every stream, running (4) or waiting (2), ends with the ring's error.
+    for (i, s) in streams.iter_mut().enumerate() {
+        let (_, end) = read_stream(s);
+        assert_eq!(end, "ring_failed", "stream {i}");
+    }
+    let waited = killed.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "clients told after {waited:?}"
+    );
+    assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
+    for r in [0, 2] {
+        assert!(
+            matches!(ring.join(r), Err(ShardError::Ring { .. })),
+            "rank {r}"
+        );
+    }
+    assert!(std::net::TcpStream::connect(ring.api).is_err());
+    for r in 0..3 {
+        assert!(std::net::TcpStream::connect((ip(52, r), ring.ring_port)).is_err());
+    }
+    gate.open();
 }

@@ -355,6 +355,7 @@ pub(super) async fn messages(
         top_k: req.top_k,
         seed: None,
         max_tokens: Some((max_tokens, "max_tokens")),
+        until_full: false,
         stop: req.stop_sequences.clone().unwrap_or_default(),
         stop_field: "stop_sequences",
         max_stop: None,
@@ -364,7 +365,7 @@ pub(super) async fn messages(
     let model = req.model.clone().unwrap_or_else(|| st.cfg.model_id.clone());
     let chat = chat_request(&req)?;
     let prepared = st
-        .blocking(move |p, tok, limit| prepare(chat, s, p, tok, limit))
+        .blocking(move |p, tok, limits| prepare(chat, s, p, tok, limits))
         .await?;
     let input_tokens = prepared.generation.prompt.len() as u32;
     let events = st.backend.submit(prepared.generation)?;

@@ -17,7 +17,7 @@ use super::profile::{effort_name, Profile, ReasoningMarkers, Renderer, ToolDiale
 use super::schema::{literal, Grammar, SchemaCompiler};
 use super::template::RenderError;
 use super::tools::{call_text, hermes_prompt, result_text, CallGrammar, Tool, ToolCall};
-use super::validate::{finish, Sampling, ValidGeneration};
+use super::validate::{finish, Limits, Sampling, ValidGeneration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -139,7 +139,7 @@ pub fn prepare(
     sampling: Sampling,
     profile: &Profile,
     tok: &dyn Tokenizer,
-    context_limit: u32,
+    limits: Limits,
 ) -> Result<PreparedChat, ApiError> {
     let f = req.fields;
     if req.messages.is_empty() {
@@ -409,7 +409,7 @@ pub fn prepare(
     let mut sampling = sampling;
     sampling.params.grammar = grammar;
     let constrained = sampling.params.grammar.is_some();
-    let mut generation = finish(prompt, sampling, context_limit, f.messages)?;
+    let mut generation = finish(prompt, sampling, limits, f.messages)?;
     // The parser reads markers written as control tokens; and the client
     // must see the very text the grammar saw.
     generation.render_special = parser != ParserSpec::Plain || constrained;
@@ -626,7 +626,7 @@ mod tests {
             ..RawSampling::default()
         })
         .unwrap();
-        let p = prepare(req, s, &profile, tok, 4096)?;
+        let p = prepare(req, s, &profile, tok, Limits::context(4096))?;
         let text =
             String::from_utf8(p.generation.prompt.iter().map(|&t| t as u8).collect()).unwrap();
         Ok((text, p))

@@ -165,8 +165,9 @@ impl ApiMetrics {
             .fetch_add(u64::from(generated), Ordering::Relaxed);
     }
 
-    /// The API's families (and `queue_depth`), in text format.
-    pub fn render(&self, queue_depth: usize) -> String {
+    /// The API's families, and the scheduler's `load` (requests waiting
+    /// and running), in text format.
+    pub fn render(&self, load: super::Load) -> String {
         let mut out = String::new();
         family(
             &mut out,
@@ -209,9 +210,16 @@ impl ApiMetrics {
             &mut out,
             "skulk_queue_depth",
             "gauge",
-            "Requests waiting for the engine.",
+            "Requests accepted and waiting for a sequence slot.",
         );
-        let _ = writeln!(out, "skulk_queue_depth {queue_depth}");
+        let _ = writeln!(out, "skulk_queue_depth {}", load.waiting);
+        family(
+            &mut out,
+            "skulk_running_requests",
+            "gauge",
+            "Requests generating now (each holds a sequence slot of the batch).",
+        );
+        let _ = writeln!(out, "skulk_running_requests {}", load.running);
         family(
             &mut out,
             "skulk_time_to_first_token_seconds",
@@ -268,13 +276,18 @@ mod tests {
         m.request("/v1/chat/completions", 200);
         m.request("/v1/messages", 400);
         m.tokens(10, 3);
-        let text = m.render(2);
+        let text = m.render(crate::api::Load {
+            running: 3,
+            running_for: None,
+            waiting: 2,
+        });
         assert!(text
             .contains("skulk_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2\n"));
         assert!(text.contains("skulk_requests_total{route=\"/v1/messages\",status=\"400\"} 1\n"));
         assert!(text.contains("skulk_prompt_tokens_total 10\n"));
         assert!(text.contains("skulk_generated_tokens_total 3\n"));
         assert!(text.contains("skulk_queue_depth 2\n"));
+        assert!(text.contains("skulk_running_requests 3\n"));
         assert_eq!(
             text.matches("# TYPE skulk_requests_total counter").count(),
             1

@@ -51,10 +51,19 @@ use sha2::{Digest, Sha256};
 pub use error::{ApiError, Dialect};
 pub use metrics::{ApiMetrics, RankMetrics};
 pub use profile::{CardChat, Profile};
-pub use validate::{ValidGeneration, ValidRequest};
+pub use validate::{Limits, ValidGeneration, ValidRequest};
 
 use crate::engine::{TokenLogprobs, Tokenizer};
 use types::{FinishReason, Usage};
+
+/// Tokens a request generates when it sets no `max_tokens` and the plan
+/// gives no other default (llama-server's `--n-predict` is this setting).
+/// OpenAI's own default, "until the context is full", lets one forgotten
+/// `max_tokens` hold a ring for many minutes (a small model generated
+/// 8,182 tokens for a one-word prompt); 2048 tokens is a long answer and
+/// takes minutes, not hours, even on a slow CPU ring. A request may ask for
+/// more, up to the context limit.
+pub const DEFAULT_MAX_TOKENS: u32 = 2048;
 
 /// Request bodies up to this size are read; a 128k-token prompt is about
 /// 512 KiB of text, so 8 MiB leaves room for JSON overhead and escapes.
@@ -89,17 +98,28 @@ pub enum Health {
     Failed(String),
 }
 
+/// How busy a backend is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Requests generating now.
+    pub running: usize,
+    /// How long the oldest of them has run.
+    pub running_for: Option<std::time::Duration>,
+    /// Requests accepted and waiting for their turn.
+    pub waiting: usize,
+}
+
 /// What the HTTP layer needs from the engine side.
 pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> Health;
+    /// How busy the backend is, for `/health`.
+    fn load(&self) -> Load {
+        Load::default()
+    }
     /// The model's tokenizer, once loaded ([`ApiError::NotReady`] before).
     fn tokenizer(&self) -> Result<Arc<dyn Tokenizer>, ApiError>;
     /// Queue a generation. Dropping the stream cancels it.
     fn submit(&self, generation: ValidGeneration) -> Result<EventStream, ApiError>;
-    /// Requests waiting for the engine (the `skulk_queue_depth` gauge).
-    fn queue_depth(&self) -> usize {
-        0
-    }
 }
 
 #[derive(Clone)]
@@ -115,6 +135,11 @@ pub struct ApiConfig {
     pub card: CardChat,
     /// This rank's own measurements, served with the API's on `/metrics`.
     pub rank_metrics: Arc<RankMetrics>,
+    /// Tokens a request generates when it sets no `max_tokens`.
+    pub default_max_tokens: u32,
+    /// The plan this ring runs, said by `/health` so `skulk status` can tell
+    /// its ring from another plan's on the same address.
+    pub plan_digest: String,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -124,6 +149,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("context_limit", &self.context_limit)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("card", &self.card)
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field("plan_digest", &self.plan_digest)
             .finish()
     }
 }
@@ -144,7 +171,7 @@ impl AppState {
         let p = self.profile.get_or_init(|| {
             let p = Profile::resolve(self.cfg.card.clone(), &*tok);
             for note in &p.notes {
-                eprintln!("skulk rank 0: {note}");
+                crate::output::progress(format!("skulk rank 0: {note}"));
             }
             Arc::new(p)
         });
@@ -156,12 +183,20 @@ impl AppState {
     async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&Profile, &dyn Tokenizer, u32) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Profile, &dyn Tokenizer, Limits) -> Result<T, ApiError> + Send + 'static,
     {
-        let (profile, tok) = self.profile()?;
-        let limit = self.cfg.context_limit;
-        tokio::task::spawn_blocking(move || f(&profile, &*tok, limit))
-            .await
+        let limits = Limits {
+            context: self.cfg.context_limit,
+            default_max_tokens: self.cfg.default_max_tokens,
+        };
+        // The first request also resolves the profile (rendering probes of
+        // the template), which the others wait for: off the I/O threads too.
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (profile, tok) = st.profile()?;
+            f(&profile, &*tok, limits)
+        })
+        .await
             .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))?
     }
 }
@@ -294,14 +329,26 @@ fn prometheus_text(body: String) -> Response {
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
-    let mut body = st.metrics.render(st.backend.queue_depth());
+    let mut body = st.metrics.render(st.backend.load());
     body.push_str(&st.cfg.rank_metrics.render());
     prometheus_text(body)
 }
 
 async fn health(State(st): State<AppState>) -> Response {
     match st.backend.health() {
-        Health::Ready => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Health::Ready => {
+            let load = st.backend.load();
+            let mut body = json!({
+                "status": "ok",
+                "plan": st.cfg.plan_digest,
+                "running": load.running,
+                "waiting": load.waiting,
+            });
+            if let Some(age) = load.running_for {
+                body["running_seconds"] = json!(age.as_secs());
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
         Health::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "starting"})),

@@ -206,8 +206,10 @@ fn options_sampling(
             }),
         }
     };
-    let max_tokens = match int("num_predict")? {
-        // -1: no limit, -2: until the context is full.
+    let num_predict = int("num_predict")?;
+    let max_tokens = match num_predict {
+        // -1: no limit, -2: until the context is full; either way the
+        // context ends it.
         None | Some(-1) | Some(-2) => None,
         Some(n) => Some((n, "num_predict")),
     };
@@ -233,6 +235,7 @@ fn options_sampling(
         top_k: int("top_k")?,
         seed: int("seed")?,
         max_tokens,
+        until_full: matches!(num_predict, Some(-1) | Some(-2)),
         stop,
         stop_field: "stop",
         max_stop: None,
@@ -569,7 +572,7 @@ pub(super) async fn chat(
     let stream = body.stream.unwrap_or(true);
     let req = chat_request(&body)?;
     let prepared = st
-        .blocking(move |p, tok, limit| prepare(req, s, p, tok, limit))
+        .blocking(move |p, tok, limits| prepare(req, s, p, tok, limits))
         .await?;
     let events = st.backend.submit(prepared.generation)?;
     let tok = st.backend.tokenizer()?;
@@ -638,7 +641,7 @@ pub(super) async fn generate(
     let thinking = think_of(&body.think)?;
     let system = body.system.clone();
     let prepared = st
-        .blocking(move |p, tok, limit| {
+        .blocking(move |p, tok, limits| {
             if raw {
                 if format != OutputFormat::Text || thinking != Thinking::default() {
                     return Err(bad("`format` and `think` need `raw: false`", "raw"));
@@ -647,7 +650,7 @@ pub(super) async fn generate(
                     .tokenize(&prompt, true)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
                 return Ok(super::chat::PreparedChat {
-                    generation: finish(tokens, s, limit, "prompt")?,
+                    generation: finish(tokens, s, limits, "prompt")?,
                     parser: ParserSpec::Plain,
                 });
             }
@@ -668,7 +671,7 @@ pub(super) async fn generate(
                     ..FIELDS
                 },
             };
-            prepare(req, s, p, tok, limit)
+            prepare(req, s, p, tok, limits)
         })
         .await?;
     let events = st.backend.submit(prepared.generation)?;

@@ -30,6 +30,8 @@ pub(super) async fn models(State(st): State<AppState>) -> Json<ModelList> {
             object: "model",
             created: st.created,
             owned_by: "skulk",
+            max_model_len: st.cfg.context_limit,
+            default_max_tokens: st.cfg.default_max_tokens,
         }],
     })
 }
@@ -41,7 +43,7 @@ pub(super) async fn chat_completions(
     let start = arrived();
     let req: ChatCompletionRequest = parse(body)?;
     let v = st
-        .blocking(move |p, tok, limit| validate::validate_chat(req, p, tok, limit))
+        .blocking(move |p, tok, limits| validate::validate_chat(req, p, tok, limits))
         .await?;
     let logprobs = v.request.generation.params.logprobs.is_some();
     let events = st.backend.submit(v.request.generation)?;
@@ -92,7 +94,7 @@ pub(super) async fn chat_completions(
                 reasoning_content: (!a.reasoning.is_empty()).then_some(a.reasoning),
                 tool_calls,
             },
-            logprobs: logprobs.then(|| ChatLogprobs {
+            logprobs: logprobs.then_some(ChatLogprobs {
                 content: a.logprobs,
                 refusal: None,
             }),
@@ -110,7 +112,7 @@ pub(super) async fn completions(
     let start = arrived();
     let req: CompletionRequest = parse(body)?;
     let v = st
-        .blocking(move |_, tok, limit| validate::validate_completion(req, tok, limit))
+        .blocking(move |_, tok, limits| validate::validate_completion(req, tok, limits))
         .await?;
     let logprobs = v.generation.params.logprobs.is_some();
     let events = st.backend.submit(v.generation)?;

@@ -96,7 +96,8 @@ pub struct ReasoningProfile {
 pub enum Renderer {
     /// The GGUF's Jinja template, rendered by skulk.
     Jinja {
-        template: ChatTemplate,
+        /// Boxed: a compiled template is large next to the other variant.
+        template: Box<ChatTemplate>,
         /// It writes the `tools` it is given.
         tools: bool,
         /// It writes assistant turns' `tool_calls`.
@@ -169,7 +170,7 @@ impl Profile {
                         tools = false;
                     }
                     Renderer::Jinja {
-                        template,
+                        template: Box::new(template),
                         tools,
                         tool_calls,
                         string_args,

@@ -980,7 +980,7 @@ fn number(
     }
     match (min, xmin) {
         (None, None) => Ok(g.primitive("number")),
-        (Some(m), None) if m == 0.0 => {
+        (Some(0.0), None) => {
             g.primitive("number");
             Ok(g.rule(
                 &format!("{hint}-nonneg"),
@@ -1056,13 +1056,13 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 pub fn int_range(lo: Option<i64>, hi: Option<i64>) -> String {
     let mut alts = Vec::new();
     // Negative part: "-" then the magnitudes.
-    let neg_lo = lo.map_or(true, |l| l < 0);
-    let neg_hi = hi.map_or(true, |h| h < 0);
+    let neg_lo = lo.is_none_or(|l| l < 0);
+    let neg_hi = hi.is_none_or(|h| h < 0);
     if neg_lo {
         // Magnitudes from max(1, -hi) to -lo (unbounded without lo).
         let mag_lo = hi.map_or(1, |h| if h < 0 { -h } else { 1 }).max(1);
         let mag_hi = lo.map(|l| -l);
-        if mag_hi.map_or(true, |m| m >= mag_lo) {
+        if mag_hi.is_none_or(|m| m >= mag_lo) {
             alts.push(format!(
                 "\"-\" ({})",
                 nonneg_range(mag_lo as u64, mag_hi.map(|m| m as u64))
@@ -1072,7 +1072,7 @@ pub fn int_range(lo: Option<i64>, hi: Option<i64>) -> String {
     if !neg_hi || hi.is_none() {
         let from = lo.map_or(0, |l| l.max(0)) as u64;
         let to = hi.map(|h| h as u64);
-        if to.map_or(true, |t| t >= from) {
+        if to.is_none_or(|t| t >= from) {
             alts.push(nonneg_range(from, to));
         }
     }
@@ -1301,7 +1301,7 @@ mod tests {
             let re = gbnf_alternatives_to_regex(&int_range(lo, hi));
             let re = regex_lite(&re);
             for n in -1500i64..=1500 {
-                let want = lo.map_or(true, |l| n >= l) && hi.map_or(true, |h| n <= h);
+                let want = lo.is_none_or(|l| n >= l) && hi.is_none_or(|h| n <= h);
                 assert_eq!(
                     re(&n.to_string()),
                     want,

@@ -380,4 +380,8 @@ pub struct ModelEntry {
     pub object: &'static str,
     pub created: u64,
     pub owned_by: &'static str,
+    /// Prompt plus completion tokens per request (vLLM's name for it).
+    pub max_model_len: u32,
+    /// Tokens a request generates when it sets no `max_tokens`.
+    pub default_max_tokens: u32,
 }

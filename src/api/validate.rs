@@ -55,10 +55,34 @@ pub struct ValidChat {
     pub chat: PreparedChat,
 }
 
+/// How long a generation may get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Prompt plus completion tokens per request.
+    pub context: u32,
+    /// Completion tokens of a request that sets no length of its own (see
+    /// `api::DEFAULT_MAX_TOKENS`).
+    pub default_max_tokens: u32,
+}
+
+impl Limits {
+    /// `context` tokens, and no default cap below it.
+    pub fn context(context: u32) -> Limits {
+        Limits {
+            context,
+            default_max_tokens: u32::MAX,
+        }
+    }
+}
+
 /// Sampling settings checked, before the prompt is known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
+    /// `None`: the request set no length ([`Limits::default_max_tokens`]).
     pub max_tokens: Option<u32>,
+    /// The request asked to generate until the context is full (Ollama's
+    /// `num_predict` -1 or -2), past the default cap.
+    pub until_full: bool,
     pub params: SamplingParams,
     pub stop: Vec<String>,
 }
@@ -74,6 +98,8 @@ pub struct RawSampling {
     pub seed: Option<i64>,
     /// The value and its field's name (`max_tokens`, `num_predict`, ...).
     pub max_tokens: Option<(i64, &'static str)>,
+    /// No cap but the context (see [`Sampling::until_full`]).
+    pub until_full: bool,
     pub stop: Vec<String>,
     pub stop_field: &'static str,
     pub max_stop: Option<usize>,
@@ -149,6 +175,7 @@ pub fn sampling(r: RawSampling) -> Result<Sampling, ApiError> {
     }
     Ok(Sampling {
         max_tokens,
+        until_full: r.until_full,
         params: SamplingParams {
             temperature: temperature as f32,
             top_p: top_p as f32,
@@ -162,19 +189,20 @@ pub fn sampling(r: RawSampling) -> Result<Sampling, ApiError> {
     })
 }
 
-/// Check the prompt against the context limit; fill in `max_tokens`.
+/// Check the prompt against the context limit; fill in `max_tokens` (the
+/// rest of the context, at most the default when the request set none).
 /// `what` names the prompt's field (`messages`, `prompt`).
 pub fn finish(
     prompt: Vec<i32>,
     s: Sampling,
-    context_limit: u32,
+    limits: Limits,
     what: &str,
 ) -> Result<ValidGeneration, ApiError> {
     let n = prompt.len() as u64;
     if prompt.is_empty() {
         return Err(ApiError::invalid(format!("the {what} is empty"), what));
     }
-    let limit = u64::from(context_limit);
+    let limit = u64::from(limits.context);
     if n >= limit {
         return Err(ApiError::ContextLengthExceeded {
             message: format!(
@@ -184,7 +212,8 @@ pub fn finish(
         });
     }
     let max_tokens = match s.max_tokens {
-        None => (limit - n) as u32,
+        None if s.until_full => (limit - n) as u32,
+        None => ((limit - n) as u32).min(limits.default_max_tokens),
         Some(m) if n + u64::from(m) <= limit => m,
         Some(m) => {
             return Err(ApiError::ContextLengthExceeded {
@@ -252,6 +281,7 @@ fn openai_sampling(
         top_k: p.top_k,
         seed: p.seed,
         max_tokens,
+        until_full: false,
         stop,
         stop_field: "stop",
         max_stop: Some(OPENAI_MAX_STOP),
@@ -402,7 +432,7 @@ pub fn validate_chat(
     req: ChatCompletionRequest,
     profile: &Profile,
     tokenizer: &dyn Tokenizer,
-    context_limit: u32,
+    limits: Limits,
 ) -> Result<ValidChat, ApiError> {
     let logprobs = match &req.common.logprobs {
         None | Some(Value::Null) | Some(Value::Bool(false)) => None,
@@ -487,7 +517,7 @@ pub fn validate_chat(
         thinking,
         fields: Fields::OPENAI,
     };
-    let prepared = prepare(chat, sampling, profile, tokenizer, context_limit)?;
+    let prepared = prepare(chat, sampling, profile, tokenizer, limits)?;
     Ok(ValidChat {
         request: ValidRequest {
             generation: prepared.generation.clone(),
@@ -501,7 +531,7 @@ pub fn validate_chat(
 pub fn validate_completion(
     req: CompletionRequest,
     tokenizer: &dyn Tokenizer,
-    context_limit: u32,
+    limits: Limits,
 ) -> Result<ValidRequest, ApiError> {
     let logprobs = match &req.common.logprobs {
         None | Some(Value::Null) => None,
@@ -546,7 +576,7 @@ pub fn validate_completion(
         }
     };
     Ok(ValidRequest {
-        generation: finish(prompt, s, context_limit, "prompt")?,
+        generation: finish(prompt, s, limits, "prompt")?,
         stream,
         include_usage,
     })
@@ -582,7 +612,7 @@ mod tests {
             serde_json::from_value(json).unwrap(),
             &profile,
             &Bytes,
-            limit,
+            Limits::context(limit),
         )
         .map(|v| v.request)
     }
@@ -714,7 +744,11 @@ mod tests {
     #[test]
     fn completions_take_one_text_prompt() {
         let c = |j: serde_json::Value| {
-            validate_completion(serde_json::from_value(j).unwrap(), &Bytes, 50)
+            validate_completion(
+                serde_json::from_value(j).unwrap(),
+                &Bytes,
+                Limits::context(50),
+            )
         };
         let v = c(serde_json::json!({"prompt": "abc", "max_tokens": 3})).unwrap();
         assert_eq!(v.generation.prompt, vec![97, 98, 99]);

@@ -55,7 +55,8 @@ unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_cha
     if level != sys::GGML_LOG_LEVEL_CONT {
         st.partial_is_error = level == sys::GGML_LOG_LEVEL_ERROR;
         if level >= st.echo_level {
-            eprint!("{text}");
+            // A new line of llama.cpp's log: dated like skulk's own lines.
+            eprint!("{}{text}", crate::output::line_prefix());
         }
     } else if st.partial_is_error && sys::GGML_LOG_LEVEL_ERROR >= st.echo_level {
         eprint!("{text}");
@@ -691,23 +692,18 @@ unsafe extern "C" fn capture_callback(
 
 /// Settings of one context.
 pub struct ContextParams {
+    /// KV cache cells, shared by every sequence (unified cache).
     pub n_ctx: u32,
     pub n_batch: u32,
+    /// Sequences the cache holds at once; ids `0..n_seq_max`.
+    pub n_seq_max: u32,
     pub threads: i32,
     /// Stop the graph after this tensor and keep its rows (non-final ranks).
     pub capture: Option<String>,
 }
 
-/// Whose rows a decode returns.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Outputs {
-    /// Every token (needed so the last local layer keeps every row).
-    All,
-    /// Only the last token of the batch (for its logits).
-    Last,
-    /// None (earlier ubatches of a prompt on the last rank).
-    None,
-}
+/// llama.cpp's bound on sequence ids (`LLAMA_MAX_SEQ`).
+pub const MAX_SEQ: u32 = 256;
 
 pub enum Input<'a> {
     Tokens(&'a [i32]),
@@ -715,18 +711,31 @@ pub enum Input<'a> {
     Embd(&'a [f32], usize),
 }
 
-/// A llama.cpp context: KV cache and compute state for one sequence.
+/// Where one token of a batch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenMeta {
+    pub pos: i32,
+    /// Sequence id, below the context's `n_seq_max`.
+    pub seq: i32,
+    /// Whether the decode returns this token's row (logits on the last
+    /// rank; every row must be an output on the others, see `llama.rs`).
+    pub output: bool,
+}
+
+/// A llama.cpp context: one KV cache (unified: every sequence's cells in one
+/// pool) and the compute state.
 pub struct Context {
     ptr: NonNull<sys::llama_context>,
     /// Freed in Drop after the context (the callback may use it until then).
     capture: Option<NonNull<Capture>>,
     model: Arc<Model>,
     n_batch: usize,
+    n_seq_max: u32,
     // Batch buffers, reused between calls.
     tokens: Vec<i32>,
     pos: Vec<i32>,
     n_seq_id: Vec<i32>,
-    seq_zero: Vec<i32>,
+    seq_ids: Vec<i32>,
     seq_ptrs: Vec<*mut i32>,
     logits: Vec<i8>,
 }
@@ -739,6 +748,12 @@ unsafe impl Send for Context {}
 
 impl Context {
     pub fn new(model: Arc<Model>, p: &ContextParams) -> Result<Context, String> {
+        if p.n_seq_max == 0 || p.n_seq_max > MAX_SEQ {
+            return Err(format!(
+                "`{}` sequences requested; llama.cpp holds 1 to {MAX_SEQ}",
+                p.n_seq_max
+            ));
+        }
         let capture = match &p.capture {
             Some(name) => {
                 let mut bytes = name.as_bytes().to_vec();
@@ -762,7 +777,11 @@ impl Context {
             cp.n_ctx = p.n_ctx;
             cp.n_batch = p.n_batch;
             cp.n_ubatch = p.n_batch;
-            cp.n_seq_max = 1;
+            cp.n_seq_max = p.n_seq_max;
+            // One pool of cells for every sequence (llama-server's
+            // `--kv-unified`): a batch mixing sequences stays one ubatch,
+            // and one long request may use the whole context.
+            cp.kv_unified = true;
             cp.n_threads = p.threads;
             cp.n_threads_batch = p.threads;
             cp.no_perf = true;
@@ -784,10 +803,11 @@ impl Context {
             capture,
             model,
             n_batch: p.n_batch as usize,
+            n_seq_max: p.n_seq_max,
             tokens: Vec::new(),
             pos: Vec::new(),
             n_seq_id: Vec::new(),
-            seq_zero: Vec::new(),
+            seq_ids: Vec::new(),
             seq_ptrs: Vec::new(),
             logits: Vec::new(),
         })
@@ -798,15 +818,11 @@ impl Context {
         unsafe { sys::llama_n_ctx(self.ptr.as_ptr()) }
     }
 
-    /// Decodes at most `n_batch` tokens at positions `pos0..`. On success the
-    /// captured rows (if this context captures) were appended to the capture
-    /// buffer; take them with [`Context::take_captured`].
-    pub fn decode(
-        &mut self,
-        input: Input<'_>,
-        pos0: i32,
-        outputs: Outputs,
-    ) -> Result<(), (i32, String)> {
+    /// Decodes at most `n_batch` tokens, one [`TokenMeta`] per token. On
+    /// success the captured rows (if this context captures) were appended
+    /// to the capture buffer; take them with [`Context::take_captured`], and
+    /// the logits of the outputs with [`Context::logits_ith`].
+    pub fn decode(&mut self, input: Input<'_>, meta: &[TokenMeta]) -> Result<(), (i32, String)> {
         let n = match input {
             Input::Tokens(t) => t.len(),
             Input::Embd(d, n) => {
@@ -822,6 +838,21 @@ impl Context {
                 format!("batch of {n} tokens, expected 1..={}", self.n_batch),
             ));
         }
+        if meta.len() != n {
+            return Err((-1, format!("{} token positions for {n} tokens", meta.len())));
+        }
+        if let Some(bad) = meta
+            .iter()
+            .find(|m| m.seq < 0 || m.seq as u32 >= self.n_seq_max || m.pos < 0)
+        {
+            return Err((
+                -1,
+                format!(
+                    "sequence `{}` at position `{}` is outside 0..{} sequences",
+                    bad.seq, bad.pos, self.n_seq_max
+                ),
+            ));
+        }
         if let Input::Tokens(t) = input {
             if let Some(bad) = t.iter().find(|&&t| !self.model.valid_token(t)) {
                 return Err((-1, format!("token id `{bad}` is outside the vocabulary")));
@@ -830,22 +861,17 @@ impl Context {
             self.tokens.extend_from_slice(t);
         }
         self.pos.clear();
-        self.pos.extend((0..n as i32).map(|i| pos0 + i));
+        self.pos.extend(meta.iter().map(|m| m.pos));
         self.n_seq_id.clear();
         self.n_seq_id.resize(n, 1);
-        self.seq_zero.clear();
-        self.seq_zero.resize(n, 0);
-        let base = self.seq_zero.as_mut_ptr();
+        self.seq_ids.clear();
+        self.seq_ids.extend(meta.iter().map(|m| m.seq));
+        let base = self.seq_ids.as_mut_ptr();
         self.seq_ptrs.clear();
-        // SAFETY: `i < n = seq_zero.len()`, so each pointer is in bounds.
+        // SAFETY: `i < n = seq_ids.len()`, so each pointer is in bounds.
         self.seq_ptrs.extend((0..n).map(|i| unsafe { base.add(i) }));
         self.logits.clear();
-        self.logits.resize(n, 0);
-        match outputs {
-            Outputs::All => self.logits.fill(1),
-            Outputs::Last => self.logits[n - 1] = 1,
-            Outputs::None => {}
-        }
+        self.logits.extend(meta.iter().map(|m| i8::from(m.output)));
         let (token, embd) = match input {
             Input::Tokens(_) => (self.tokens.as_mut_ptr(), ptr::null_mut()),
             // llama_decode only reads `embd`; the cast to *mut is for the
@@ -868,7 +894,8 @@ impl Context {
         let mark = log_mark();
         // SAFETY: every array of `batch` has `n` elements and lives in `self`
         // or the caller's borrow for the duration of the call; `embd` rows are
-        // n x n_embd (checked above); token ids are valid.
+        // n x n_embd (checked above); token ids are valid and sequence ids
+        // below n_seq_max.
         let rc = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch) };
         if rc != 0 {
             return Err((rc, errors_since(mark, "no reason logged")));
@@ -891,13 +918,15 @@ impl Context {
         }
     }
 
-    /// Logits of the last output of the last decode.
-    pub fn last_logits(&self) -> Option<Vec<f32>> {
+    /// Logits of token `i` of the last decode (an index into that batch,
+    /// whose `output` was set); `None` otherwise.
+    pub fn logits_ith(&self, i: usize) -> Option<Vec<f32>> {
         let n = self.model.n_vocab();
-        // SAFETY: live context; -1 selects the last output row, which has
-        // n_vocab floats; null when the last decode had no output.
+        let i = i32::try_from(i).ok()?;
+        // SAFETY: live context; llama.cpp returns null for a token that was
+        // not an output of the last decode, else a row of n_vocab floats.
         unsafe {
-            let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), -1);
+            let p = sys::llama_get_logits_ith(self.ptr.as_ptr(), i);
             (!p.is_null()).then(|| std::slice::from_raw_parts(p, n).to_vec())
         }
     }
@@ -907,36 +936,39 @@ impl Context {
         unsafe { sys::llama_get_memory(self.ptr.as_ptr()) }
     }
 
-    /// Removes sequence 0's entries at positions >= `from`.
-    pub fn seq_rm(&mut self, from: i32) -> bool {
+    fn valid_seq(&self, seq: u32) -> Option<i32> {
+        (seq < self.n_seq_max).then_some(seq as i32)
+    }
+
+    /// Removes sequence `seq`'s entries at positions >= `from`.
+    pub fn seq_rm(&mut self, seq: u32, from: i32) -> bool {
         let mem = self.memory();
+        let Some(seq) = self.valid_seq(seq) else {
+            return false;
+        };
         if mem.is_null() {
             return false;
         }
-        // SAFETY: live memory of this context; -1 means "to the end".
-        unsafe { sys::llama_memory_seq_rm(mem, 0, from, -1) }
+        // SAFETY: live memory of this context; a valid sequence id; -1
+        // means "to the end".
+        unsafe { sys::llama_memory_seq_rm(mem, seq, from, -1) }
     }
 
-    /// Clears the whole cache.
-    pub fn clear(&mut self) {
+    /// Smallest and largest position of sequence `seq` in the cache (-1 if
+    /// it holds none).
+    pub fn seq_pos_range(&self, seq: u32) -> (i32, i32) {
         let mem = self.memory();
-        if !mem.is_null() {
-            // SAFETY: live memory of this context.
-            unsafe { sys::llama_memory_clear(mem, true) }
-        }
-    }
-
-    /// Smallest and largest position of sequence 0 in the cache (-1 if empty).
-    pub fn seq_pos_range(&self) -> (i32, i32) {
-        let mem = self.memory();
+        let Some(seq) = self.valid_seq(seq) else {
+            return (-1, -1);
+        };
         if mem.is_null() {
             return (-1, -1);
         }
-        // SAFETY: live memory of this context.
+        // SAFETY: live memory of this context; a valid sequence id.
         unsafe {
             (
-                sys::llama_memory_seq_pos_min(mem, 0),
-                sys::llama_memory_seq_pos_max(mem, 0),
+                sys::llama_memory_seq_pos_min(mem, seq),
+                sys::llama_memory_seq_pos_max(mem, seq),
             )
         }
     }

@@ -16,10 +16,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::ffi::{Context, ContextParams, GgufFile, GgufValue, GrammarMask, Input, Model, Outputs};
+use super::ffi::{
+    Context, ContextParams, GgufFile, GgufValue, GrammarMask, Input, Model, TokenMeta,
+};
 use super::{
-    ChatMessage, Constraint, EngineError, EngineOptions, GrammarSpec, Stage, StageInput,
-    StageOutput, Tokenizer, SUPPORTED_ARCHITECTURES,
+    BatchOutput, ChatMessage, Constraint, EngineError, EngineOptions, GrammarSpec, SeqSpan, Stage,
+    StageInput, Tokenizer, SUPPORTED_ARCHITECTURES,
 };
 
 /// llama.cpp's default logical batch, used when the options give 0.
@@ -107,9 +109,11 @@ pub fn load(
         opts.threads.min(i32::MAX as u32) as i32
     };
     let n_batch = effective_n_batch(opts.n_batch, model.n_vocab());
+    let n_seq_max = opts.n_seq_max.max(1);
     let params = ContextParams {
         n_ctx: opts.n_ctx,
         n_batch,
+        n_seq_max,
         threads,
         capture: (!is_last).then(|| format!("l_out-{}", n_local - 1)),
     };
@@ -124,10 +128,12 @@ pub fn load(
         n_vocab: model.n_vocab(),
         n_ctx: ctx.n_ctx(),
         n_batch: n_batch as usize,
+        n_seq_max,
         n_swa: model.n_swa(),
         is_first,
         is_last,
         ctx,
+        meta: Vec::new(),
     };
     let tokenizer = LlamaTokenizer {
         path,
@@ -293,10 +299,13 @@ struct LlamaStage {
     n_vocab: usize,
     n_ctx: u32,
     n_batch: usize,
+    n_seq_max: u32,
     n_swa: u32,
     is_first: bool,
     is_last: bool,
     ctx: Context,
+    /// Per-token positions, sequences and output flags, reused.
+    meta: Vec<TokenMeta>,
 }
 
 impl LlamaStage {
@@ -333,46 +342,89 @@ impl Stage for LlamaStage {
         self.n_swa == 0
     }
 
-    fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError> {
-        let n_tokens = match input {
-            StageInput::Tokens(t) if self.is_first => t.len(),
+    fn n_seq_max(&self) -> u32 {
+        self.n_seq_max
+    }
+
+    fn max_batch(&self) -> usize {
+        self.n_batch
+    }
+
+    fn forward_batch(
+        &mut self,
+        spans: &[SeqSpan],
+        input: StageInput<'_>,
+    ) -> Result<BatchOutput, EngineError> {
+        let n_tokens: usize = spans.iter().map(|s| s.n_tokens as usize).sum();
+        match input {
+            StageInput::Tokens(t) if self.is_first => {
+                if t.len() != n_tokens {
+                    return Err(
+                        self.input_error(format!("`{}` tokens for spans of `{n_tokens}`", t.len()))
+                    );
+                }
+            }
             StageInput::Tokens(_) => {
                 return Err(self.input_error("tokens sent to a rank that does not hold layer 0"))
             }
             StageInput::Hidden { .. } if self.is_first => {
                 return Err(self.input_error("hidden rows sent to the first rank"))
             }
-            StageInput::Hidden { data, n_tokens } => {
-                if data.len() != n_tokens * self.n_embd {
+            StageInput::Hidden { data, n_tokens: n } => {
+                if n != n_tokens || data.len() != n_tokens * self.n_embd {
                     return Err(self.input_error(format!(
-                        "`{}` values for `{n_tokens}` rows of `{}`",
+                        "`{}` values for `{n}` rows of `{}` (spans of `{n_tokens}` tokens)",
                         data.len(),
                         self.n_embd
                     )));
                 }
-                n_tokens
             }
-        };
-        if n_tokens == 0 {
+        }
+        if n_tokens == 0 || spans.iter().any(|s| s.n_tokens == 0) {
             return Err(self.input_error("no tokens"));
         }
-        let end = u64::from(pos0) + n_tokens as u64;
-        if end > u64::from(self.n_ctx) {
-            return Err(EngineError::ContextFull {
-                path: self.path.clone(),
-                pos0,
-                end,
-                n_ctx: self.n_ctx,
-            });
-        }
-        let (_, pos_max) = self.ctx.seq_pos_range();
-        if i64::from(pos0) != i64::from(pos_max) + 1 {
-            return Err(self.input_error(format!(
-                "input starts at position `{pos0}` but the KV cache holds positions up to `{pos_max}`\n\n\
-                 hint: truncate the KV cache to `{pos0}` first"
-            )));
+        self.meta.clear();
+        for (i, span) in spans.iter().enumerate() {
+            if span.seq >= self.n_seq_max {
+                return Err(self.input_error(format!(
+                    "sequence `{}` is outside the cache's `{}` sequences",
+                    span.seq, self.n_seq_max
+                )));
+            }
+            if spans[..i].iter().any(|s| s.seq == span.seq) {
+                return Err(self.input_error(format!(
+                    "sequence `{}` appears twice in one batch",
+                    span.seq
+                )));
+            }
+            let end = u64::from(span.pos0) + u64::from(span.n_tokens);
+            if end > u64::from(self.n_ctx) {
+                return Err(EngineError::ContextFull {
+                    path: self.path.clone(),
+                    pos0: span.pos0,
+                    end,
+                    n_ctx: self.n_ctx,
+                });
+            }
+            let (_, pos_max) = self.ctx.seq_pos_range(span.seq);
+            if i64::from(span.pos0) != i64::from(pos_max) + 1 {
+                return Err(self.input_error(format!(
+                    "sequence `{}` starts at position `{}` but the KV cache holds its positions up to `{pos_max}`\n\n\
+                     hint: truncate the KV cache of sequence `{}` to `{}` first",
+                    span.seq, span.pos0, span.seq, span.pos0
+                )));
+            }
+            let last = span.n_tokens - 1;
+            self.meta.extend((0..span.n_tokens).map(|k| TokenMeta {
+                pos: (span.pos0 + k) as i32,
+                seq: span.seq as i32,
+                // Non-final ranks need every row: llama.cpp drops the rows of
+                // non-output tokens inside the last layer.
+                output: !self.is_last || (span.logits && k == last),
+            }));
         }
         let mut hidden = Vec::new();
+        let mut logits = Vec::new();
         let mut start = 0;
         while start < n_tokens {
             let n = (n_tokens - start).min(self.n_batch);
@@ -382,21 +434,26 @@ impl Stage for LlamaStage {
                     Input::Embd(&data[start * self.n_embd..(start + n) * self.n_embd], n)
                 }
             };
-            let final_chunk = start + n == n_tokens;
-            let outputs = match (self.is_last, final_chunk) {
-                (false, _) => Outputs::All,
-                (true, true) => Outputs::Last,
-                (true, false) => Outputs::None,
-            };
-            let p = pos0 as i32 + start as i32;
             self.ctx
-                .decode(chunk, p, outputs)
+                .decode(chunk, &self.meta[start..start + n])
                 .map_err(|(code, reason)| EngineError::Decode {
                     path: self.path.clone(),
                     code,
                     reason,
                 })?;
-            if !self.is_last {
+            if self.is_last {
+                for (i, m) in self.meta[start..start + n].iter().enumerate() {
+                    if !m.output {
+                        continue;
+                    }
+                    let row = self.ctx.logits_ith(i).ok_or_else(|| EngineError::Decode {
+                        path: self.path.clone(),
+                        code: 0,
+                        reason: "llama.cpp returned no logits".into(),
+                    })?;
+                    logits.push(row);
+                }
+            } else {
                 let rows = self.ctx.take_captured();
                 if rows.len() != n * self.n_embd {
                     return Err(EngineError::Decode {
@@ -417,44 +474,49 @@ impl Stage for LlamaStage {
             }
             start += n;
         }
-        if self.is_last {
-            let logits = self.ctx.last_logits().ok_or_else(|| EngineError::Decode {
-                path: self.path.clone(),
-                code: 0,
-                reason: "llama.cpp returned no logits".into(),
-            })?;
-            Ok(StageOutput::Logits(logits))
+        Ok(if self.is_last {
+            BatchOutput::Logits(logits)
         } else {
-            Ok(StageOutput::Hidden(hidden))
-        }
+            BatchOutput::Hidden(hidden)
+        })
     }
 
-    fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError> {
-        if from == 0 {
-            self.ctx.clear();
-            return Ok(());
-        }
-        let from = i32::try_from(from).unwrap_or(i32::MAX);
-        if !self.ctx.seq_rm(from) {
-            self.ctx.clear();
+    fn truncate_seq(&mut self, seq: u32, from: u32) -> Result<(), EngineError> {
+        if seq >= self.n_seq_max {
             return Err(EngineError::Kv {
                 path: self.path.clone(),
-                reason: format!("cannot drop positions from `{from}` on; the cache was cleared"),
+                reason: format!(
+                    "sequence `{seq}` is outside the cache's `{}` sequences",
+                    self.n_seq_max
+                ),
             });
+        }
+        let from_i = i32::try_from(from).unwrap_or(i32::MAX);
+        if !self.ctx.seq_rm(seq, from_i) {
+            self.ctx.seq_rm(seq, 0);
+            return Err(EngineError::Kv {
+                path: self.path.clone(),
+                reason: format!(
+                    "cannot drop positions from `{from}` on in sequence `{seq}`; the sequence was dropped"
+                ),
+            });
+        }
+        if from == 0 {
+            return Ok(());
         }
         // A sliding-window cache forgets positions older than its window; if
         // it already forgot some that the token at `from` attends to, keeping
         // the rest would give a different answer than recomputing them (the
         // same test as llama-server's).
-        let (pos_min, pos_max) = self.ctx.seq_pos_range();
+        let (pos_min, pos_max) = self.ctx.seq_pos_range(seq);
         let needed = i64::from(from) - i64::from(self.n_swa);
         if self.n_swa > 0 && pos_max >= 0 && i64::from(pos_min) > needed.max(0) {
-            self.ctx.clear();
+            self.ctx.seq_rm(seq, 0);
             return Err(EngineError::Kv {
                 path: self.path.clone(),
                 reason: format!(
-                    "the sliding-window cache no longer holds positions before `{pos_min}`, so the \
-                     prefix up to `{from}` cannot be kept; the cache was cleared\n\n\
+                    "the sliding-window cache no longer holds positions before `{pos_min}` of sequence `{seq}`, so the \
+                     prefix up to `{from}` cannot be kept; the sequence was dropped\n\n\
                      hint: send the whole prompt again from position 0"
                 ),
             });

@@ -41,7 +41,7 @@ pub enum StageInput<'a> {
     },
 }
 
-/// Output of one forward pass.
+/// Output of one single-sequence forward pass ([`Stage::forward`]).
 #[derive(Debug)]
 pub enum StageOutput {
     /// `n_tokens x n_embd` row-major (non-last ranks).
@@ -50,23 +50,82 @@ pub enum StageOutput {
     Logits(Vec<f32>),
 }
 
-/// One rank's share of a model: its layers, its KV cache, one sequence.
+/// One sequence's share of a batch: `n_tokens` consecutive positions of
+/// sequence `seq` starting at `pos0` (the sequence's next position in the
+/// cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqSpan {
+    /// Sequence id, below [`Stage::n_seq_max`].
+    pub seq: u32,
+    pub pos0: u32,
+    pub n_tokens: u32,
+    /// The last rank returns the logits of this span's last token.
+    pub logits: bool,
+}
+
+/// Output of [`Stage::forward_batch`].
+#[derive(Debug)]
+pub enum BatchOutput {
+    /// Every row of the batch, in span order (non-last ranks).
+    Hidden(Vec<f32>),
+    /// `n_vocab` logits per span that asked for them, in span order (last
+    /// rank).
+    Logits(Vec<Vec<f32>>),
+}
+
+/// One rank's share of a model: its layers and its KV cache, which holds up
+/// to [`Stage::n_seq_max`] sequences in one pool of [`Stage::n_ctx`] cells.
 pub trait Stage: Send {
     fn n_embd(&self) -> usize;
     fn n_vocab(&self) -> usize;
+    /// Cells of the KV cache, shared by all sequences; also the highest
+    /// position (exclusive) any one sequence may reach.
     fn n_ctx(&self) -> u32;
+    /// Sequences the cache holds at once (ids `0..n_seq_max`).
+    fn n_seq_max(&self) -> u32;
+    /// Tokens of one llama.cpp decode: a longer batch is cut into decodes of
+    /// this many tokens (the same cut on every rank).
+    fn max_batch(&self) -> usize;
     fn is_first(&self) -> bool;
     fn is_last(&self) -> bool;
-    /// Run `input` at consecutive positions starting at `pos0` (sequence 0).
-    /// Splits into ubatches internally. `pos0` must be the next position of
-    /// the KV cache (0 after `truncate_kv(0)`).
-    fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError>;
-    /// Drop KV entries at positions >= `from` (0 clears the cache).
-    fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError>;
-    /// Whether [`Stage::truncate_kv`] at any position keeps a prefix that
+    /// Run one batch: the tokens (or rows) of `spans`, concatenated in span
+    /// order. Each span's sequence must appear once, and its `pos0` must be
+    /// the sequence's next position (0 after `truncate_seq(seq, 0)`).
+    fn forward_batch(
+        &mut self,
+        spans: &[SeqSpan],
+        input: StageInput<'_>,
+    ) -> Result<BatchOutput, EngineError>;
+    /// Drop sequence `seq`'s KV entries at positions >= `from` (0 drops all
+    /// of them); other sequences are untouched.
+    fn truncate_seq(&mut self, seq: u32, from: u32) -> Result<(), EngineError>;
+    /// Whether [`Stage::truncate_seq`] at any position keeps a prefix that
     /// later tokens can attend to exactly as if it had just been computed
     /// (false for sliding-window caches, which forget old positions).
     fn reuses_prefixes(&self) -> bool;
+
+    /// Run `input` as sequence 0 at consecutive positions from `pos0`.
+    fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError> {
+        let n_tokens = match &input {
+            StageInput::Tokens(t) => t.len(),
+            StageInput::Hidden { n_tokens, .. } => *n_tokens,
+        };
+        let span = SeqSpan {
+            seq: 0,
+            pos0,
+            n_tokens: u32::try_from(n_tokens).unwrap_or(u32::MAX),
+            logits: true,
+        };
+        Ok(match self.forward_batch(&[span], input)? {
+            BatchOutput::Hidden(rows) => StageOutput::Hidden(rows),
+            BatchOutput::Logits(mut rows) => StageOutput::Logits(rows.pop().unwrap_or_default()),
+        })
+    }
+
+    /// Drop sequence 0's entries at positions >= `from`.
+    fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError> {
+        self.truncate_seq(0, from)
+    }
 }
 
 /// Text <-> tokens; available on every rank (rank-local GGUFs keep the
@@ -128,9 +187,12 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// Everything the sampling rank needs to choose tokens for one request; it
-/// travels to the last rank in the ring's start frame.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything the sampling rank needs to choose tokens for one request
+/// (settings, grammar, log-probabilities). It travels to the last rank as
+/// one value per request (serialized in the ring's `start` frame), so a
+/// field added here reaches the sampler without a protocol change beyond
+/// the field itself (give it a `#[serde(default)]`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplingParams {
     /// 0 = greedy (argmax, lowest id on ties).
     pub temperature: f32,
@@ -141,9 +203,11 @@ pub struct SamplingParams {
     pub seed: u64,
     /// Tokens outside this grammar are never sampled (structured output,
     /// forced tool calls).
+    #[serde(default)]
     pub grammar: Option<GrammarSpec>,
     /// Report log-probabilities: `None` no; `Some(n)` the sampled token's
     /// and the `n` most likely (0..=[`MAX_TOP_LOGPROBS`]).
+    #[serde(default)]
     pub logprobs: Option<u8>,
 }
 
@@ -166,7 +230,7 @@ impl Default for SamplingParams {
 
 /// A GBNF grammar (llama.cpp's dialect) whose `root` rule the output must
 /// match.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrammarSpec {
     pub gbnf: String,
     /// Lazy grammar: sampling is free until one of these regular
@@ -185,8 +249,12 @@ pub struct EngineOptions {
     /// above the rank's layer count (e.g. `u32::MAX`) = all of them plus the
     /// output layer. Needs a GPU cargo feature; ignored by a CPU build.
     pub gpu_layers: u32,
-    /// KV cache size in tokens; 0 = the model's training context.
+    /// KV cache size in tokens, shared by all sequences; 0 = the model's
+    /// training context.
     pub n_ctx: u32,
+    /// Sequences the KV cache holds at once (requests served together);
+    /// 0 counts as 1.
+    pub n_seq_max: u32,
     /// Tokens per llama.cpp decode call (logical and physical batch); 0 = 512.
     /// Capped so that a non-final rank's logits buffer (`n_batch x n_vocab`
     /// f32, which llama.cpp fills although the graph stops early) stays
@@ -202,6 +270,7 @@ impl Default for EngineOptions {
             threads: 0,
             gpu_layers: 0,
             n_ctx: 4096,
+            n_seq_max: 1,
             n_batch: 512,
         }
     }

@@ -21,6 +21,7 @@ use super::preflight::{self, Facts, PreflightOptions, Verdict};
 use super::remote::{indent, Action, ConnectSettings, Host, RemotePath};
 use super::script::{self, Inspection, LaunchSettings, Report, SkulkLocation, StopTarget};
 use super::target::{Deployment, RankTarget};
+use crate::output;
 
 /// Everything `apply` takes besides the plan.
 #[derive(Clone, Debug)]
@@ -35,6 +36,8 @@ pub struct ApplySettings {
     /// The API bearer token for rank 0, when one is configured.
     pub api_key: Option<String>,
     pub skulk: SkulkLocation,
+    /// The plan file as the user named it, for hints.
+    pub plan_path: String,
 }
 
 /// How `apply` ended when it succeeded.
@@ -62,7 +65,10 @@ struct Conflict {
     rank: usize,
     dir: String,
     digest: String,
+    model: Option<String>,
     pid: Option<u32>,
+    /// Seconds since it started.
+    age: Option<u64>,
 }
 
 pub fn apply(
@@ -86,7 +92,12 @@ pub fn apply(
                     rank: i,
                     dir: rec.dir.clone(),
                     digest: rec.digest.clone(),
+                    model: rec.model.clone(),
                     pid: rec.pid,
+                    age: found
+                        .now
+                        .zip(rec.started)
+                        .map(|(now, t)| now.saturating_sub(t)),
                 });
             }
         }
@@ -98,9 +109,16 @@ pub fn apply(
                 on_host(
                     &dep.ranks[c.rank],
                     format!(
-                        "plan `{}` is running there (pid {}, `{}`)",
+                        "plan `{}`{} is running there (pid {}{}, `{}`)",
                         &c.digest[..c.digest.len().min(16)],
+                        c.model
+                            .as_deref()
+                            .map(|m| format!(" of `{m}`"))
+                            .unwrap_or_default(),
                         c.pid.map_or("?".to_owned(), |p| p.to_string()),
+                        c.age
+                            .map(|a| format!(", started {} ago", super::status::duration(a)))
+                            .unwrap_or_default(),
                         c.dir
                     ),
                 )
@@ -113,7 +131,11 @@ pub fn apply(
             ),
             failures,
         )
-        .with_hint("pass `--replace` to stop it first, or run `skulk down` with its plan"));
+        .with_hint(format!(
+            "pass `--replace` to stop it first, or stop it with `skulk down {} --digest {}`",
+            s.plan_path,
+            &conflicts[0].digest[..conflicts[0].digest.len().min(16)]
+        )));
     }
 
     let endpoint = dep.endpoint();
@@ -127,14 +149,14 @@ pub fn apply(
             .ok();
             return Ok(Outcome::DryRun);
         }
-        eprintln!(
+        output::progress(format!(
             "plan {} is already running on all {n} hosts; checking the API",
             dep.short_digest()
-        );
+        ));
         if let Err(e) = wait_ready(dep, &hosts, s) {
-            return Err(fail(dep, &hosts, e));
+            return Err(fail(dep, &hosts, e, &s.plan_path));
         }
-        eprintln!("already running; nothing to do");
+        output::progress("already running; nothing to do");
         writeln!(out, "{endpoint}").ok();
         return Ok(Outcome::AlreadyRunning);
     }
@@ -149,11 +171,11 @@ pub fn apply(
             .filter(|(_, a)| !**a)
             .map(|(r, _)| format!("rank {} on `{}`", r.rank, r.node))
             .collect();
-        eprintln!(
+        output::progress(format!(
             "plan {} is partly running ({} not running); restarting the whole ring",
             dep.short_digest(),
             dead.join(", ")
-        );
+        ));
         for (i, rank) in dep.ranks.iter().enumerate() {
             if alive[i] {
                 stops[i].push((
@@ -178,7 +200,7 @@ pub fn apply(
             let mut errs = Vec::new();
             for (target, what) in &stops[i] {
                 match fleet::stop(h, target, STOP_TIMEOUT_SECS) {
-                    Ok(how) => eprintln!("{}: {what}: {how}", r.node),
+                    Ok(how) => output::progress(format!("{}: {what}: {how}", r.node)),
                     Err(e) => errs.push(on_host(r, format!("cannot stop {what}: {e}"))),
                 }
             }
@@ -281,7 +303,7 @@ pub fn apply(
     let install_failures: Vec<String> = par_map(&zip(dep, &hosts), |(r, h)| {
         let st = &steps[r.rank as usize];
         let Some(inst) = &st.install else { return None };
-        eprintln!("{}: installing skulk at `{}`", r.node, inst.dest);
+        output::progress(format!("{}: installing skulk at `{}`", r.node, inst.dest));
         let result = (|| {
             for a in inst.actions() {
                 h.perform_checked(&a)?;
@@ -319,10 +341,10 @@ pub fn apply(
     let fetch_failures: Vec<String> = par_map(&zip(dep, &hosts), |(r, h)| {
         let st = &steps[r.rank as usize];
         let fetch = st.fetch.as_ref()?;
-        eprintln!(
+        output::progress(format!(
             "{}: fetching `{}` into `{}`",
             r.node, dep.model_id, r.model.dir
-        );
+        ));
         // The fetch's progress lines are shown as they come.
         let mut lines = super::remote::LinePrinter::new(&r.node);
         let result = h
@@ -381,19 +403,19 @@ pub fn apply(
         ));
     }
     for (r, pid) in dep.ranks.iter().zip(&launched) {
-        eprintln!(
+        output::progress(format!(
             "{}: started rank {} (layers {}, pid {})",
             r.node,
             r.rank,
             r.layers(),
             pid.as_ref().map_or(0, |p| *p)
-        );
+        ));
     }
 
     if let Err(e) = wait_ready(dep, &hosts, s) {
-        return Err(fail(dep, &hosts, e));
+        return Err(fail(dep, &hosts, e, &s.plan_path));
     }
-    eprintln!("ring of {n} ranks is up; API at {endpoint}");
+    output::progress(format!("ring of {n} ranks is up; API at {endpoint}"));
     writeln!(out, "{endpoint}").ok();
     Ok(Outcome::Started)
 }
@@ -541,14 +563,18 @@ fn wait_ready(dep: &Deployment, hosts: &[Host], s: &ApplySettings) -> Result<(),
     let deadline = start + s.timeout;
     let (api_host, api_port) = dep.api_target();
     let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    pb.set_draw_target(if output::level() == output::Level::Quiet {
+        indicatif::ProgressDrawTarget::hidden()
+    } else {
+        indicatif::ProgressDrawTarget::stderr()
+    });
     pb.enable_steady_tick(Duration::from_millis(120));
     let mut last_live = None::<Instant>;
     let mut running = 0;
     let n = dep.ranks.len();
     let result = loop {
         let h = health::check(&api_host, api_port, s.api_key.as_deref(), HEALTH_TIMEOUT);
-        if h.is_ready() {
+        if h.is_ready_for(&dep.digest) {
             break Ok(());
         }
         if last_live.is_none_or(|t| t.elapsed() >= LIVENESS_EVERY) {
@@ -605,7 +631,7 @@ fn wait_ready(dep: &Deployment, hosts: &[Host], s: &ApplySettings) -> Result<(),
 
 fn short_health(h: &Health) -> String {
     match h {
-        Health::Ready => "ready".into(),
+        Health::Ready(_) => "ready".into(),
         Health::NotReady { status, .. } => status.to_string(),
         Health::Unreachable { .. } => "not answering".into(),
     }
@@ -617,7 +643,7 @@ fn rank_alive(i: &Inspection, dep: &Deployment, r: &RankTarget) -> bool {
 }
 
 /// Stops every rank and turns a wait failure into the error, with logs.
-fn fail(dep: &Deployment, hosts: &[Host], w: WaitFailure) -> ExecError {
+fn fail(dep: &Deployment, hosts: &[Host], w: WaitFailure, plan: &str) -> ExecError {
     let stop_failures = fleet::stop_all(dep, hosts, STOP_TIMEOUT_SECS);
     let mut why = vec![String::new(); dep.ranks.len()];
     let which: Vec<usize> = w.failing.iter().map(|(i, _)| *i).collect();
@@ -630,7 +656,9 @@ fn fail(dep: &Deployment, hosts: &[Host], w: WaitFailure) -> ExecError {
         format!("{}; every rank of the plan was stopped", w.summary),
         failures,
     )
-    .with_hint("`skulk logs` with the plan shows the ranks' whole logs")
+    .with_hint(format!(
+        "`skulk logs {plan}` shows the ranks' whole logs; fix what they report and run `skulk apply {plan}` again"
+    ))
 }
 
 /// The skulk a rank runs: on a `connection: local` host, without an explicit

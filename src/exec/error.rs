@@ -17,6 +17,9 @@ pub enum ExecError {
     /// Something on the hosts failed.
     #[error("{0}")]
     Runtime(HostFailures),
+    /// Writing the result here failed (standard output closed, disk full).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 impl ExecError {

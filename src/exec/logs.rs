@@ -1,6 +1,7 @@
 //! `skulk logs`: the ranks' logs from their hosts, each line prefixed with
 //! its host. `--follow` polls every host once a second for what was
-//! appended (one SSH session per host, kept open) and prints whole lines.
+//! appended (one SSH session per host, kept open) and prints whole lines,
+//! until standard output's reader goes away.
 
 use std::io::Write;
 use std::time::Duration;
@@ -75,13 +76,13 @@ pub fn logs(dep: &Deployment, s: &LogsSettings, out: &mut dyn Write) -> Result<(
                     .strip_prefix("size=")
                     .and_then(|n| n.trim().parse::<u64>().ok());
                 for line in body.lines() {
-                    let _ = writeln!(out, "{}{line}", prefix(r));
+                    writeln!(out, "{}{line}", prefix(r)).map_err(ExecError::Output)?;
                 }
                 offsets.push(size);
             }
         }
     }
-    let _ = out.flush();
+    out.flush().map_err(ExecError::Output)?;
 
     if s.follow {
         let mut partial: Vec<String> = vec![String::new(); hosts.len()];
@@ -113,10 +114,10 @@ pub fn logs(dep: &Deployment, s: &LogsSettings, out: &mut dyn Write) -> Result<(
                 partial[i].push_str(&String::from_utf8_lossy(data));
                 while let Some(p) = partial[i].find('\n') {
                     let line: String = partial[i].drain(..=p).collect();
-                    let _ = write!(out, "{}{line}", prefix(hosts[i].0));
+                    write!(out, "{}{line}", prefix(hosts[i].0)).map_err(ExecError::Output)?;
                 }
             }
-            let _ = out.flush();
+            out.flush().map_err(ExecError::Output)?;
         }
     }
 

@@ -7,6 +7,7 @@
 //! found and the value needed, or (with `--install` / `--fetch`) asks for a
 //! fix that `apply` performs after every host has passed.
 
+use super::remote::RemotePath;
 use super::script::{mem_available, parse_listeners, port_busy, Listener, Report};
 use super::target::{Deployment, RankTarget};
 
@@ -177,7 +178,11 @@ pub fn check(
         }
         ModelState::Missing if opts.fetch => v.fetch = true,
         ModelState::Missing => v.problems.push(format!(
-            "model file `{path}` is missing\n\nhint: copy `{}` there, or pass `--fetch` to download it on the host",
+            "model file `{path}` is missing\n\nhint: pass `--fetch` to download it on the host, or put the GGUF there yourself: `skulk model add FILE --card CARD{}` on the host (or copy `{}` there)",
+            match &rank.model.dir {
+                RemotePath::Home(d) if d == ".cache/skulk/models" => String::new(),
+                dir => format!(" --model-dir {dir}"),
+            },
             rank.model.relative
         )),
         ModelState::Size(n) if rank.model.split && n > 0 && n <= want => {}

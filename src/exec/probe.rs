@@ -1,7 +1,8 @@
-//! `skulk inventory probe`: connect to hosts and print inventory entries
-//! filled from what they report (memory from `/proc/meminfo`, cores from
-//! `nproc`, GPU memory from `nvidia-smi`), with the backends this skulk
-//! build offers on them, so users need not type those numbers.
+//! `skulk inventory probe`: connect to hosts (or, with `--local`, look at
+//! this machine without SSH) and print inventory entries filled from what
+//! they report (memory from `/proc/meminfo`, cores from `nproc`, GPU memory
+//! from `nvidia-smi`), with the backends this skulk build offers on them, so
+//! users need not type those numbers.
 
 use std::path::PathBuf;
 
@@ -12,15 +13,41 @@ use super::fleet::par_map;
 use super::remote::{ConnectSettings, Connection, Host};
 use super::script::{self, meminfo_field, Report};
 
-/// One `[user@]host[:port]` argument.
+/// One `[user@]host[:port]` argument, or this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeTarget {
     pub user: Option<String>,
     pub host: String,
     pub port: Option<u16>,
+    /// This machine, without SSH (`connection: local`).
+    pub local: bool,
 }
 
+/// The address a `--local` entry gets: loopback, where the ranks of a
+/// one-machine ring listen (the next ranks take 127.0.0.2, 127.0.0.3, ...).
+pub const LOCAL_ADDRESS: &str = "127.0.0.1";
+
 impl ProbeTarget {
+    /// This machine, reached without SSH.
+    pub fn local() -> ProbeTarget {
+        ProbeTarget {
+            user: None,
+            host: LOCAL_ADDRESS.to_owned(),
+            port: None,
+            local: true,
+        }
+    }
+
+    /// The name the host goes by in messages before it has told its own:
+    /// an IP address whole, a host name up to its first dot.
+    fn label(&self) -> &str {
+        if self.local || self.host.parse::<std::net::IpAddr>().is_ok() {
+            &self.host
+        } else {
+            self.host.split('.').next().unwrap_or(&self.host)
+        }
+    }
+
     /// Parses `[user@]host[:port]`; an IPv6 address with a port is `[addr]:port`.
     pub fn parse(s: &str) -> Result<ProbeTarget, String> {
         let (user, rest) = match s.rsplit_once('@') {
@@ -48,7 +75,12 @@ impl ProbeTarget {
         if host.is_empty() {
             return Err(format!("`{s}`: no host name"));
         }
-        Ok(ProbeTarget { user, host, port })
+        Ok(ProbeTarget {
+            user,
+            host,
+            port,
+            local: false,
+        })
     }
 }
 
@@ -128,18 +160,21 @@ pub fn to_yaml(entries: &[Entry]) -> String {
 }
 
 fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<Entry, String> {
-    let conn = Connection::Ssh {
-        user: t.user.clone(),
-        port: t.port,
-        identity_file: s.identity_file.clone(),
+    let conn = if t.local {
+        Connection::Local
+    } else {
+        Connection::Ssh {
+            user: t.user.clone(),
+            port: t.port,
+            identity_file: s.identity_file.clone(),
+        }
     };
-    let name = t.host.split('.').next().unwrap_or(&t.host).to_owned();
-    let host = Host::connect(&name, &t.host, &conn, &s.connect).map_err(|e| transport(&e))?;
+    let host = Host::connect(t.label(), &t.host, &conn, &s.connect).map_err(|e| transport(&e))?;
     let out = host
         .perform_checked(&script::probe())
         .map_err(|e| transport(&e))?;
     entry_from(t, s, &Report::parse(&out.stdout_str()))
-        .map_err(|m| format!("host `{}`: {m}", t.host))
+        .map_err(|m| format!("host `{}`: {m}", t.label()))
 }
 
 /// Builds the entry from the probe script's report.
@@ -168,7 +203,7 @@ pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entr
         .split('.')
         .next()
         .filter(|n| !n.is_empty())
-        .unwrap_or(&t.host);
+        .unwrap_or(t.label());
     let os = r
         .get("uname")
         .unwrap_or("")
@@ -179,11 +214,15 @@ pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entr
     Ok(Entry {
         name: name.to_owned(),
         address: t.host.clone(),
-        connection: "ssh",
-        ssh: SshEntry {
-            user: t.user.clone(),
-            port: t.port,
-            identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
+        connection: if t.local { "local" } else { "ssh" },
+        ssh: if t.local {
+            SshEntry::default()
+        } else {
+            SshEntry {
+                user: t.user.clone(),
+                port: t.port,
+                identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
+            }
         },
         memory: MemoryEntry {
             total: size(total),
@@ -236,6 +275,7 @@ mod tests {
             user: user.map(str::to_owned),
             host: host.to_owned(),
             port,
+            local: false,
         };
         assert_eq!(ProbeTarget::parse("h").unwrap(), t(None, "h", None));
         assert_eq!(
@@ -254,6 +294,32 @@ mod tests {
             .unwrap_err()
             .contains("`x` is not a port number"));
         assert!(ProbeTarget::parse("@h").is_err());
+        // An address is one name, not split at its dots.
+        assert_eq!(
+            ProbeTarget::parse("127.0.0.11").unwrap().label(),
+            "127.0.0.11"
+        );
+        assert_eq!(ProbeTarget::parse("gpu-1.lan").unwrap().label(), "gpu-1");
+    }
+
+    #[test]
+    fn this_machine_probes_without_ssh_as_a_local_host() {
+        let s = ProbeSettings {
+            connect: ConnectSettings::default(),
+            identity_file: Some("~/.ssh/k".into()),
+        };
+        let e = probe(&[ProbeTarget::local()], &s).unwrap().remove(0);
+        assert_eq!(e.connection, "local");
+        assert_eq!(e.address, LOCAL_ADDRESS);
+        assert!(e.ssh.is_empty(), "{e:?}");
+        let yaml = to_yaml(&[e]);
+        assert!(yaml.contains("connection: local"), "{yaml}");
+        assert!(!yaml.contains("ssh:"), "{yaml}");
+        // The entry is a valid inventory.
+        let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        if !build_backends(false, "").is_empty() {
+            crate::inventory::parse(&v).unwrap();
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! run on a host is an [`Action`] built by a function in
 //! [`script`](super::script) and performed by [`Host::perform`]. That single
 //! entry point lets `--dry-run` print exactly what would run where, lets
-//! `SKULK_LOG_COMMANDS=1` echo every command to stderr, and keeps secrets
+//! `SKULK_LOG_COMMANDS=1` (or `--verbose`) echo every command to stderr, and keeps secrets
 //! (which only ever travel on a command's standard input) out of both.
 
 use std::fmt;
@@ -275,7 +275,8 @@ impl Host {
         Host {
             node: node.to_owned(),
             transport,
-            log_commands: std::env::var_os("SKULK_LOG_COMMANDS").is_some_and(|v| v != "0"),
+            log_commands: std::env::var_os("SKULK_LOG_COMMANDS").is_some_and(|v| v != "0")
+                || crate::output::level() == crate::output::Level::Verbose,
         }
     }
 
@@ -292,12 +293,12 @@ impl Host {
         on_stdout: &mut dyn FnMut(&[u8]),
     ) -> Result<Output, TransportError> {
         if self.log_commands {
-            eprintln!(
+            crate::output::raw(format!(
                 "[{}] {}:\n{}",
                 self.node,
                 action.purpose(),
                 indent(&action.to_string(), "  ")
-            );
+            ));
         }
         match action {
             Action::Run { script, stdin, .. } => self.transport.run_streaming(
@@ -369,7 +370,11 @@ impl<'a> LinePrinter<'a> {
         self.pending.extend_from_slice(chunk);
         while let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=i).collect();
-            eprint!("{}: {}", self.node, String::from_utf8_lossy(&line));
+            crate::output::progress(format!(
+                "{}: {}",
+                self.node,
+                String::from_utf8_lossy(&line).trim_end()
+            ));
         }
     }
 }

@@ -226,6 +226,7 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
     ]);
     let record = [
         ("digest", shell_quote(&dep.digest)),
+        ("model", shell_quote(&dep.model_id)),
         ("node", shell_quote(&rank.node)),
         ("address", shell_quote(&rank.address)),
         ("rank", rank.rank.to_string()),
@@ -291,9 +292,15 @@ impl StopTarget {
 /// Removes what `apply` left in the run directory except the log; with
 /// `purge`, also the rank's slices in the shard cache.
 pub fn clean(layout: &RunLayout, purge: Option<&ShardSlice>) -> Action {
+    clean_dir(&StopTarget::Layout(layout.clone()), purge)
+}
+
+/// [`clean`] for any run directory, such as another plan's found by
+/// [`inspect`].
+pub fn clean_dir(dir: &StopTarget, purge: Option<&ShardSlice>) -> Action {
     let mut s = format!(
         "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/*.tmp\n",
-        layout.dir.sh()
+        dir.sh()
     );
     if let Some(slice) = purge {
         // The stem quoted, the key a glob.
@@ -462,6 +469,8 @@ pub struct RunRecord {
     pub dir: String,
     pub alive: bool,
     pub digest: String,
+    /// The plan's model id (absent in records of skulk before 0.2).
+    pub model: Option<String>,
     pub node: String,
     pub address: String,
     pub rank: Option<u32>,
@@ -491,6 +500,7 @@ impl Inspection {
                     dir: s("dir"),
                     alive: s("alive") == "1",
                     digest: s("digest"),
+                    model: kv.get("model").cloned(),
                     node: s("node"),
                     address: s("address"),
                     rank: kv.get("rank").and_then(|v| v.parse().ok()),
@@ -504,6 +514,15 @@ impl Inspection {
             now: report.number("now"),
             runs,
         }
+    }
+
+    /// Runs of other plans than `digest` recorded for `address`, alive or not.
+    pub fn others_at<'a>(
+        &'a self,
+        address: &'a str,
+        digest: &'a str,
+    ) -> impl Iterator<Item = &'a RunRecord> + 'a {
+        self.at(address).filter(move |r| r.digest != digest)
     }
 
     /// Runs recorded for `address` (a shared filesystem can hold others').

@@ -159,6 +159,18 @@ impl Deployment {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| invalid("not UTF-8 text, so not a plan document".into()))?;
         let doc = PlanDocument::from_json(text).map_err(|e| invalid(e.to_string()))?;
+        Deployment::with_bytes(path, doc, bytes)
+    }
+
+    /// A verified plan document, read from `path` (JSON or YAML); the hosts
+    /// get its canonical JSON.
+    pub fn from_document(path: &Path, doc: PlanDocument) -> Result<Deployment, ExecError> {
+        let bytes = doc.to_json().into_bytes();
+        Deployment::with_bytes(path, doc, bytes)
+    }
+
+    fn with_bytes(path: &Path, doc: PlanDocument, bytes: Vec<u8>) -> Result<Deployment, ExecError> {
+        let invalid = |m: String| ExecError::Invalid(format!("plan `{}`: {m}", path.display()));
         let specs = doc.rank_specs().map_err(|e| invalid(e.to_string()))?;
         if doc.instance_kind() == InstanceKind::Jaccl {
             return Err(invalid(

@@ -99,10 +99,10 @@ impl Output {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot resolve address of host {host}: {source}")]
+    #[error("cannot resolve address of host {host}: {source}\n\nhint: check the host's `address` in the inventory, and this machine's name resolution")]
     Resolve { host: HostId, source: io::Error },
 
-    #[error("cannot connect to host {host}: {source}")]
+    #[error("cannot connect to host {host}: {source}\n\nhint: check that the host is up and that sshd listens on its SSH port")]
     Connect { host: HostId, source: io::Error },
 
     #[error(
@@ -111,7 +111,7 @@ pub enum TransportError {
     )]
     ConnectTimeout { host: HostId, timeout: Duration },
 
-    #[error("SSH handshake with host {host} failed: {source}")]
+    #[error("SSH handshake with host {host} failed: {source}\n\nhint: check that the port is the host's SSH port (`ssh.port` in the inventory)")]
     Handshake { host: HostId, source: ssh2::Error },
 
     #[error(
@@ -180,7 +180,7 @@ pub enum TransportError {
         source: io::Error,
     },
 
-    #[error("host {host} sent nothing for {}s during {action}", timeout.as_secs_f64())]
+    #[error("host {host} sent nothing for {}s during {action}\n\nhint: the host may be overloaded or frozen; check it, then run the command again", timeout.as_secs_f64())]
     IoTimeout {
         host: HostId,
         action: String,

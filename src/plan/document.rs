@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{join_host_port, InstanceKind, Plan, Sharding};
+use super::{join_host_port, InstanceKind, Plan, Serving, Sharding, MAX_PARALLEL};
 use crate::card::{normalize_model_id, ModelCard};
 use crate::inventory::{Connection, GpuLayers, SshSettings};
 
@@ -164,9 +164,35 @@ pub struct SkulkSection {
     pub api: ApiSettings,
     /// Per node: how to reach it and how its rank runs.
     pub hosts: BTreeMap<String, HostSettings>,
+    /// Requests served at once and waiting (absent in plans written before
+    /// skulk batched requests: the defaults then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingSettings>,
     /// sha256 (hex) of the canonical plan without this field; ranks compare
     /// it when they connect.
     pub plan_digest: String,
+}
+
+/// How many requests rank 0 serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServingSettings {
+    /// Requests served at once: sequences in every rank's KV cache, which
+    /// share the context budget (`contextTokenLimit` cells in all).
+    #[schemars(range(min = 1, max = 256))]
+    pub parallel: u32,
+    /// Requests that may wait for a free sequence; beyond them the API
+    /// answers 429.
+    pub queue: u32,
+}
+
+impl From<Serving> for ServingSettings {
+    fn from(s: Serving) -> Self {
+        ServingSettings {
+            parallel: s.parallel,
+            queue: s.queue,
+        }
+    }
 }
 
 /// The API endpoint.
@@ -175,6 +201,10 @@ pub struct SkulkSection {
 pub struct ApiSettings {
     pub address: String,
     pub port: u16,
+    /// Most tokens a request generates when it sets no `max_tokens`
+    /// (`skulk plan --max-tokens`; absent: the API's default, 2048).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// How to reach a node and run its rank.
@@ -193,6 +223,32 @@ pub struct HostSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u32>,
     pub gpu_layers: GpuLayers,
+}
+
+/// Why a plan file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    /// Unreadable, or not JSON or YAML.
+    #[error(transparent)]
+    Load(crate::load::LoadError),
+    /// A card or an inventory where a plan was expected.
+    #[error("`{}` is {kind}, not a plan\n\nhint: make a plan with `skulk plan --card CARD --inventory INVENTORY --out plan.json`", path.display())]
+    WrongKind {
+        path: std::path::PathBuf,
+        kind: &'static str,
+    },
+    #[error("plan `{}`: {error}", path.display())]
+    Document {
+        path: std::path::PathBuf,
+        error: DocumentError,
+    },
+}
+
+impl PlanFileError {
+    /// Reading failed (exit 2) rather than the content being wrong (exit 1).
+    pub fn is_io(&self) -> bool {
+        matches!(self, PlanFileError::Load(e) if e.is_io())
+    }
 }
 
 /// Why a plan document was refused.
@@ -259,6 +315,8 @@ pub struct RankSpec {
     pub threads: Option<u32>,
     pub gpu_layers: GpuLayers,
     pub context_token_limit: Option<u64>,
+    /// Requests served at once and waiting.
+    pub serving: Serving,
     pub resolved_backend: Option<String>,
     pub engine: String,
     pub plan_digest: String,
@@ -363,8 +421,10 @@ impl PlanDocument {
                 api: ApiSettings {
                     address: plan.api.address.clone(),
                     port: plan.api.port,
+                    max_tokens: plan.api.max_tokens,
                 },
                 hosts,
+                serving: Some(plan.serving.into()),
                 plan_digest: String::new(),
             },
         };
@@ -421,6 +481,49 @@ impl PlanDocument {
         Ok(document)
     }
 
+    /// Reads a plan file, JSON or YAML (YAML for a `.yaml` or `.yml` name,
+    /// JSON otherwise), with the bounded parser of card and inventory files,
+    /// and checks it as [`Self::from_json`] does.
+    pub fn read(path: &std::path::Path) -> Result<Self, PlanFileError> {
+        use crate::load::{self, Format, LoadError, LoadErrorKind};
+        let fail = |location, kind| {
+            PlanFileError::Load(LoadError {
+                path: path.to_path_buf(),
+                location,
+                kind,
+            })
+        };
+        let (text, format) = match load::read_source(path) {
+            Ok(source) => (source.text, source.format),
+            // Any other name: the JSON `skulk plan` writes by default.
+            Err(e) if matches!(e.kind, LoadErrorKind::UnsupportedExtension) => {
+                let bytes = std::fs::read(path).map_err(|e| fail(None, LoadErrorKind::Io(e)))?;
+                let text = load::check_bytes(bytes).map_err(|(l, k)| fail(l, k))?;
+                (text, Format::Json)
+            }
+            Err(e) => return Err(PlanFileError::Load(e)),
+        };
+        let value = load::parse(&text, format).map_err(|e| {
+            fail(
+                e.location,
+                LoadErrorKind::Syntax {
+                    format: e.format,
+                    message: e.message,
+                },
+            )
+        })?;
+        if let Some(kind) = crate::validate::other_kind(&value, "plan") {
+            return Err(PlanFileError::WrongKind {
+                path: path.to_path_buf(),
+                kind,
+            });
+        }
+        Self::from_value(&value).map_err(|error| PlanFileError::Document {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+
     /// [`Self::from_json`] for an already parsed document.
     pub fn from_value(value: &Value) -> Result<Self, DocumentError> {
         let document: PlanDocument =
@@ -446,6 +549,12 @@ impl PlanDocument {
                 computed,
             });
         }
+        let parallel = self.serving().parallel;
+        if !(1..=MAX_PARALLEL).contains(&parallel) {
+            return Err(DocumentError::Inconsistent(format!(
+                "`skulk.serving.parallel` is `{parallel}`; a ring serves 1 to {MAX_PARALLEL} requests at once"
+            )));
+        }
         self.ordered_ranks().map(|_| ())
     }
 
@@ -468,6 +577,17 @@ impl PlanDocument {
             Instance::MlxRingInstance(_) => InstanceKind::Ring,
             Instance::MlxJacclInstance(_) => InstanceKind::Jaccl,
         }
+    }
+
+    /// Requests served at once and waiting (the defaults for plans that
+    /// predate the setting).
+    pub fn serving(&self) -> Serving {
+        self.skulk
+            .serving
+            .map_or_else(Serving::default, |s| Serving {
+                parallel: s.parallel,
+                queue: s.queue,
+            })
     }
 
     pub fn context_token_limit(&self) -> Option<u64> {
@@ -668,6 +788,7 @@ impl PlanDocument {
             threads: host.threads,
             gpu_layers: host.gpu_layers,
             context_token_limit: self.context_token_limit(),
+            serving: self.serving(),
             resolved_backend: shard.resolved_backend.clone(),
             engine: self.skulk.engine.clone(),
             plan_digest: self.skulk.plan_digest.clone(),

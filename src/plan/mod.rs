@@ -103,6 +103,40 @@ pub struct PlanRequest {
     /// API bind address (default: rank 0's address).
     pub api_bind: Option<String>,
     pub api_port: u16,
+    /// Tokens a request generates when it sets no `max_tokens` (`None`:
+    /// the API's default).
+    pub max_tokens: Option<u32>,
+    /// Requests served at once and waiting.
+    pub serving: Serving,
+}
+
+/// Requests served at once: every rank's KV cache holds `parallel`
+/// sequences, all sharing the plan's context budget (one pool of cells, as
+/// llama-server's `--kv-unified`; a request alone may use all of it). Up to
+/// `queue` more wait for a free sequence; beyond that the API answers 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub parallel: u32,
+    pub queue: u32,
+}
+
+/// Requests served at once by default: llama-server's default slots.
+pub const DEFAULT_PARALLEL: u32 = 4;
+
+/// Most requests served at once: llama.cpp's bound on sequence ids.
+pub const MAX_PARALLEL: u32 = 256;
+
+/// Requests waiting by default: enough for a burst of clients several times
+/// the running requests, bounded so a flood is refused instead of piling up.
+pub const DEFAULT_QUEUE: u32 = 64;
+
+impl Default for Serving {
+    fn default() -> Self {
+        Serving {
+            parallel: DEFAULT_PARALLEL,
+            queue: DEFAULT_QUEUE,
+        }
+    }
 }
 
 impl Default for PlanRequest {
@@ -118,6 +152,8 @@ impl Default for PlanRequest {
             port: None,
             api_bind: None,
             api_port: DEFAULT_API_PORT,
+            max_tokens: None,
+            serving: Serving::default(),
         }
     }
 }
@@ -134,6 +170,8 @@ pub struct Plan {
     pub kv_budget_tokens: u64,
     /// Context tokens the ranks may use; `None` when nothing bounds it.
     pub context_token_limit: Option<u64>,
+    /// Requests served at once and waiting.
+    pub serving: Serving,
     pub ring_port: u16,
     pub api: ApiEndpoint,
     /// Engine of the resolved backends (`llama_cpp`, `mlx`, ...).
@@ -144,6 +182,51 @@ pub struct Plan {
     pub instance_id: String,
     /// Things the user may not expect, for stderr.
     pub notes: Vec<String>,
+    /// How the hosts were chosen.
+    pub chosen_by: Choice,
+    /// Hosts in the inventory.
+    pub inventory_hosts: usize,
+    /// Inventory hosts without a rank, in inventory order, with why.
+    pub unused: Vec<Unused>,
+}
+
+/// How a plan's hosts were chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The fewest hosts that fit, at least `min_nodes`.
+    Fewest { min_nodes: Option<u32> },
+    /// Exactly the hosts of `--nodes`.
+    Named,
+}
+
+/// An inventory host that got no rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unused {
+    pub name: String,
+    pub why: UnusedWhy,
+}
+
+/// Why a host got no rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnusedWhy {
+    /// Fewer hosts were enough (or `--nodes` did not name it).
+    NotNeeded,
+    Excluded,
+    /// None of its backends is in the card's `compatibleBackends`.
+    Backend,
+    /// Less usable memory than the card's `minVramGib`.
+    MinVram,
+}
+
+impl fmt::Display for UnusedWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnusedWhy::NotNeeded => "not needed",
+            UnusedWhy::Excluded => "excluded by `--exclude`",
+            UnusedWhy::Backend => "none of its backends is in the card's `compatibleBackends`",
+            UnusedWhy::MinVram => "less memory than the card's `minVramGib`",
+        })
+    }
 }
 
 /// One rank of a plan.
@@ -176,6 +259,8 @@ impl Rank {
 pub struct ApiEndpoint {
     pub address: String,
     pub port: u16,
+    /// Tokens a request generates when it sets no `max_tokens`.
+    pub max_tokens: Option<u32>,
 }
 
 /// Formats an address and port as `host:port`, bracketing IPv6 addresses.
@@ -336,6 +421,47 @@ impl Context<'_> {
     }
 }
 
+/// Host names shown for a group of hosts with the same arithmetic before
+/// the rest are counted, so 80 identical hosts take one line.
+const GROUP_NAMES_SHOWN: usize = 3;
+
+/// Lines `  <host>: <text>` with the same text merged into one line naming
+/// the hosts (`  a, b, c and 77 more (80 hosts): <text>`), in order of
+/// first appearance. Host names hold no `: `, so the first one ends the name.
+fn group_hosts(lines: &[String]) -> Vec<String> {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for line in lines {
+        let body = line.trim_start();
+        let Some((name, text)) = body.split_once(": ") else {
+            groups.push((Vec::new(), body));
+            continue;
+        };
+        match groups
+            .iter_mut()
+            .find(|(names, t)| !names.is_empty() && *t == text)
+        {
+            Some((names, _)) => names.push(name),
+            None => groups.push((vec![name], text)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(names, text)| {
+            let who = match names.len() {
+                0 => return format!("  {text}"),
+                1 => names[0].to_string(),
+                n if n <= GROUP_NAMES_SHOWN => format!("{} ({n} hosts)", names.join(", ")),
+                n => format!(
+                    "{} and {} more ({n} hosts)",
+                    names[..GROUP_NAMES_SHOWN].join(", "),
+                    n - GROUP_NAMES_SHOWN
+                ),
+            };
+            format!("  {who}: {text}")
+        })
+        .collect()
+}
+
 fn list<'a>(items: impl Iterator<Item = &'a String>) -> String {
     items
         .map(|s| format!("`{s}`"))
@@ -350,6 +476,22 @@ pub fn plan(
     request: &PlanRequest,
 ) -> Result<Plan, PlanError> {
     let hosts = inventory.hosts();
+    // Past the context it was trained for a model answers poorly (llama.cpp
+    // warns about it), and the KV memory for it is wasted: cap it, and say so.
+    let capped_context = request
+        .context
+        .filter(|&asked| card.context_length > 0 && asked > card.context_length);
+    let capped;
+    let request = match capped_context {
+        Some(_) => {
+            capped = PlanRequest {
+                context: Some(card.context_length),
+                ..request.clone()
+            };
+            &capped
+        }
+        None => request,
+    };
     if card.n_layers == 0 {
         return Err(infeasible(format!(
             "`{}` has no layers (`nLayers` is 0)",
@@ -371,13 +513,41 @@ pub fn plan(
     check_flags(&ctx, inventory)?;
 
     let skips = eligibility(&ctx);
-    match &request.nodes {
+    let mut placed = match &request.nodes {
         Some(names) => {
             let chosen = fixed_hosts(&ctx, inventory, names, &skips)?;
-            build_plan(&ctx, chosen)
+            build_plan(&ctx, chosen)?
         }
-        None => search_and_build(&ctx, &skips),
+        None => search_and_build(&ctx, &skips)?,
+    };
+    placed.chosen_by = match request.nodes {
+        Some(_) => Choice::Named,
+        None => Choice::Fewest {
+            min_nodes: request.min_nodes,
+        },
+    };
+    placed.inventory_hosts = hosts.len();
+    if let Some(asked) = capped_context {
+        placed.notes.push(format!(
+            "`--context {asked}` is more than `{}` was trained for (`contextLength` {}): the plan budgets and serves {} tokens",
+            card.model_id, card.context_length, card.context_length
+        ));
     }
+    placed.unused = hosts
+        .iter()
+        .zip(&skips)
+        .filter(|(h, _)| !placed.ranks.iter().any(|r| r.host.name == h.name))
+        .map(|(h, skip)| Unused {
+            name: h.name.clone(),
+            why: match skip {
+                None => UnusedWhy::NotNeeded,
+                Some(Skip::Excluded) => UnusedWhy::Excluded,
+                Some(Skip::Backend) => UnusedWhy::Backend,
+                Some(Skip::MinVram) => UnusedWhy::MinVram,
+            },
+        })
+        .collect();
+    Ok(placed)
 }
 
 /// The fewest hosts whose memory fits the continuous share can still fail
@@ -442,6 +612,12 @@ fn check_flags(ctx: &Context<'_>, inventory: &Inventory) -> Result<(), PlanError
     }
     if request.min_nodes == Some(0) {
         return Err(usage("`--min-nodes` must be at least 1"));
+    }
+    let parallel = request.serving.parallel;
+    if !(1..=MAX_PARALLEL).contains(&parallel) {
+        return Err(usage(format!(
+            "`--parallel {parallel}`: a ring serves 1 to {MAX_PARALLEL} requests at once"
+        )));
     }
     if let Some(layers) = &request.layers {
         if request.sharding == Sharding::Tensor {
@@ -554,17 +730,23 @@ fn rule(ctx: &Context<'_>) -> Rule {
 }
 
 fn skipped_lines(ctx: &Context<'_>, skips: &[Option<Skip>]) -> String {
-    let mut out = String::new();
-    for (position, skip) in skips.iter().enumerate() {
-        if let Some(skip) = skip {
-            out.push_str(&format!(
-                "\n  {}: skipped, {}",
-                ctx.hosts[position].name,
-                ctx.skip_reason(position, skip)
-            ));
-        }
-    }
-    out
+    let lines: Vec<String> = skips
+        .iter()
+        .enumerate()
+        .filter_map(|(position, skip)| {
+            skip.as_ref().map(|skip| {
+                format!(
+                    "  {}: skipped, {}",
+                    ctx.hosts[position].name,
+                    ctx.skip_reason(position, skip)
+                )
+            })
+        })
+        .collect();
+    group_hosts(&lines)
+        .into_iter()
+        .map(|l| format!("\n{l}"))
+        .collect()
 }
 
 /// Checks `--nodes`: exactly these hosts, in this order.
@@ -630,7 +812,7 @@ fn check_memory(
         ctx.request.sharding,
         chosen.len(),
         if chosen.len() == 1 { "" } else { "s" },
-        lines.join("\n"),
+        group_hosts(&lines).join("\n"),
         skipped_lines(ctx, skips),
         ctx.hint(ctx.fits_without_kv(chosen))
     )))
@@ -874,9 +1056,9 @@ fn search_hosts(
         String::new()
     };
     let lower = if min_k > 1 {
-        format!(" of {min_k} or more hosts")
+        format!("{min_k} or more hosts")
     } else {
-        String::new()
+        "hosts".to_string()
     };
     let shown_text = match (k, candidates.len()) {
         (1, 1) => "on the only host that can run it".to_string(),
@@ -885,12 +1067,12 @@ fn search_hosts(
         (k, _) => format!("shared among the {k} hosts with the most memory"),
     };
     Err(infeasible(format!(
-        "`{}` ({} GiB of weights, {} layers, {} sharding) does not fit on any set{lower} of hosts; {shown_text}:\n{}{unused}{}{}",
+        "`{}` ({} GiB of weights, {} layers, {} sharding) does not fit on any set of {lower}; {shown_text}:\n{}{unused}{}{}",
         ctx.model_id(),
         format_gib(ctx.model.storage),
         ctx.card.n_layers,
         request.sharding,
-        lines.join("\n"),
+        group_hosts(&lines).join("\n"),
         skipped_lines(ctx, skips),
         ctx.hint(ctx.fits_without_kv(&shown))
     )))
@@ -1064,6 +1246,7 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
             .clone()
             .unwrap_or_else(|| ranks[0].host.address.clone()),
         port: request.api_port,
+        max_tokens: request.max_tokens,
     };
 
     let jaccl_devices = (instance == InstanceKind::Jaccl).then(|| {
@@ -1089,12 +1272,16 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         ranks,
         kv_budget_tokens: ctx.budget,
         context_token_limit: limit,
+        serving: request.serving,
         ring_port,
         api,
         engine,
         jaccl_devices,
         instance_id: instance_uuid.to_string(),
         notes,
+        chosen_by: Choice::Named,
+        inventory_hosts: 0,
+        unused: Vec::new(),
     })
 }
 

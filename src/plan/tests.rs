@@ -639,7 +639,8 @@ fn ports_are_derived_deterministically_or_given() {
         p.api,
         ApiEndpoint {
             address: "0.0.0.0".into(),
-            port: 8080
+            port: 8080,
+            max_tokens: None
         }
     );
 }
@@ -890,7 +891,7 @@ fn inventory_of(hosts: &[HostGen]) -> Inventory {
             let mut entry = json!({
                 "name": format!("h{i}"),
                 "address": format!("10.1.{}.{}", i / 200, i % 200 + 1),
-                "memory": {"total": total, "available": (total * h.available_permille / 1000).max(1)},
+                "memory": {"total": total, "available": (total * h.available_permille / 1000).max(inventory::MIN_BARE_BYTES)},
                 "backends": ["llama_cpp-cpu"]
             });
             if let Some(v) = h.vram_mib {
@@ -1005,4 +1006,72 @@ fn a_set_that_fails_the_whole_layer_check_makes_the_planner_try_one_more_host() 
         message.contains("cannot hold its 2 of 3 layers"),
         "{message}"
     );
+}
+
+#[test]
+fn hosts_with_the_same_arithmetic_share_one_line() {
+    let lines: Vec<String> = (1..=80)
+        .map(|i| format!("  box-{i:02}: needs 9.00 GiB but can use 4.00 GiB: does not fit"))
+        .chain(["  big: needs 9.00 GiB but can use 12.00 GiB: fits".to_string()])
+        .collect();
+    assert_eq!(
+        group_hosts(&lines),
+        [
+            "  box-01, box-02, box-03 and 77 more (80 hosts): needs 9.00 GiB but can use 4.00 GiB: does not fit",
+            "  big: needs 9.00 GiB but can use 12.00 GiB: fits",
+        ]
+    );
+    let two = ["  a: x".to_string(), "  b: x".to_string()];
+    assert_eq!(group_hosts(&two), ["  a, b (2 hosts): x"]);
+}
+
+#[test]
+fn requests_at_once_are_recorded_and_older_plans_get_the_defaults() {
+    let request = PlanRequest {
+        serving: Serving {
+            parallel: 8,
+            queue: 10,
+        },
+        ..PlanRequest::default()
+    };
+    let placed = plan(&card(json!({})), &vram_hosts(&[("a", "16GiB")]), &request).unwrap();
+    let doc = PlanDocument::from_plan(&placed);
+    let parsed = PlanDocument::from_json(&doc.to_json()).unwrap();
+    let spec = parsed.rank_spec(RankSelector::Rank(0)).unwrap();
+    assert_eq!(spec.serving, request.serving);
+
+    // A plan written before the setting existed (no `serving`) keeps its
+    // digest and serves with the defaults.
+    let mut old = doc.clone();
+    old.skulk.serving = None;
+    old.skulk.plan_digest = old.compute_digest();
+    assert!(!old.to_json().contains("serving"));
+    let parsed = PlanDocument::from_json(&old.to_json()).unwrap();
+    assert_eq!(parsed.serving(), Serving::default());
+    assert_eq!(parsed.serving().parallel, DEFAULT_PARALLEL);
+
+    // Out of range, even with a matching digest.
+    let mut bad = doc.clone();
+    bad.skulk.serving = Some(document::ServingSettings {
+        parallel: 0,
+        queue: 1,
+    });
+    bad.skulk.plan_digest = bad.compute_digest();
+    let e = PlanDocument::from_json(&bad.to_json()).unwrap_err();
+    assert!(
+        e.to_string().contains("`skulk.serving.parallel` is `0`"),
+        "{e}"
+    );
+    let e = err(plan(
+        &card(json!({})),
+        &vram_hosts(&[("a", "16GiB")]),
+        &PlanRequest {
+            serving: Serving {
+                parallel: 257,
+                queue: 0,
+            },
+            ..PlanRequest::default()
+        },
+    ));
+    assert!(e.contains("`--parallel 257`"), "{e}");
 }

@@ -139,7 +139,7 @@ async fn accept_prev(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("handshake timed out after {} s", HANDSHAKE_TIMEOUT.as_secs()),
                 };
-                eprintln!("skulk rank {}: refused a ring connection from `{addr}`: {why}", cfg.rank);
+                crate::output::warn(format!("skulk rank {}: refused a ring connection from `{addr}`: {why}", cfg.rank));
                 progress.lock().unwrap().last_inbound_problem = Some(format!("`{addr}`: {why}"));
             }
         }
@@ -481,7 +481,7 @@ mod tests {
             }
             // Rank 0 sends; each rank passes it on; it comes back to rank 0.
             let frame = Frame::Kv {
-                seq: 9,
+                slot: 9,
                 op: KvOp::Truncate { from: 0 },
             };
             assert!(senders[0].send(frame.clone()));

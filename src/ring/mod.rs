@@ -3,8 +3,9 @@
 //! Rank `r` listens on its plan address and the plan's ring port, accepts
 //! exactly one authenticated connection from rank `r - 1`, and connects to
 //! rank `r + 1` (the last rank to rank 0, closing the ring). Data flows one
-//! way around the ring: hidden rows from rank 0 to the last rank, and the
-//! sampled token from the last rank back to rank 0. Both directions of every
+//! way around the ring: micro-batches of hidden rows from rank 0 to the last
+//! rank, and the tokens sampled for each batch from the last rank back to
+//! rank 0. Both directions of every
 //! connection carry heartbeats, so each rank watches both neighbours.
 //!
 //! Invariants guarded here: nothing but a peer that passed the handshake
@@ -21,7 +22,7 @@ mod link;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use frame::{Frame, FrameError, KvOp, WireFormat, MAX_FRAME_LEN};
+pub use frame::{Frame, FrameError, KvOp, Sampled, Span, WireFormat, MAX_FRAME_LEN};
 pub use handshake::{HandshakeError, Refusal, PROTOCOL_VERSION};
 pub use link::{form, start, Formed, RingEvent, RingSender};
 

@@ -4,10 +4,11 @@
 //! HTTP/1.1 client over a real TCP socket.
 //!
 //! The toy model is a real layer stack in the sense the ring cares about:
-//! each layer keeps a per-position cache (truncated by `truncate_kv`) that
-//! its output depends on, positions must be contiguous, and splitting the
-//! layers over ranks gives bit-identical results only when the ring carries
-//! rows, positions and cache operations exactly.
+//! each layer keeps a per-sequence, per-position cache (truncated by
+//! `truncate_seq`) that its output depends on, positions must be
+//! contiguous, and splitting the layers over ranks gives bit-identical
+//! results only when the ring carries rows, positions, sequences and cache
+//! operations exactly. A batch's sequences never see each other's rows.
 
 #![allow(dead_code)]
 
@@ -21,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use skulk::engine::{
-    ChatMessage, EngineError, EngineOptions, Stage, StageInput, StageOutput, Tokenizer,
+    BatchOutput, ChatMessage, EngineError, EngineOptions, SeqSpan, Stage, StageInput, Tokenizer,
 };
 use skulk::ring::WireFormat;
 use skulk::shard::{self, ApiSettings, Control, Loaded, Loader, ShardError, ShardSettings};
@@ -71,14 +72,21 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Sequences a toy stage holds.
+pub const TOY_SEQUENCES: u32 = 16;
+
 pub struct ToyStage {
     layers: Range<u32>,
     total: u32,
     n_ctx: u32,
-    /// Per local layer, the input row at each position.
-    kv: Vec<Vec<[f32; N_EMBD]>>,
+    /// Per sequence, per local layer, the input row at each position.
+    kv: Vec<Vec<Vec<[f32; N_EMBD]>>>,
     gate: Option<Arc<Gate>>,
+    /// Each forward pass takes at least this long.
+    delay: Option<Duration>,
     pub forwards: Arc<AtomicUsize>,
+    /// Spans of every batch run, in order.
+    pub batches: Arc<Mutex<Vec<Vec<SeqSpan>>>>,
 }
 
 fn weight(l: u32, j: usize, k: usize) -> f32 {
@@ -112,9 +120,11 @@ impl ToyStage {
             layers,
             total,
             n_ctx,
-            kv: vec![Vec::new(); n],
+            kv: vec![vec![Vec::new(); n]; TOY_SEQUENCES as usize],
             gate: None,
+            delay: None,
             forwards: Arc::new(AtomicUsize::new(0)),
+            batches: Arc::default(),
         }
     }
 
@@ -125,10 +135,10 @@ impl ToyStage {
         }
     }
 
-    fn layer(&mut self, li: usize, x: [f32; N_EMBD]) -> [f32; N_EMBD] {
+    fn layer(&mut self, seq: usize, li: usize, x: [f32; N_EMBD]) -> [f32; N_EMBD] {
         let l = self.layers.start + li as u32;
-        self.kv[li].push(x);
-        let rows = &self.kv[li];
+        self.kv[seq][li].push(x);
+        let rows = &self.kv[seq][li];
         let mut mean = [0f32; N_EMBD];
         for r in rows {
             for j in 0..N_EMBD {
@@ -161,17 +171,25 @@ impl Stage for ToyStage {
     fn is_last(&self) -> bool {
         self.layers.end == self.total
     }
-    fn forward(&mut self, input: StageInput<'_>, pos0: u32) -> Result<StageOutput, EngineError> {
+    fn n_seq_max(&self) -> u32 {
+        TOY_SEQUENCES
+    }
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
+    fn forward_batch(
+        &mut self,
+        spans: &[SeqSpan],
+        input: StageInput<'_>,
+    ) -> Result<BatchOutput, EngineError> {
         if let Some(g) = &self.gate {
             g.pass();
         }
-        self.forwards.fetch_add(1, Ordering::SeqCst);
-        if pos0 as usize != self.kv[0].len() {
-            return Err(self.err(format!(
-                "position `{pos0}` but the cache holds `{}`",
-                self.kv[0].len()
-            )));
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
         }
+        self.forwards.fetch_add(1, Ordering::SeqCst);
+        self.batches.lock().unwrap().push(spans.to_vec());
         let rows: Vec<[f32; N_EMBD]> = match input {
             StageInput::Tokens(t) => {
                 assert!(self.is_first(), "tokens given to a later stage");
@@ -185,24 +203,51 @@ impl Stage for ToyStage {
                     .collect()
             }
         };
-        if pos0 as usize + rows.len() > self.n_ctx as usize {
-            return Err(self.err("context full".into()));
+        let total: usize = spans.iter().map(|s| s.n_tokens as usize).sum();
+        if rows.len() != total {
+            return Err(self.err(format!("{} rows for spans of {total}", rows.len())));
         }
         let mut out = Vec::with_capacity(rows.len());
-        for mut x in rows {
-            for li in 0..self.kv.len() {
-                x = self.layer(li, x);
+        let mut logits_out = Vec::new();
+        let mut rows = rows.into_iter();
+        for span in spans {
+            let seq = span.seq as usize;
+            if seq >= self.kv.len() {
+                return Err(self.err(format!("sequence `{seq}` out of range")));
             }
-            out.push(x);
+            if span.pos0 as usize != self.kv[seq][0].len() {
+                return Err(self.err(format!(
+                    "sequence `{seq}`: position `{}` but the cache holds `{}`",
+                    span.pos0,
+                    self.kv[seq][0].len()
+                )));
+            }
+            if (span.pos0 + span.n_tokens) as usize > self.n_ctx as usize {
+                return Err(self.err("context full".into()));
+            }
+            let mut last = [0f32; N_EMBD];
+            for mut x in rows.by_ref().take(span.n_tokens as usize) {
+                for li in 0..self.kv[seq].len() {
+                    x = self.layer(seq, li, x);
+                }
+                out.push(x);
+                last = x;
+            }
+            if span.logits {
+                logits_out.push(logits(&last));
+            }
         }
         Ok(if self.is_last() {
-            StageOutput::Logits(logits(out.last().unwrap()))
+            BatchOutput::Logits(logits_out)
         } else {
-            StageOutput::Hidden(out.into_iter().flatten().collect())
+            BatchOutput::Hidden(out.into_iter().flatten().collect())
         })
     }
-    fn truncate_kv(&mut self, from: u32) -> Result<(), EngineError> {
-        for l in &mut self.kv {
+    fn truncate_seq(&mut self, seq: u32, from: u32) -> Result<(), EngineError> {
+        let Some(layers) = self.kv.get_mut(seq as usize) else {
+            return Err(self.err(format!("sequence `{seq}` out of range")));
+        };
+        for l in layers {
             l.truncate(from as usize);
         }
         Ok(())
@@ -254,7 +299,11 @@ pub struct ToyRank {
     pub load_gate: Option<Arc<Gate>>,
     /// Loading fails with this path "not found".
     pub missing: Option<PathBuf>,
+    /// Each forward pass takes at least this long.
+    pub delay: Option<Duration>,
     pub forwards: Arc<AtomicUsize>,
+    /// Spans of every batch the stage ran.
+    pub batches: Arc<Mutex<Vec<Vec<SeqSpan>>>>,
 }
 
 pub fn toy_loader(layers: Range<u32>, total: u32, n_ctx: u32, opts: ToyRank) -> Loader {
@@ -267,7 +316,9 @@ pub fn toy_loader(layers: Range<u32>, total: u32, n_ctx: u32, opts: ToyRank) -> 
         }
         let mut stage = ToyStage::new(layers, total, n_ctx);
         stage.gate = opts.gate;
+        stage.delay = opts.delay;
         stage.forwards = opts.forwards;
+        stage.batches = opts.batches;
         Ok(Loaded {
             stage: Box::new(stage),
             tokenizer: Arc::new(ByteTokenizer),
@@ -309,11 +360,14 @@ pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -
             ..EngineOptions::default()
         },
         context_limit: 2048,
+        parallel: 4,
+        micro_batches: 0,
         api: (rank == 0).then(|| ApiSettings {
             bind_addr: IpAddr::V4(ip(net, 0)),
             port: 0,
             api_key: None,
             queue_capacity: 2,
+            default_max_tokens: skulk::api::DEFAULT_MAX_TOKENS,
             card: skulk::api::CardChat {
                 model_id: "toy/model".into(),
                 ..Default::default()
