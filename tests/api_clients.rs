@@ -4,8 +4,10 @@
 //! The scripts in `tests/api_clients/` assert what each dialect promises:
 //! forced tool calls and structured output validate every time (20 of 20
 //! runs of a nested schema at temperature 0.8), streams say what whole
-//! answers say, errors come in the dialect's shape naming the field, and
-//! `/metrics` parses, on rank 0 and on every other rank.
+//! answers say, errors come in the dialect's shape naming the field, four
+//! requests batched together each keep their own grammar and
+//! log-probabilities, and `/metrics` parses, on rank 0 and on every other
+//! rank.
 
 #![cfg(feature = "engine")]
 
@@ -24,10 +26,11 @@ const MODEL_DIR_NAME: &str = "local--SmolLM2-135M-Instruct.Q4_1";
 const RING_PORT: u16 = 47100;
 const API_PORT: u16 = 47101;
 const KEY: &str = "sk-skulk-clients";
-const SCRIPTS: [&str; 4] = [
+const SCRIPTS: [&str; 5] = [
     "openai_client.py",
     "anthropic_client.py",
     "ollama_client.py",
+    "constraints_at_once.py",
     "metrics.py",
 ];
 

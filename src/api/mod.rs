@@ -197,7 +197,7 @@ impl AppState {
             f(&profile, &*tok, limits)
         })
         .await
-            .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))?
     }
 }
 

@@ -104,9 +104,13 @@ for i in range(20):
 check(valid == 20, valid)
 print(f"structured output: {valid}/20 valid at temperature 0.8")
 
-# json_object: some JSON object.
+# json_object: some JSON object. Not the owner prompt: its greedy answer
+# sits on a near-tie whose one branch repeats a key until `max_tokens`, and
+# which branch wins depends on what the shared KV pool holds
+# (docs/serving.md); the grammar keeps JSON valid, not finite.
+ASK_AGE = [{"role": "user", "content": "Give Marie's age and city as JSON."}]
 r = c.chat.completions.create(
-    model=MODEL, messages=ASK_OWNER, response_format={"type": "json_object"}, max_tokens=200, temperature=0,
+    model=MODEL, messages=ASK_AGE, response_format={"type": "json_object"}, max_tokens=200, temperature=0,
 )
 check(r.choices[0].finish_reason == "stop", r)
 check(isinstance(json.loads(r.choices[0].message.content), dict), r)
