@@ -261,6 +261,7 @@ mod bench {
             top_p: 1.0,
             top_k: 0,
             seed: 0,
+            ..SamplingParams::default()
         });
         let t0 = Instant::now();
         let logits = chain(stages, prompt, 0, None)?;

@@ -22,7 +22,7 @@ use crate::gguf::shard_name;
 use crate::inventory::GpuLayers;
 use crate::plan::document::{PlanDocument, PlanFileError, RankSelector, RankSpec};
 use crate::ring::WireFormat;
-use crate::shard::{self, ApiSettings, ShardSettings};
+use crate::shard::{self, ApiSettings, MetricsSettings, ShardSettings};
 
 /// Environment variable holding the ring secret (set by `skulk apply`).
 pub const SECRET_ENV: &str = "SKULK_RING_SECRET";
@@ -211,20 +211,29 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
     } else {
         Vec::new()
     };
+    let api_key = read_api_key(settings.api_key_file.as_deref()).map_err(host_err)?;
+    let bind_addr = resolve_ip(&spec.address).map_err(host_err)?;
     let api = if spec.rank == 0 {
         Some(ApiSettings {
             bind_addr: resolve_ip(&spec.api.address).map_err(host_err)?,
             port: spec.api.port,
-            api_key: read_api_key(settings.api_key_file.as_deref()).map_err(host_err)?,
+            api_key: api_key.clone(),
             default_max_tokens: settings
                 .max_tokens
                 .or(spec.api.max_tokens)
                 .unwrap_or(crate::api::DEFAULT_MAX_TOKENS),
             queue_capacity: spec.serving.queue as usize,
+            card: crate::api::CardChat::from_card(&spec.model_card),
         })
     } else {
         None
     };
+    // Other ranks serve their own metrics on their plan address, at the
+    // plan's API port.
+    let metrics = (spec.rank != 0).then(|| MetricsSettings {
+        addr: std::net::SocketAddr::new(bind_addr, spec.api.port),
+        api_key: api_key.clone(),
+    });
     let next_addr = match &spec.next {
         Some(peer) => resolve_ip(&peer.address).map_err(host_err)?,
         None => resolve_ip(&spec.address).map_err(host_err)?,
@@ -233,7 +242,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
     Ok(ShardSettings {
         rank: spec.rank,
         world_size: spec.world_size,
-        bind_addr: resolve_ip(&spec.address).map_err(host_err)?,
+        bind_addr,
         next_addr,
         ring_port: spec.ring_port,
         plan_digest: spec.plan_digest.clone(),
@@ -259,6 +268,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         formation_deadline: settings.formation_timeout,
         wire: settings.wire,
         silence: silence_policy(&spec),
+        metrics,
     })
 }
 

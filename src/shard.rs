@@ -44,9 +44,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::api::{self, ApiConfig, ApiError, Backend, Event, EventStream, Health, ValidGeneration};
+use crate::api::{
+    self, ApiConfig, ApiError, Backend, CardChat, Event, EventStream, Health, RankMetrics,
+    ValidGeneration,
+};
 use crate::engine::{
-    BatchOutput, EngineError, EngineOptions, Sampler, SeqSpan, Stage, StageInput, Tokenizer,
+    BatchOutput, Constraint, EngineError, EngineOptions, Sampler, SamplingParams, SeqSpan, Stage,
+    StageInput, Tokenizer,
 };
 use crate::ring::{
     self, Frame, KvOp, RingConfig, RingError, RingEvent, RingSender, Sampled, WireFormat,
@@ -113,6 +117,9 @@ pub struct ShardSettings {
     pub wire: WireFormat,
     /// How long a silent neighbour is waited for (the plan's, else defaults).
     pub silence: ring::SilencePolicy,
+    /// Ranks other than 0: where this rank serves its own `/metrics`
+    /// (rank 0 serves them with the API).
+    pub metrics: Option<MetricsSettings>,
 }
 
 #[derive(Clone)]
@@ -124,6 +131,16 @@ pub struct ApiSettings {
     pub queue_capacity: usize,
     /// Tokens a request generates when it sets no `max_tokens`.
     pub default_max_tokens: u32,
+    /// The card's chat settings (tool dialect, reasoning, renderer).
+    pub card: CardChat,
+}
+
+/// A rank's own `/metrics` listener (ranks other than 0).
+#[derive(Clone)]
+pub struct MetricsSettings {
+    pub addr: SocketAddr,
+    /// Required like the API's key when set.
+    pub api_key: Option<String>,
 }
 
 impl std::fmt::Debug for ShardSettings {
@@ -154,6 +171,7 @@ impl std::fmt::Debug for ShardSettings {
             .field("formation_deadline", &self.formation_deadline)
             .field("wire", &self.wire)
             .field("silence", &self.silence)
+            .field("metrics", &self.metrics.as_ref().map(|m| m.addr))
             .finish()
     }
 }
@@ -466,6 +484,8 @@ struct Shared {
     /// Requests admitted to the ring now, and when the oldest of them was
     /// (`/health` reports both; rank 0's scheduler keeps them current).
     running: Mutex<(usize, Option<std::time::Instant>)>,
+    /// This rank's measurements (served on `/metrics`).
+    metrics: Arc<RankMetrics>,
 }
 
 struct ShardBackend {
@@ -562,7 +582,7 @@ fn with_failure(
                 }
                 Ok(ev) => {
                     let ev = ev?;
-                    let more = matches!(ev, Event::Text(_));
+                    let more = !matches!(ev, Event::Done { .. } | Event::Error(_));
                     Some((ev, more.then_some((rx, failed))))
                 }
                 Err(e) => Some((Event::Error(e), None)),
@@ -598,6 +618,7 @@ impl Rank {
             tokenizer: OnceLock::new(),
             active: AtomicUsize::new(0),
             running: Mutex::new((0, None)),
+            metrics: Arc::new(RankMetrics::new(s.rank)),
         });
 
         // Rank 0 binds the API first, so a busy port fails at once; /health
@@ -671,12 +692,34 @@ impl Rank {
                     api_key: a.api_key.clone(),
                     default_max_tokens: a.default_max_tokens,
                     plan_digest: me.s.plan_digest.clone(),
+                    card: a.card.clone(),
+                    rank_metrics: me.shared.metrics.clone(),
                 },
             );
             let stop = me.api_stop.clone();
             me.api_task = Some(tokio::spawn(api::serve(listener, app, async move {
                 stop.notified().await
             })));
+        }
+        if let Some(m) = me.s.metrics.clone() {
+            // A rank's metrics are not worth failing the rank for: a busy
+            // port is said and the rank runs on.
+            match tokio::net::TcpListener::bind(m.addr).await {
+                Ok(listener) => {
+                    log(rank, format!("metrics on http://{}/metrics", m.addr));
+                    let app = api::metrics_router(me.shared.metrics.clone(), m.api_key);
+                    let stop = me.api_stop.clone();
+                    tokio::spawn(api::serve(
+                        listener,
+                        app,
+                        async move { stop.notified().await },
+                    ));
+                }
+                Err(e) => log(
+                    rank,
+                    format!("warning: cannot serve metrics on `{}`: {e}", m.addr),
+                ),
+            }
         }
 
         let result = me.supervise().await;
@@ -732,6 +775,7 @@ impl Rank {
             let sink = {
                 let engine = self.engine_tx.clone();
                 let sup = self.sup_tx.clone();
+                let metrics = self.shared.metrics.clone();
                 Arc::new(move |ev: RingEvent| match ev {
                     RingEvent::Frame(f @ (Frame::Shutdown { .. } | Frame::Abort { .. })) => {
                         let _ = sup.send(Supervise::Frame(f));
@@ -742,6 +786,7 @@ impl Rank {
                     RingEvent::Failed(e) => {
                         let _ = sup.send(Supervise::RingFailed(e));
                     }
+                    RingEvent::Hop(d) => metrics.hop.observe(d),
                 })
             };
             let sender = ring::start(formed, &cfg, sink);
@@ -893,6 +938,34 @@ impl From<Stopped> for Fault {
     }
 }
 
+/// The sampler of one request, with its grammar. Rank 0 checked the grammar
+/// against the same vocabulary before the request started; should it still
+/// fail here, the request gets no token (and ends with an error) instead of
+/// unconstrained output.
+fn sampler_for(params: &SamplingParams, tok: &dyn Tokenizer, rank: u32) -> Sampler {
+    let constraint = params.grammar.as_ref().map(|g| match tok.constraint(g) {
+        Ok(c) => c,
+        Err(e) => {
+            log(rank, format!("cannot build the request's grammar: {e}"));
+            Box::new(Nothing) as Box<dyn Constraint>
+        }
+    });
+    Sampler::constrained(params, constraint)
+}
+
+/// Allows no token.
+struct Nothing;
+
+impl Constraint for Nothing {
+    fn apply(&mut self, candidates: &mut [(i32, f32)]) {
+        for c in candidates {
+            c.1 = f32::NEG_INFINITY;
+        }
+    }
+
+    fn accept(&mut self, _: i32) {}
+}
+
 struct EngineThread {
     rank: u32,
     world: u32,
@@ -939,7 +1012,7 @@ impl EngineThread {
         let result = if rank == 0 {
             self.head(stage, tokenizer)
         } else {
-            self.tail(stage)
+            self.tail(stage, &*tokenizer)
         };
         if let Err(Fault::Fatal(e)) = result {
             let _ = self.sup.send(Supervise::EngineFailed(e));
@@ -950,6 +1023,20 @@ impl EngineThread {
         if let Some(out) = &self.out {
             out.send(f);
         }
+    }
+
+    /// One forward pass of this rank's layers over a batch, timed for
+    /// `/metrics`.
+    fn forward(
+        &self,
+        stage: &mut dyn Stage,
+        spans: &[SeqSpan],
+        input: StageInput<'_>,
+    ) -> Result<BatchOutput, Fault> {
+        let t = std::time::Instant::now();
+        let out = stage.forward_batch(spans, input);
+        self.shared.metrics.forward.observe(t.elapsed());
+        out.map_err(|e| self.engine_err(e))
     }
 
     fn engine_err(&self, source: EngineError) -> Fault {
@@ -1031,7 +1118,7 @@ impl EngineThread {
     /// rank samples the spans that ask for a token, each with its request's
     /// sampler, and answers every batch with its tokens. Operations that
     /// only change state (start, kv, end) stop at the last rank.
-    fn tail(&mut self, mut stage: Box<dyn Stage>) -> Result<(), Fault> {
+    fn tail(&mut self, mut stage: Box<dyn Stage>, tok: &dyn Tokenizer) -> Result<(), Fault> {
         let n_embd = stage.n_embd();
         let last = stage.is_last();
         let mut samplers: HashMap<u64, Sampler> = HashMap::new();
@@ -1043,7 +1130,7 @@ impl EngineThread {
             match f {
                 Frame::Start { req, params } => {
                     if last {
-                        samplers.insert(req, Sampler::new(&params));
+                        samplers.insert(req, sampler_for(&params, tok, self.rank));
                     } else {
                         self.send(Frame::Start { req, params });
                     }
@@ -1086,9 +1173,7 @@ impl EngineThread {
                         data: &rows,
                         n_tokens,
                     };
-                    let out = stage
-                        .forward_batch(&seq_spans, input)
-                        .map_err(|e| self.engine_err(e))?;
+                    let out = self.forward(&mut *stage, &seq_spans, input)?;
                     match out {
                         BatchOutput::Hidden(rows) => self.send(Frame::Batch { id, spans, rows }),
                         BatchOutput::Logits(logits) => {
@@ -1098,10 +1183,14 @@ impl EngineThread {
                                 .zip(logits)
                                 // A request that ended meanwhile has no sampler.
                                 .filter_map(|(s, logits)| {
-                                    samplers.get_mut(&s.req).map(|sm| Sampled {
-                                        req: s.req,
-                                        pos: s.pos0 + s.n_tokens,
-                                        token: sm.sample(&logits),
+                                    samplers.get_mut(&s.req).map(|sm| {
+                                        let t = sm.next(&logits);
+                                        Sampled {
+                                            req: s.req,
+                                            pos: s.pos0 + s.n_tokens,
+                                            token: t.token,
+                                            logprobs: t.logprobs,
+                                        }
                                     })
                                 })
                                 .collect();

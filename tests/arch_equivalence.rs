@@ -196,6 +196,7 @@ fn generate(stages: &mut [Box<dyn Stage>], prompt: &[i32]) -> Run {
         top_p: 1.0,
         top_k: 0,
         seed: 0,
+        ..SamplingParams::default()
     });
     let first = forward(stages, prompt, 0);
     let mut tokens = vec![sampler.sample(&first)];

@@ -113,6 +113,7 @@ fn generate(stages: &mut [Box<dyn Stage>], prompt: &[i32], pos: u32, n: usize) -
         top_p: 1.0,
         top_k: 0,
         seed: 0,
+        ..SamplingParams::default()
     });
     let mut out = Vec::with_capacity(n);
     let mut pos = pos;
@@ -175,6 +176,7 @@ fn generate_batched(
         top_p: 1.0,
         top_k: 0,
         seed: 0,
+        ..SamplingParams::default()
     });
     let mut next = 0;
     loop {

@@ -664,7 +664,12 @@ fn three_ranks_pipeline_micro_batches_of_the_running_requests() {
         (46u8, &[0..12][..], 6usize),
         (47, &[0..3, 3..7, 7..12][..], 2),
     ] {
-        let toy = ToyRank::default();
+        // Each forward pass takes 2 ms, so the six requests, arriving a few
+        // milliseconds apart on a busy machine, join before the first ends.
+        let toy = ToyRank {
+            delay: Some(Duration::from_millis(2)),
+            ..ToyRank::default()
+        };
         let batches = toy.batches.clone();
         let ring = Ring::start(
             net,

@@ -1,5 +1,7 @@
-//! The one place where API failures become HTTP statuses and OpenAI-shaped
-//! bodies: `{"error": {"message", "type", "param", "code"}}`.
+//! The one place where API failures become HTTP statuses and bodies, in each
+//! dialect's own shape: OpenAI's `{"error": {"message", "type", "param",
+//! "code"}}`, Anthropic's `{"type": "error", "error": {"type", "message"}}`
+//! and Ollama's `{"error": "..."}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,12 +14,12 @@ pub enum ApiError {
     #[error("{message}")]
     InvalidRequest {
         message: String,
-        param: Option<&'static str>,
+        param: Option<String>,
     },
     /// The prompt (plus `max_tokens`) does not fit the context (400).
     #[error("{message}")]
     ContextLengthExceeded { message: String },
-    #[error("missing or incorrect API key; send it as `Authorization: Bearer KEY`")]
+    #[error("missing or incorrect API key; send it as `Authorization: Bearer KEY` (or `x-api-key: KEY`)")]
     Unauthorized,
     #[error("no route for `{0}`")]
     NotFound(String),
@@ -46,10 +48,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(message: impl Into<String>, param: &'static str) -> ApiError {
+    pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> ApiError {
         ApiError::InvalidRequest {
             message: message.into(),
-            param: Some(param),
+            param: Some(param.into()),
         }
     }
 
@@ -105,8 +107,8 @@ impl ApiError {
     /// that fails.
     pub fn body(&self) -> serde_json::Value {
         let param = match self {
-            ApiError::InvalidRequest { param, .. } => *param,
-            ApiError::ContextLengthExceeded { .. } => Some("messages"),
+            ApiError::InvalidRequest { param, .. } => param.clone(),
+            ApiError::ContextLengthExceeded { .. } => Some("messages".to_string()),
             _ => None,
         };
         json!({
@@ -118,11 +120,39 @@ impl ApiError {
             }
         })
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status(), Json(self.body())).into_response();
+    /// Anthropic's error `type` for this failure.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest { .. }
+            | ApiError::ContextLengthExceeded { .. }
+            | ApiError::MethodNotAllowed
+            | ApiError::Body { .. } => "invalid_request_error",
+            ApiError::Unauthorized => "authentication_error",
+            ApiError::NotFound(_) => "not_found_error",
+            ApiError::QueueFull { .. } => "rate_limit_error",
+            ApiError::NotReady | ApiError::RingFailed(_) | ApiError::ShuttingDown => {
+                "overloaded_error"
+            }
+            ApiError::SlowConsumer | ApiError::Internal(_) => "api_error",
+        }
+    }
+
+    /// The body in `dialect`'s shape (also a failing stream's last event).
+    pub fn body_in(&self, dialect: Dialect) -> serde_json::Value {
+        match dialect {
+            Dialect::OpenAi => self.body(),
+            Dialect::Anthropic => json!({
+                "type": "error",
+                "error": {"type": self.anthropic_type(), "message": self.to_string()},
+            }),
+            Dialect::Ollama => json!({"error": self.to_string()}),
+        }
+    }
+
+    /// The HTTP response in `dialect`'s shape.
+    pub fn response_in(self, dialect: Dialect) -> Response {
+        let mut resp = (self.status(), Json(self.body_in(dialect))).into_response();
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -130,5 +160,62 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+/// The API dialects, each with its own error shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+    Ollama,
+}
+
+impl Dialect {
+    /// The dialect of a route.
+    pub fn of_path(path: &str) -> Dialect {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else if path.starts_with("/api/") {
+            Dialect::Ollama
+        } else {
+            Dialect::OpenAi
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.response_in(Dialect::OpenAi)
+    }
+}
+
+/// An error answered in Anthropic's shape.
+pub struct AnthropicError(pub ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        self.0.response_in(Dialect::Anthropic)
+    }
+}
+
+/// An error answered in Ollama's shape.
+pub struct OllamaError(pub ApiError);
+
+impl From<ApiError> for OllamaError {
+    fn from(e: ApiError) -> Self {
+        OllamaError(e)
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        self.0.response_in(Dialect::Ollama)
     }
 }

@@ -1,49 +1,61 @@
-//! The OpenAI-compatible HTTP API served by rank 0 (axum).
+//! The HTTP API served by rank 0 (axum), in three dialects: OpenAI
+//! (`/v1/chat/completions`, `/v1/completions`, `/v1/models`), Anthropic
+//! (`/v1/messages`) and Ollama (`/api/chat`, `/api/generate`, `/api/tags`,
+//! `/api/show`, `/api/version`, `/api/ps`), plus Prometheus `/metrics`.
 //!
 //! The HTTP layer knows only the [`Backend`] trait: it authenticates, parses
-//! and validates each request once into a [`ValidRequest`] (tokenized, within
-//! the context limit), hands the [`ValidGeneration`] to the backend and turns
-//! the backend's [`Event`]s into a JSON answer or an SSE stream. Every failure
-//! becomes an HTTP status and an OpenAI `{"error": {...}}` body in one place,
-//! [`ApiError`].
+//! and validates each request once (every dialect into the same
+//! [`chat::ChatRequest`], rendered with the model's own template and checked
+//! against the card's [`profile::Profile`]), hands the [`ValidGeneration`]
+//! to the backend and turns the backend's [`Event`]s, through the answer's
+//! parser ([`stream`]), into each dialect's JSON answer or stream. Every
+//! failure becomes an HTTP status and a body in the dialect's own error
+//! shape in one place, [`ApiError`].
 //!
 //! Streaming: a client that disconnects drops its event stream, which the
 //! backend sees as a cancelled request. How a slow reader is kept from
 //! stalling others is the backend's policy (see `shard`); when the backend
 //! cuts a stream off, the stream ends with an error event.
 
+mod anthropic;
+pub mod chat;
 mod error;
+pub mod metrics;
+mod ollama;
+mod openai;
+pub mod parse;
+pub mod profile;
+pub mod schema;
+pub mod stream;
+pub mod template;
+pub mod tools;
 pub mod types;
 pub mod validate;
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-pub use error::ApiError;
-use types::{
-    ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice,
-    CompletionRequest, Delta, FinishReason, ModelEntry, ModelList, ResponseMessage, TextChoice,
-    TextCompletion, Usage,
-};
-pub use validate::{ValidGeneration, ValidRequest};
+pub use error::{ApiError, Dialect};
+pub use metrics::{ApiMetrics, RankMetrics};
+pub use profile::{CardChat, Profile};
+pub use validate::{Limits, ValidGeneration, ValidRequest};
 
-use crate::engine::Tokenizer;
+use crate::engine::{TokenLogprobs, Tokenizer};
+use types::{FinishReason, Usage};
 
 /// Tokens a request generates when it sets no `max_tokens` and the plan
 /// gives no other default (llama-server's `--n-predict` is this setting).
@@ -59,11 +71,20 @@ pub const DEFAULT_MAX_TOKENS: u32 = 2048;
 const MAX_BODY_BYTES: usize = 8 << 20;
 
 /// What a generation reports, in order: text pieces (valid UTF-8, stop
-/// strings removed), then exactly one `Done` or `Error`.
+/// strings removed), each preceded by its token's log-probabilities when
+/// asked for, the stop sequence that ended it if one did, then exactly one
+/// `Done` or `Error`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Text(String),
-    Done { finish: FinishReason, usage: Usage },
+    /// The next token's log-probabilities (before its text).
+    Logprobs(TokenLogprobs),
+    /// The stop sequence that ended the generation (before `Done`).
+    StopSequence(String),
+    Done {
+        finish: FinishReason,
+        usage: Usage,
+    },
     Error(ApiError),
 }
 
@@ -108,8 +129,13 @@ pub struct ApiConfig {
     pub model_id: String,
     /// Prompt plus completion tokens per request.
     pub context_limit: u32,
-    /// Required as `Authorization: Bearer KEY` on `/v1/*` when set.
+    /// Required as `Authorization: Bearer KEY` (or `x-api-key: KEY`) on
+    /// every route but `/health` when set.
     pub api_key: Option<String>,
+    /// The card's chat settings (tools, reasoning, renderer).
+    pub card: CardChat,
+    /// This rank's own measurements, served with the API's on `/metrics`.
+    pub rank_metrics: Arc<RankMetrics>,
     /// Tokens a request generates when it sets no `max_tokens`.
     pub default_max_tokens: u32,
     /// The plan this ring runs, said by `/health` so `skulk status` can tell
@@ -123,6 +149,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("model_id", &self.model_id)
             .field("context_limit", &self.context_limit)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("card", &self.card)
             .field("default_max_tokens", &self.default_max_tokens)
             .field("plan_digest", &self.plan_digest)
             .finish()
@@ -134,6 +161,8 @@ struct AppState {
     backend: Arc<dyn Backend>,
     cfg: Arc<ApiConfig>,
     created: u64,
+    profile: Arc<OnceLock<Arc<Profile>>>,
+    metrics: Arc<ApiMetrics>,
     /// Generations accepted and not yet answered in full (`/health`
     /// reports it, so a supervisor can wait for a quiet moment).
     in_flight: Arc<AtomicUsize>,
@@ -158,10 +187,54 @@ impl Drop for InFlight {
 
 /// `events`, holding `guard` until the stream is dropped.
 fn counted(events: EventStream, guard: InFlight) -> EventStream {
-    Box::pin(events.map(move |e| {
+    Box::pin(futures::StreamExt::map(events, move |e| {
         let _held = &guard;
         e
     }))
+}
+
+impl AppState {
+    /// Queue a generation, counted in flight (`/health`'s `inFlight`, so a
+    /// supervisor can wait for a quiet moment) until its stream is dropped.
+    fn submit(&self, generation: ValidGeneration) -> Result<EventStream, ApiError> {
+        let guard = InFlight::enter(&self.in_flight);
+        Ok(counted(self.backend.submit(generation)?, guard))
+    }
+
+    /// The model's profile, resolved once the tokenizer is loaded.
+    fn profile(&self) -> Result<(Arc<Profile>, Arc<dyn Tokenizer>), ApiError> {
+        let tok = self.backend.tokenizer()?;
+        let p = self.profile.get_or_init(|| {
+            let p = Profile::resolve(self.cfg.card.clone(), &*tok);
+            for note in &p.notes {
+                crate::output::progress(format!("skulk rank 0: {note}"));
+            }
+            Arc::new(p)
+        });
+        Ok((p.clone(), tok))
+    }
+
+    /// Runs `f` (tokenizing, rendering: a while for a long prompt) off the
+    /// I/O threads.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Profile, &dyn Tokenizer, Limits) -> Result<T, ApiError> + Send + 'static,
+    {
+        let limits = Limits {
+            context: self.cfg.context_limit,
+            default_max_tokens: self.cfg.default_max_tokens,
+        };
+        // The first request also resolves the profile (rendering probes of
+        // the template), which the others wait for: off the I/O threads too.
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (profile, tok) = st.profile()?;
+            f(&profile, &*tok, limits)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))?
+    }
 }
 
 /// The API's routes over `backend`.
@@ -171,19 +244,54 @@ pub fn router(backend: Arc<dyn Backend>, cfg: ApiConfig) -> Router {
         cfg: Arc::new(cfg),
         created: now(),
         in_flight: Arc::new(AtomicUsize::new(0)),
+        profile: Arc::new(OnceLock::new()),
+        metrics: Arc::new(ApiMetrics::default()),
     };
-    let v1 = Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(completions))
-        .route("/v1/models", get(models))
+    let authed = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/show", post(ollama::show))
+        .route("/api/version", get(ollama::version))
+        .route("/api/ps", get(ollama::ps))
+        .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/health", get(health))
-        .merge(v1)
-        .fallback(|req: Request| async move { ApiError::NotFound(req.uri().path().to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .merge(authed)
+        .fallback(|req: Request| async move {
+            let path = req.uri().path().to_owned();
+            ApiError::NotFound(path.clone()).response_in(Dialect::of_path(&path))
+        })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::MethodNotAllowed.response_in(Dialect::of_path(req.uri().path()))
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// A router serving only `/metrics` of `rank` (ranks other than 0).
+pub fn metrics_router(rank: Arc<RankMetrics>, api_key: Option<String>) -> Router {
+    async fn serve(
+        State((rank, key)): State<(Arc<RankMetrics>, Option<String>)>,
+        req: Request,
+    ) -> Response {
+        if let Some(key) = &key {
+            if !authorized(&req, key) {
+                return ApiError::Unauthorized.into_response();
+            }
+        }
+        prometheus_text(rank.render())
+    }
+    Router::new()
+        .route("/metrics", get(serve))
+        .fallback(|req: Request| async move { ApiError::NotFound(req.uri().path().to_owned()) })
+        .with_state((rank, api_key))
 }
 
 fn now() -> u64 {
@@ -206,19 +314,61 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
+/// `Authorization: Bearer KEY` (OpenAI, Ollama) or `x-api-key: KEY`
+/// (Anthropic) matches `key`.
+fn authorized(req: &Request, key: &str) -> bool {
+    let h = req.headers();
+    let bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let x_api_key = h
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    [bearer, x_api_key]
+        .into_iter()
+        .flatten()
+        .any(|g| same_secret(g.as_bytes(), key.as_bytes()))
+}
+
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(key) = &st.cfg.api_key {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !given.is_some_and(|g| same_secret(g.as_bytes(), key.as_bytes())) {
-            return ApiError::Unauthorized.into_response();
+        if !authorized(&req, key) {
+            return ApiError::Unauthorized.response_in(Dialect::of_path(req.uri().path()));
         }
     }
     next.run(req).await
+}
+
+/// Counts every answer by route and status.
+async fn count(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let resp = next.run(req).await;
+    st.metrics.request(&route, resp.status().as_u16());
+    resp
+}
+
+fn prometheus_text(body: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    let mut body = st.metrics.render(st.backend.load());
+    body.push_str(&st.cfg.rank_metrics.render());
+    prometheus_text(body)
 }
 
 async fn health(State(st): State<AppState>) -> Response {
@@ -251,20 +401,8 @@ async fn health(State(st): State<AppState>) -> Response {
     }
 }
 
-async fn models(State(st): State<AppState>) -> Json<ModelList> {
-    Json(ModelList {
-        object: "list",
-        data: vec![ModelEntry {
-            id: st.cfg.model_id.clone(),
-            object: "model",
-            created: st.created,
-            owned_by: "skulk",
-            max_model_len: st.cfg.context_limit,
-            default_max_tokens: st.cfg.default_max_tokens,
-        }],
-    })
-}
-
+/// A JSON body, with errors naming the field at fault
+/// (`messages[0].content: invalid type ...`).
 fn parse<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -272,264 +410,29 @@ fn parse<T: serde::de::DeserializeOwned>(
         status: r.status().as_u16(),
         message: r.body_text(),
     })?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::InvalidRequest {
-        message: format!("invalid JSON body: {e}"),
-        param: None,
-    })
-}
-
-/// Tokenizing a long prompt takes a while; keep it off the I/O threads. A
-/// request that did not set `max_tokens` (`asked` false) gets at most the
-/// default.
-async fn validated<F>(st: &AppState, asked: bool, f: F) -> Result<ValidRequest, ApiError>
-where
-    F: FnOnce(&dyn Tokenizer, u32) -> Result<ValidRequest, ApiError> + Send + 'static,
-{
-    let tokenizer = st.backend.tokenizer()?;
-    let limit = st.cfg.context_limit;
-    let mut v = tokio::task::spawn_blocking(move || f(&*tokenizer, limit))
-        .await
-        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))??;
-    if !asked {
-        v.generation.max_tokens = v.generation.max_tokens.min(st.cfg.default_max_tokens);
-    }
-    Ok(v)
-}
-
-/// Whether a request sets its own completion length.
-fn asks_max_tokens(p: &types::CommonParams) -> bool {
-    p.max_tokens.is_some() || p.max_completion_tokens.is_some()
-}
-
-/// Collect a whole answer (non-streaming requests).
-async fn collect(mut events: EventStream) -> Result<(String, FinishReason, Usage), ApiError> {
-    let mut text = String::new();
-    while let Some(ev) = events.next().await {
-        match ev {
-            Event::Text(t) => text.push_str(&t),
-            Event::Done { finish, usage } => return Ok((text, finish, usage)),
-            Event::Error(e) => return Err(e),
-        }
-    }
-    Err(ApiError::Internal(
-        "the generation ended without a result".into(),
-    ))
-}
-
-async fn chat_completions(
-    State(st): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: ChatCompletionRequest = parse(body)?;
-    let v = validated(&st, asks_max_tokens(&req.common), move |tok, limit| {
-        validate::validate_chat(req, tok, limit)
-    })
-    .await?;
-    let guard = InFlight::enter(&st.in_flight);
-    let events = counted(st.backend.submit(v.generation)?, guard);
-    let id = format!("chatcmpl-{:032x}", rand::random::<u128>());
-    let model = st.cfg.model_id.clone();
-    let created = now();
-    if v.stream {
-        let r = Render {
-            id,
-            model,
-            created,
-            chat: true,
-            include_usage: v.include_usage,
-        };
-        return Ok(sse(events, r).into_response());
-    }
-    let (content, finish, usage) = collect(events).await?;
-    Ok(Json(ChatCompletion {
-        id,
-        object: "chat.completion",
-        created,
-        model,
-        choices: vec![ChatChoice {
-            index: 0,
-            message: ResponseMessage {
-                role: "assistant",
-                content,
-            },
-            logprobs: None,
-            finish_reason: finish,
-        }],
-        usage,
-    })
-    .into_response())
-}
-
-async fn completions(
-    State(st): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse(body)?;
-    let v = validated(&st, asks_max_tokens(&req.common), move |tok, limit| {
-        validate::validate_completion(req, tok, limit)
-    })
-    .await?;
-    let guard = InFlight::enter(&st.in_flight);
-    let events = counted(st.backend.submit(v.generation)?, guard);
-    let id = format!("cmpl-{:032x}", rand::random::<u128>());
-    let model = st.cfg.model_id.clone();
-    let created = now();
-    if v.stream {
-        let r = Render {
-            id,
-            model,
-            created,
-            chat: false,
-            include_usage: v.include_usage,
-        };
-        return Ok(sse(events, r).into_response());
-    }
-    let (text, finish, usage) = collect(events).await?;
-    Ok(Json(TextCompletion {
-        id,
-        object: "text_completion",
-        created,
-        model,
-        choices: vec![TextChoice {
-            index: 0,
-            text,
-            logprobs: None,
-            finish_reason: Some(finish),
-        }],
-        usage: Some(usage),
-    })
-    .into_response())
-}
-
-/// Renders stream chunks for one request.
-struct Render {
-    id: String,
-    model: String,
-    created: u64,
-    chat: bool,
-    include_usage: bool,
-}
-
-impl Render {
-    fn chunk(&self, delta: Delta, text: Option<String>, finish: Option<FinishReason>) -> SseEvent {
-        let data = if self.chat {
-            serde_json::to_string(&ChatCompletionChunk {
-                id: self.id.clone(),
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![ChunkChoice {
-                    index: 0,
-                    delta,
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                usage: None,
-            })
-        } else {
-            serde_json::to_string(&TextCompletion {
-                id: self.id.clone(),
-                object: "text_completion",
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![TextChoice {
-                    index: 0,
-                    text: text.unwrap_or_default(),
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                usage: None,
-            })
-        };
-        SseEvent::default().data(data.expect("chunks serialize"))
-    }
-
-    fn first(&self) -> Option<SseEvent> {
-        self.chat.then(|| {
-            self.chunk(
-                Delta {
-                    role: Some("assistant"),
-                    content: Some(String::new()),
-                },
-                None,
-                None,
-            )
-        })
-    }
-
-    fn text(&self, t: String) -> SseEvent {
-        self.chunk(
-            Delta {
-                role: None,
-                content: Some(t.clone()),
-            },
-            Some(t),
-            None,
-        )
-    }
-
-    fn usage(&self, usage: Usage) -> SseEvent {
-        let data = if self.chat {
-            serde_json::to_string(&ChatCompletionChunk {
-                id: self.id.clone(),
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![],
-                usage: Some(usage),
-            })
-        } else {
-            serde_json::to_string(&TextCompletion {
-                id: self.id.clone(),
-                object: "text_completion",
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![],
-                usage: Some(usage),
-            })
-        };
-        SseEvent::default().data(data.expect("chunks serialize"))
-    }
-
-    /// The events for one backend event, and whether the stream goes on.
-    fn render(&self, ev: Option<Event>) -> (Vec<SseEvent>, bool) {
-        match ev {
-            Some(Event::Text(t)) if t.is_empty() => (vec![], true),
-            Some(Event::Text(t)) => (vec![self.text(t)], true),
-            Some(Event::Done { finish, usage }) => {
-                let mut out = vec![self.chunk(Delta::default(), None, Some(finish))];
-                if self.include_usage {
-                    out.push(self.usage(usage));
-                }
-                out.push(SseEvent::default().data("[DONE]"));
-                (out, false)
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() || inner.is_syntax() || inner.is_eof() {
+            ApiError::InvalidRequest {
+                message: format!("invalid JSON body: {inner}"),
+                param: None,
             }
-            Some(Event::Error(e)) => (vec![SseEvent::default().data(e.body().to_string())], false),
-            // The backend dropped the stream without a result: it cut off a
-            // consumer that read too slowly.
-            None => (
-                vec![SseEvent::default().data(ApiError::SlowConsumer.body().to_string())],
-                false,
-            ),
+        } else {
+            ApiError::invalid(format!("`{path}`: {inner}"), path)
         }
-    }
+    })
 }
 
-fn sse(events: EventStream, r: Render) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let first = r.first();
-    let state = Some((events, r));
-    let body = futures::stream::unfold(state, |state| async move {
-        let (mut events, r) = state?;
-        let ev = events.next().await;
-        let (out, more) = r.render(ev);
-        Some((
-            futures::stream::iter(out),
-            if more { Some((events, r)) } else { None },
-        ))
-    })
-    .flatten();
-    let stream = futures::stream::iter(first).chain(body).map(Ok);
-    Sse::new(stream).keep_alive(KeepAlive::default())
+/// When a request arrived (for time to first token).
+fn arrived() -> Instant {
+    Instant::now()
+}
+
+/// A random id with `prefix`.
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::random::<u128>())
 }
 
 /// Serve `app` on `listener` until `shutdown` completes.
@@ -541,4 +444,26 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_take_the_shape_of_their_route() {
+        assert_eq!(Dialect::of_path("/v1/messages"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/api/chat"), Dialect::Ollama);
+        assert_eq!(Dialect::of_path("/v1/chat/completions"), Dialect::OpenAi);
+        let e = ApiError::invalid("`max_tokens` is `0`; it must be at least 1", "max_tokens");
+        assert_eq!(
+            e.body_in(Dialect::Anthropic),
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "`max_tokens` is `0`; it must be at least 1"}})
+        );
+        assert_eq!(
+            e.body_in(Dialect::Ollama),
+            json!({"error": "`max_tokens` is `0`; it must be at least 1"})
+        );
+        assert_eq!(e.body_in(Dialect::OpenAi)["error"]["param"], "max_tokens");
+    }
 }

@@ -450,6 +450,32 @@ impl Model {
     }
 
     pub fn token_to_piece(&self, token: i32) -> Vec<u8> {
+        self.piece(token, false)
+    }
+
+    /// Like [`Model::token_to_piece`], with control tokens written out.
+    pub fn token_to_piece_special(&self, token: i32) -> Vec<u8> {
+        self.piece(token, true)
+    }
+
+    /// Text of the BOS and EOS tokens (`None` when the vocabulary has none).
+    pub fn bos_eos_text(&self) -> (Option<String>, Option<String>) {
+        // SAFETY: live vocabulary; these only read it.
+        let (bos, eos) = unsafe {
+            (
+                sys::llama_vocab_bos(self.vocab.as_ptr()),
+                sys::llama_vocab_eos(self.vocab.as_ptr()),
+            )
+        };
+        let text = |t: i32| {
+            self.valid_token(t)
+                .then(|| String::from_utf8_lossy(&self.piece(t, true)).into_owned())
+                .filter(|s| !s.is_empty())
+        };
+        (text(bos), text(eos))
+    }
+
+    fn piece(&self, token: i32, special: bool) -> Vec<u8> {
         if !self.valid_token(token) {
             return Vec::new();
         }
@@ -464,7 +490,7 @@ impl Model {
                     buf.as_mut_ptr().cast(),
                     buf.len() as i32,
                     0,
-                    false,
+                    special,
                 )
             };
             if n >= 0 {
@@ -484,9 +510,139 @@ impl Model {
 
 impl Drop for Model {
     fn drop(&mut self) {
-        // SAFETY: every context holds an Arc<Model>, so none is alive now;
-        // the model is freed once.
+        // SAFETY: every context and grammar holds an Arc<Model>, so none is
+        // alive now; the model is freed once.
         unsafe { sys::llama_model_free(self.ptr.as_ptr()) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Grammar (llama.cpp's GBNF sampler, used as a mask only)
+
+/// llama.cpp's grammar over a model's vocabulary. Only [`GrammarMask::apply`]
+/// and [`GrammarMask::accept`] reach llama.cpp; accepting a token the grammar
+/// forbids would throw through C (an abort), so `accept` refuses ids that the
+/// last `apply` masked out or never saw.
+pub struct GrammarMask {
+    ptr: NonNull<sys::llama_sampler>,
+    model: Arc<Model>,
+    scratch: Vec<sys::llama_token_data>,
+    /// Bit per vocabulary id: the last `apply` allowed it; the only ids
+    /// `accept` passes on.
+    allowed: Vec<u64>,
+}
+
+// SAFETY: the sampler is owned by this value alone and used from one thread
+// at a time (`&mut self`); the model it reads is `Sync`.
+unsafe impl Send for GrammarMask {}
+
+impl GrammarMask {
+    /// Parses `gbnf` (root rule `root`); lazy when `triggers` (regular
+    /// expressions) are given. Errors carry llama.cpp's reason.
+    pub fn new(model: Arc<Model>, gbnf: &str, triggers: &[String]) -> Result<GrammarMask, String> {
+        init();
+        let grammar = CString::new(gbnf).map_err(|_| "the grammar contains a NUL byte")?;
+        let root = CString::new("root").expect("no NUL");
+        let patterns: Vec<CString> = triggers
+            .iter()
+            .map(|t| CString::new(t.as_str()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| "a trigger pattern contains a NUL byte")?;
+        let ptrs: Vec<*const c_char> = patterns.iter().map(|p| p.as_ptr()).collect();
+        let mark = log_mark();
+        // SAFETY: the vocabulary lives as long as `model`, which this value
+        // keeps; every string is NUL-terminated and outlives the call; the
+        // pattern array has the length passed.
+        let raw = unsafe {
+            if ptrs.is_empty() {
+                sys::llama_sampler_init_grammar(
+                    model.vocab.as_ptr(),
+                    grammar.as_ptr(),
+                    root.as_ptr(),
+                )
+            } else {
+                sys::llama_sampler_init_grammar_lazy_patterns(
+                    model.vocab.as_ptr(),
+                    grammar.as_ptr(),
+                    root.as_ptr(),
+                    ptrs.as_ptr().cast_mut(),
+                    ptrs.len(),
+                    ptr::null(),
+                    0,
+                )
+            }
+        };
+        let ptr = NonNull::new(raw)
+            .ok_or_else(|| errors_since(mark, "llama.cpp could not parse the grammar"))?;
+        let words = model.n_vocab().div_ceil(64);
+        Ok(GrammarMask {
+            ptr,
+            model,
+            scratch: Vec::new(),
+            allowed: vec![0; words],
+        })
+    }
+
+    /// Sets the logit of every candidate the grammar forbids to -inf.
+    pub fn apply(&mut self, candidates: &mut [(i32, f32)]) {
+        self.scratch.clear();
+        self.scratch.extend(
+            candidates
+                .iter()
+                .filter(|(id, _)| self.model.valid_token(*id))
+                .map(|&(id, logit)| sys::llama_token_data { id, logit, p: 0.0 }),
+        );
+        let mut arr = sys::llama_token_data_array {
+            data: self.scratch.as_mut_ptr(),
+            size: self.scratch.len(),
+            selected: -1,
+            sorted: false,
+        };
+        // SAFETY: live sampler; `arr` points into `scratch`, alive for the
+        // call, with its real length; every id is in the vocabulary.
+        unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut arr) };
+        self.allowed.fill(0);
+        let mut j = 0;
+        for c in candidates.iter_mut() {
+            if !self.model.valid_token(c.0) {
+                c.1 = f32::NEG_INFINITY;
+                continue;
+            }
+            let d = &self.scratch[j];
+            j += 1;
+            debug_assert_eq!(d.id, c.0);
+            if d.logit == f32::NEG_INFINITY {
+                c.1 = f32::NEG_INFINITY;
+            } else {
+                let t = c.0 as usize;
+                self.allowed[t / 64] |= 1 << (t % 64);
+            }
+        }
+    }
+
+    /// Advances the grammar past `token`. Returns false (and leaves the
+    /// grammar as it was) for a token the last `apply` did not allow.
+    pub fn accept(&mut self, token: i32) -> bool {
+        let allowed = self.model.valid_token(token) && {
+            let t = token as usize;
+            self.allowed[t / 64] & (1 << (t % 64)) != 0
+        };
+        if !allowed {
+            return false;
+        }
+        // SAFETY: live sampler; the token was allowed by the grammar's own
+        // mask for its current state, so accepting it cannot throw.
+        unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
+        self.allowed.fill(0);
+        true
+    }
+}
+
+impl Drop for GrammarMask {
+    fn drop(&mut self) {
+        // SAFETY: the sampler was made by llama_sampler_init_grammar* and is
+        // freed once; it is in no chain.
+        unsafe { sys::llama_sampler_free(self.ptr.as_ptr()) }
     }
 }
 

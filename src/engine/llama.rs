@@ -16,12 +16,14 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use super::ffi::{Context, ContextParams, GgufFile, GgufValue, Input, Model, TokenMeta};
+use super::ffi::{
+    Context, ContextParams, GgufFile, GgufValue, GrammarMask, Input, Model, TokenMeta,
+};
 use super::{
-    BatchOutput, ChatMessage, EngineError, EngineOptions, SeqSpan, Stage, StageInput, Tokenizer,
-    SUPPORTED_ARCHITECTURES,
+    BatchOutput, ChatMessage, Constraint, EngineError, EngineOptions, GrammarSpec, SeqSpan, Stage,
+    StageInput, Tokenizer, SUPPORTED_ARCHITECTURES,
 };
 
 /// llama.cpp's default logical batch, used when the options give 0.
@@ -178,6 +180,7 @@ pub fn load(
         arch,
         template,
         model,
+        pieces: OnceLock::new(),
     };
     Ok((Box::new(stage), Arc::new(tokenizer)))
 }
@@ -584,6 +587,15 @@ struct LlamaTokenizer {
     /// The GGUF's own template, if any.
     template: Option<String>,
     model: Arc<Model>,
+    /// Every token's bytes, made once for the first grammar.
+    pieces: OnceLock<Arc<Pieces>>,
+}
+
+/// Each token's bytes (control tokens written out, as llama.cpp's grammar
+/// sees them) and whether they are complete UTF-8 on their own.
+struct Pieces {
+    bytes: Vec<Box<[u8]>>,
+    whole: Vec<bool>,
 }
 
 impl Tokenizer for LlamaTokenizer {
@@ -626,6 +638,104 @@ impl Tokenizer for LlamaTokenizer {
 
     fn is_eog(&self, token: i32) -> bool {
         self.model.is_eog(token)
+    }
+
+    fn token_to_piece_special(&self, token: i32) -> Vec<u8> {
+        self.model.token_to_piece_special(token)
+    }
+
+    fn chat_template(&self) -> Option<String> {
+        self.template.clone()
+    }
+
+    fn bos_eos_text(&self) -> (Option<String>, Option<String>) {
+        self.model.bos_eos_text()
+    }
+
+    fn constraint(&self, grammar: &GrammarSpec) -> Result<Box<dyn Constraint>, EngineError> {
+        let mask = GrammarMask::new(self.model.clone(), &grammar.gbnf, &grammar.triggers)
+            .map_err(|reason| EngineError::Grammar { reason })?;
+        let pieces = self
+            .pieces
+            .get_or_init(|| {
+                let bytes: Vec<Box<[u8]>> = (0..self.model.n_vocab() as i32)
+                    .map(|t| self.model.token_to_piece_special(t).into_boxed_slice())
+                    .collect();
+                let whole = bytes
+                    .iter()
+                    .map(|b| std::str::from_utf8(b).is_ok())
+                    .collect();
+                Arc::new(Pieces { bytes, whole })
+            })
+            .clone();
+        Ok(Box::new(LlamaConstraint {
+            mask,
+            pieces,
+            pending: Vec::new(),
+        }))
+    }
+}
+
+/// llama.cpp's grammar as the sampler's [`Constraint`], plus UTF-8: the
+/// grammar decodes bytes leniently (an overlong `C0 A2` passes for `"`, a
+/// code point past U+10FFFF for a character), so tokens that would make the
+/// output invalid UTF-8 are masked here first, and the text a grammar
+/// admits is the text the client gets.
+struct LlamaConstraint {
+    mask: GrammarMask,
+    pieces: Arc<Pieces>,
+    /// The start of a character whose remaining bytes have not come yet.
+    pending: Vec<u8>,
+}
+
+impl LlamaConstraint {
+    /// Whether `token` keeps the output a valid UTF-8 prefix.
+    fn utf8_ok(&self, token: i32) -> bool {
+        let Some(piece) = usize::try_from(token)
+            .ok()
+            .and_then(|t| self.pieces.bytes.get(t))
+        else {
+            return true;
+        };
+        if self.pending.is_empty() && self.pieces.whole[token as usize] {
+            return true;
+        }
+        let mut buf = self.pending.clone();
+        buf.extend_from_slice(piece);
+        match std::str::from_utf8(&buf) {
+            Ok(_) => true,
+            Err(e) => e.error_len().is_none(),
+        }
+    }
+}
+
+impl Constraint for LlamaConstraint {
+    fn apply(&mut self, candidates: &mut [(i32, f32)]) {
+        for c in candidates.iter_mut() {
+            if c.1 > f32::NEG_INFINITY && !self.utf8_ok(c.0) {
+                c.1 = f32::NEG_INFINITY;
+            }
+        }
+        self.mask.apply(candidates);
+    }
+
+    fn accept(&mut self, token: i32) {
+        let accepted = self.mask.accept(token);
+        debug_assert!(
+            accepted,
+            "the sampler chose token {token}, which the grammar forbids"
+        );
+        if let Some(piece) = usize::try_from(token)
+            .ok()
+            .and_then(|t| self.pieces.bytes.get(t))
+        {
+            self.pending.extend_from_slice(piece);
+            let keep = match std::str::from_utf8(&self.pending) {
+                Ok(_) => 0,
+                Err(e) => self.pending.len() - e.valid_up_to(),
+            };
+            self.pending.drain(..self.pending.len() - keep);
+        }
     }
 }
 

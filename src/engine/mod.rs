@@ -18,7 +18,7 @@ mod ffi;
 #[cfg(feature = "engine")]
 mod llama;
 
-pub use sampler::Sampler;
+pub use sampler::{Sampled, Sampler, TokenLogprobs, NO_TOKEN};
 
 #[cfg(feature = "engine")]
 pub use ffi::supports_gpu_offload;
@@ -335,6 +335,39 @@ pub trait Tokenizer: Send + Sync {
     fn token_to_piece(&self, token: i32) -> Vec<u8>;
     /// End of generation (EOS, EOT, ...); false for ids outside the vocabulary.
     fn is_eog(&self, token: i32) -> bool;
+    /// Bytes of one token with control tokens written out (`<|channel|>`,
+    /// `[TOOL_CALLS]`): what an output parser looking for such markers
+    /// reads.
+    fn token_to_piece_special(&self, token: i32) -> Vec<u8> {
+        self.token_to_piece(token)
+    }
+    /// The GGUF's Jinja chat template (`tokenizer.chat_template`), if any.
+    fn chat_template(&self) -> Option<String> {
+        None
+    }
+    /// Text of the BOS and EOS tokens, which chat templates write
+    /// themselves (`bos_token`, `eos_token`).
+    fn bos_eos_text(&self) -> (Option<String>, Option<String>) {
+        (None, None)
+    }
+    /// A grammar constraint over this vocabulary. Errors when the grammar
+    /// does not parse, or when the tokenizer cannot constrain sampling.
+    fn constraint(&self, grammar: &GrammarSpec) -> Result<Box<dyn Constraint>, EngineError> {
+        let _ = grammar;
+        Err(EngineError::Grammar {
+            reason: "this engine cannot constrain sampling with a grammar".into(),
+        })
+    }
+}
+
+/// Limits which tokens may come next (a grammar); lives on the sampling
+/// rank, one per request.
+pub trait Constraint: Send {
+    /// Sets the logit of every candidate that may not come next to -inf.
+    /// Candidates are `(token, logit)`; any subset of the vocabulary.
+    fn apply(&mut self, candidates: &mut [(i32, f32)]);
+    /// Advances past `token`, which [`Constraint::apply`] allowed.
+    fn accept(&mut self, token: i32);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,8 +376,9 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// How the last rank picks a request's tokens. It travels to the last rank
-/// as one value per request (serialized in the ring's `start` frame), so a
+/// Everything the sampling rank needs to choose tokens for one request
+/// (settings, grammar, log-probabilities). It travels to the last rank as
+/// one value per request (serialized in the ring's `start` frame), so a
 /// field added here reaches the sampler without a protocol change beyond
 /// the field itself (give it a `#[serde(default)]`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -356,6 +390,43 @@ pub struct SamplingParams {
     /// 0 disables it.
     pub top_k: u32,
     pub seed: u64,
+    /// Tokens outside this grammar are never sampled (structured output,
+    /// forced tool calls).
+    #[serde(default)]
+    pub grammar: Option<GrammarSpec>,
+    /// Report log-probabilities: `None` no; `Some(n)` the sampled token's
+    /// and the `n` most likely (0..=[`MAX_TOP_LOGPROBS`]).
+    #[serde(default)]
+    pub logprobs: Option<u8>,
+}
+
+/// OpenAI's limit on `top_logprobs`.
+pub const MAX_TOP_LOGPROBS: u8 = 20;
+
+impl Default for SamplingParams {
+    /// OpenAI's defaults: temperature 1, no nucleus or top-k cut, seed 0.
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            grammar: None,
+            logprobs: None,
+        }
+    }
+}
+
+/// A GBNF grammar (llama.cpp's dialect) whose `root` rule the output must
+/// match.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrammarSpec {
+    pub gbnf: String,
+    /// Lazy grammar: sampling is free until one of these regular
+    /// expressions (ECMAScript syntax, matched against all the text
+    /// generated so far; the first capture group marks where the grammar
+    /// starts) matches; empty = constrained from the first token.
+    pub triggers: Vec<String>,
 }
 
 /// Per-rank llama.cpp settings.
@@ -438,4 +509,6 @@ pub enum EngineError {
     ChatTemplate { path: PathBuf, reason: String },
     #[error("model `{}`: tokenizer: {reason}", path.display())]
     Tokenize { path: PathBuf, reason: String },
+    #[error("grammar: {reason}")]
+    Grammar { reason: String },
 }

@@ -5,11 +5,49 @@
 //! algorithm), so a request with a seed replays exactly. Temperature 0 is
 //! argmax with the lowest id winning ties, which the equivalence test relies
 //! on. Order of operations as in Hugging Face transformers and vLLM:
-//! temperature, then top-k, then top-p on the tempered distribution.
+//! temperature, then top-k, then top-p on the tempered distribution. A
+//! grammar restricts what is left (a draw from the nucleus that the grammar
+//! allows, found by rejection, or from the allowed part of the nucleus;
+//! when the nucleus holds nothing allowed, from the allowed tokens tempered
+//! and cut afresh). A constrained sampler never returns a token its
+//! [`Constraint`] forbids: when nothing is allowed it returns [`NO_TOKEN`].
+//!
+//! Log-probabilities are those of the model's own distribution (the raw
+//! logits' log-softmax), before temperature, top-k/top-p and the grammar,
+//! as vLLM reports them.
 
 use std::cmp::Ordering;
 
-use super::SamplingParams;
+use super::{Constraint, SamplingParams};
+
+/// Returned instead of a token when the constraint allows none.
+pub const NO_TOKEN: i32 = -1;
+
+/// Candidates tried first under a grammar at temperature 0: if one of the
+/// most likely few is allowed, the best of them is the answer and the
+/// grammar need not look at the whole vocabulary.
+const GREEDY_GRAMMAR_WINDOW: usize = 32;
+
+/// Draws from the nucleus checked one by one against the grammar before it
+/// looks at the whole nucleus: a grammar usually allows the likely tokens,
+/// and checking one costs a fraction of checking 49k-262k.
+const REJECTION_TRIES: usize = 8;
+
+/// The sampled token and, when asked for, its log-probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub token: i32,
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+/// Log-probability of the sampled token and of the most likely ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: i32,
+    pub logprob: f32,
+    /// Most likely first (lowest id first on ties).
+    pub top: Vec<(i32, f32)>,
+}
 
 /// Candidates examined first when top-p runs without top-k; grown 4x until
 /// the nucleus is complete. Typical nuclei hold a few dozen tokens, so this
@@ -17,31 +55,186 @@ use super::SamplingParams;
 const TOP_P_FIRST_WINDOW: usize = 64;
 
 /// Chooses one token id from a row of logits.
-#[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
     rng: Xoshiro256,
     /// (logit, id) candidates, reused between calls.
     scratch: Vec<(f32, i32)>,
+    constraint: Option<Box<dyn Constraint>>,
+    /// The grammar's candidates, reused between calls.
+    masked: Vec<(i32, f32)>,
+    /// Logits with the grammar's mask applied.
+    row: Vec<f32>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("params", &self.params)
+            .field("constrained", &self.constraint.is_some())
+            .finish()
+    }
 }
 
 impl Sampler {
+    /// A sampler without a grammar (`params.grammar` is not looked at).
     pub fn new(params: &SamplingParams) -> Self {
+        Sampler::constrained(params, None)
+    }
+
+    /// A sampler whose tokens `constraint` must allow (made from
+    /// `params.grammar` by the tokenizer).
+    pub fn constrained(params: &SamplingParams, constraint: Option<Box<dyn Constraint>>) -> Self {
         Sampler {
             params: params.clone(),
             rng: Xoshiro256::seeded(params.seed),
             scratch: Vec::new(),
+            constraint,
+            masked: Vec::new(),
+            row: Vec::new(),
         }
     }
 
-    /// The next token. `logits` has one value per vocabulary id; NaN values
-    /// are never chosen. An empty row gives 0.
+    /// The next token and, if the parameters ask for them, its
+    /// log-probabilities. [`NO_TOKEN`] when the constraint allows none.
+    pub fn next(&mut self, logits: &[f32]) -> Sampled {
+        let logprobs = self
+            .params
+            .logprobs
+            .map(|top| (top, log_softmax_norm(logits)));
+        let token = match self.constraint.take() {
+            None => self.sample(logits),
+            Some(mut c) => {
+                let t = self.sample_constrained(&mut *c, logits);
+                if t != NO_TOKEN {
+                    c.accept(t);
+                }
+                self.constraint = Some(c);
+                t
+            }
+        };
+        Sampled {
+            token,
+            logprobs: logprobs.map(|(top, lse)| TokenLogprobs {
+                token,
+                logprob: logits
+                    .get(usize::try_from(token).unwrap_or(usize::MAX))
+                    .map_or(f32::NEG_INFINITY, |&l| (f64::from(l) - lse) as f32),
+                top: top_logprobs(logits, top as usize, lse),
+            }),
+        }
+    }
+
+    fn sample_constrained(&mut self, c: &mut dyn Constraint, logits: &[f32]) -> i32 {
+        let p = &self.params;
+        let greedy = p.temperature.is_nan() || p.temperature <= 0.0 || p.top_k == 1;
+        if greedy {
+            // The best few first: the best allowed among them is the best
+            // allowed overall.
+            self.masked.clear();
+            self.masked.extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| !l.is_nan())
+                    .map(|(i, &l)| (i as i32, l)),
+            );
+            let n = GREEDY_GRAMMAR_WINDOW.min(self.masked.len());
+            if n > 0 && n < self.masked.len() {
+                self.masked
+                    .select_nth_unstable_by(n - 1, |a, b| by_rank(&(a.1, a.0), &(b.1, b.0)));
+            }
+            self.masked[..n].sort_unstable_by(|a, b| by_rank(&(a.1, a.0), &(b.1, b.0)));
+            let window = &mut self.masked[..n];
+            c.apply(window);
+            if let Some(&(t, _)) = window.iter().find(|(_, l)| *l > f32::NEG_INFINITY) {
+                return t;
+            }
+            return self.masked_argmax(c, logits);
+        }
+        if let Some(max) = self.nucleus(logits) {
+            // Rejection: a draw from the nucleus that the grammar allows is
+            // a draw from the nucleus restricted to the grammar.
+            for _ in 0..REJECTION_TRIES {
+                let t = self.draw(max);
+                let mut one = [(t, logits[t as usize])];
+                c.apply(&mut one);
+                if one[0].1 > f32::NEG_INFINITY {
+                    return t;
+                }
+            }
+            // The grammar allows little of the nucleus: restrict it.
+            self.masked.clear();
+            self.masked
+                .extend(self.scratch.iter().map(|&(l, i)| (i, l)));
+            c.apply(&mut self.masked);
+            let allowed: Vec<(f32, i32)> = self
+                .masked
+                .iter()
+                .filter(|(_, l)| *l > f32::NEG_INFINITY)
+                .map(|&(i, l)| (l, i))
+                .collect();
+            if !allowed.is_empty() {
+                self.scratch = allowed;
+                return self.draw(max);
+            }
+        }
+        // Nothing allowed in the nucleus: the allowed tokens, tempered and
+        // cut as the request says.
+        self.masked.clear();
+        self.masked
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as i32, l)));
+        c.apply(&mut self.masked);
+        self.row.clear();
+        self.row.extend(self.masked.iter().map(|&(_, l)| l));
+        if !self.row.iter().any(|l| *l > f32::NEG_INFINITY) {
+            return NO_TOKEN;
+        }
+        let row = std::mem::take(&mut self.row);
+        let t = self.sample(&row);
+        self.row = row;
+        // The grammar's last look was at the whole vocabulary.
+        t
+    }
+
+    /// The best token the grammar allows, looking at the whole vocabulary.
+    fn masked_argmax(&mut self, c: &mut dyn Constraint, logits: &[f32]) -> i32 {
+        self.masked.clear();
+        self.masked
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as i32, l)));
+        c.apply(&mut self.masked);
+        self.row.clear();
+        self.row.extend(self.masked.iter().map(|&(_, l)| l));
+        if !self.row.iter().any(|l| *l > f32::NEG_INFINITY) {
+            return NO_TOKEN;
+        }
+        argmax(&self.row)
+    }
+
+    /// The next token without a grammar. `logits` has one value per
+    /// vocabulary id; NaN values are never chosen. An empty row gives 0.
     pub fn sample(&mut self, logits: &[f32]) -> i32 {
         let p = &self.params;
         let greedy = p.temperature.is_nan() || p.temperature <= 0.0 || p.top_k == 1;
         if greedy {
             return argmax(logits);
         }
+        match self.nucleus(logits) {
+            Some(max) => self.draw(max),
+            // All -inf, +inf or NaN: nothing to weigh, fall back to argmax.
+            None => argmax(logits),
+        }
+    }
+
+    fn weight(&self, l: f32, max: f32) -> f64 {
+        let inv_t = 1.0 / f64::from(self.params.temperature);
+        ((f64::from(l) - f64::from(max)) * inv_t).exp()
+    }
+
+    /// Fills `scratch` with the candidates temperature, top-k and top-p
+    /// keep; returns the largest logit among them (`None`: no finite logit).
+    fn nucleus(&mut self, logits: &[f32]) -> Option<f32> {
+        let p = &self.params;
         let inv_t = 1.0 / f64::from(p.temperature);
         self.scratch.clear();
         self.scratch.extend(
@@ -53,8 +246,7 @@ impl Sampler {
         );
         let cands = &mut self.scratch;
         if cands.is_empty() {
-            // All -inf, +inf or NaN: nothing to weigh, fall back to argmax.
-            return argmax(logits);
+            return None;
         }
         let top_k = p.top_k as usize;
         let mut sorted = false;
@@ -104,18 +296,65 @@ impl Sampler {
                 }
             }
         }
+        Some(max)
+    }
 
-        let kept: f64 = cands.iter().map(|c| weight(c.0)).sum();
+    /// One draw from `scratch`, weighted by the tempered probabilities
+    /// (`max`: the logit the weights are relative to).
+    fn draw(&mut self, max: f32) -> i32 {
+        let kept: f64 = self.scratch.iter().map(|c| self.weight(c.0, max)).sum();
         let mut u = self.rng.next_f64() * kept;
-        for c in cands.iter() {
-            u -= weight(c.0);
+        for c in self.scratch.iter() {
+            u -= self.weight(c.0, max);
             if u < 0.0 {
                 return c.1;
             }
         }
         // Rounding left a sliver past the last candidate.
-        cands.last().map_or(0, |c| c.1)
+        self.scratch.last().map_or(0, |c| c.1)
     }
+}
+
+/// log(sum(exp(logit))) over the finite logits (the log-softmax's norm).
+fn log_softmax_norm(logits: &[f32]) -> f64 {
+    let max = logits
+        .iter()
+        .filter(|l| l.is_finite())
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if max == f32::NEG_INFINITY {
+        return f64::INFINITY;
+    }
+    let sum: f64 = logits
+        .iter()
+        .filter(|l| l.is_finite())
+        .map(|&l| (f64::from(l) - f64::from(max)).exp())
+        .sum();
+    f64::from(max) + sum.ln()
+}
+
+/// The `n` most likely tokens with their log-probabilities.
+fn top_logprobs(logits: &[f32], n: usize, lse: f64) -> Vec<(i32, f32)> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut c: Vec<(f32, i32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .map(|(i, &l)| (l, i as i32))
+        .collect();
+    let n = n.min(c.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    if n < c.len() {
+        c.select_nth_unstable_by(n - 1, by_rank);
+        c.truncate(n);
+    }
+    c.sort_unstable_by(by_rank);
+    c.into_iter()
+        .map(|(l, i)| (i, (f64::from(l) - lse) as f32))
+        .collect()
 }
 
 /// Higher logit first, then lower id.
@@ -191,7 +430,81 @@ mod tests {
             top_p,
             top_k,
             seed,
+            ..SamplingParams::default()
         }
+    }
+
+    /// Allows only even ids, and records what it was told to accept.
+    struct Evens(std::sync::Arc<std::sync::Mutex<Vec<i32>>>);
+    impl Constraint for Evens {
+        fn apply(&mut self, candidates: &mut [(i32, f32)]) {
+            for c in candidates {
+                if c.0 % 2 == 1 {
+                    c.1 = f32::NEG_INFINITY;
+                }
+            }
+        }
+        fn accept(&mut self, token: i32) {
+            self.0.lock().unwrap().push(token);
+        }
+    }
+
+    #[test]
+    fn a_constraint_masks_before_sampling_and_sees_each_token() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32).collect();
+        for (t, k) in [(0.0, 0), (1.5, 0), (1.0, 5)] {
+            let mut s =
+                Sampler::constrained(&params(t, 0.9, k, 3), Some(Box::new(Evens(seen.clone()))));
+            for _ in 0..50 {
+                let tok = s.next(&logits).token;
+                assert_eq!(tok % 2, 0, "{tok} at temperature {t}");
+            }
+        }
+        // Greedy: the best even id (logit 6 at ids 6, 20, 34, ...; 6 first).
+        let mut s =
+            Sampler::constrained(&params(0.0, 1.0, 0, 1), Some(Box::new(Evens(seen.clone()))));
+        assert_eq!(s.next(&logits).token, 6);
+        assert_eq!(seen.lock().unwrap().len(), 151);
+        // Nothing allowed: no token, nothing accepted.
+        let mut s =
+            Sampler::constrained(&params(0.7, 1.0, 0, 1), Some(Box::new(Evens(seen.clone()))));
+        let odd_only = [f32::NEG_INFINITY, 2.0, f32::NEG_INFINITY];
+        assert_eq!(s.next(&odd_only).token, NO_TOKEN);
+        assert_eq!(seen.lock().unwrap().len(), 151);
+    }
+
+    #[test]
+    fn logprobs_are_the_raw_log_softmax() {
+        // ln(3), 0, -inf: p = 0.75, 0.25, 0.
+        let logits = [3.0f32.ln(), 0.0, f32::NEG_INFINITY];
+        let mut p = params(0.0, 1.0, 0, 1);
+        p.logprobs = Some(2);
+        let s = Sampler::new(&p).next(&logits);
+        assert_eq!(s.token, 0);
+        let lp = s.logprobs.unwrap();
+        assert!((lp.logprob - 0.75f32.ln()).abs() < 1e-6, "{lp:?}");
+        assert_eq!(lp.top.len(), 2);
+        assert_eq!(lp.top[0].0, 0);
+        assert_eq!(lp.top[1].0, 1);
+        assert!((lp.top[1].1 - 0.25f32.ln()).abs() < 1e-6);
+        // Temperature does not change them.
+        p.temperature = 2.0;
+        p.logprobs = Some(0);
+        let s = Sampler::new(&p).next(&logits);
+        let lp = s.logprobs.unwrap();
+        assert!(lp.top.is_empty());
+        let want = if s.token == 0 {
+            0.75f32.ln()
+        } else {
+            0.25f32.ln()
+        };
+        assert!((lp.logprob - want).abs() < 1e-6);
+        // Not asked for: none.
+        assert!(Sampler::new(&params(0.0, 1.0, 0, 1))
+            .next(&logits)
+            .logprobs
+            .is_none());
     }
 
     #[test]

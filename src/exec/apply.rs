@@ -474,7 +474,9 @@ impl HostSteps {
                 "the ring secret of this apply, 64 hex digits",
             ),
         ];
-        let api_key = r.rank == 0 && s.api_key.is_some();
+        // Every rank: rank 0 guards the API with it, the others their
+        // `/metrics`.
+        let api_key = s.api_key.is_some();
         if api_key {
             write.push(script::write_private(
                 "write API key",

@@ -16,8 +16,11 @@
 //! order. A `tokens` frame carries the last rank's answer to one batch: one
 //! [`Sampled`] token ([`SAMPLED_LEN`] bytes) per span that asked for one,
 //! possibly none (the answer still tells rank 0 that the batch left the
-//! ring). A `start` frame carries a request's [`SamplingParams`] as JSON, so
-//! fields added to them travel without a new layout.
+//! ring); with the logprobs flag, a section follows the tokens with each
+//! one's log-probabilities, for the requests that asked for them. A `start`
+//! frame carries a request's [`SamplingParams`] (settings, grammar,
+//! log-probabilities) as JSON, so fields added to them travel without a new
+//! layout. `ping` and `pong` probe a link's latency.
 //!
 //! Invariant guarded here: a decoded [`Frame`] is internally consistent (a
 //! batch's spans add up to its rows and its payload holds exactly those rows
@@ -28,7 +31,7 @@ use std::fmt;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::engine::SamplingParams;
+use crate::engine::{SamplingParams, TokenLogprobs};
 
 /// Bytes of the fixed header after the length prefix.
 pub const HEADER_LEN: usize = 20;
@@ -80,12 +83,15 @@ pub struct Span {
 }
 
 /// A token the last rank sampled for request `req`, to be placed at
-/// position `pos` of its sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// position `pos` of its sequence (`NO_TOKEN` when the request's grammar
+/// allowed none), with its log-probabilities when the request asked for
+/// them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sampled {
     pub req: u64,
     pub pos: u32,
     pub token: i32,
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,23 +105,50 @@ pub enum Frame {
     },
     /// The last rank's answer to batch `id`: the tokens sampled for its
     /// spans that asked for one.
-    Tokens { id: u64, tokens: Vec<Sampled> },
-    /// A new request: the last rank makes its sampler from `params`.
-    Start { req: u64, params: SamplingParams },
+    Tokens {
+        id: u64,
+        tokens: Vec<Sampled>,
+    },
+    /// A new request: the last rank makes its sampler from `params`
+    /// (sampling settings, grammar, log-probabilities).
+    Start {
+        req: u64,
+        params: SamplingParams,
+    },
     /// A KV-cache operation on sequence slot `slot`.
-    Kv { slot: u32, op: KvOp },
+    Kv {
+        slot: u32,
+        op: KvOp,
+    },
     /// Rank 0 is done with request `req` (finished, cancelled, or gone); the
     /// last rank drops its sampler, and later tokens of it are dropped.
-    End { req: u64 },
+    End {
+        req: u64,
+    },
     /// Liveness only; sent on idle links in both directions.
     Heartbeat,
+    /// A latency probe down a link, answered by [`Frame::Pong`] with the
+    /// same `stamp` (the sender's clock; only the sender reads it).
+    Ping {
+        stamp: u64,
+    },
+    Pong {
+        stamp: u64,
+    },
     /// Goes once around the ring; rank 0 marks the ring ready when its probe
     /// comes back, so every rank has its engine loaded.
-    Ready { seq: u64 },
+    Ready {
+        seq: u64,
+    },
     /// Orderly stop started by rank `origin`; every rank forwards it and exits 0.
-    Shutdown { origin: u32 },
+    Shutdown {
+        origin: u32,
+    },
     /// Rank `rank` failed; every rank forwards it and exits non-zero.
-    Abort { rank: u32, message: String },
+    Abort {
+        rank: u32,
+        message: String,
+    },
 }
 
 const KIND_BATCH: u8 = 1;
@@ -127,8 +160,12 @@ const KIND_HEARTBEAT: u8 = 6;
 const KIND_READY: u8 = 7;
 const KIND_SHUTDOWN: u8 = 8;
 const KIND_ABORT: u8 = 9;
+const KIND_PING: u8 = 10;
+const KIND_PONG: u8 = 11;
 
 const FLAG_F16: u8 = 1;
+/// A tokens frame carries a log-probabilities section after its tokens.
+const FLAG_LOGPROBS: u8 = 2;
 
 const SPAN_SAMPLE: u8 = 1;
 
@@ -167,6 +204,8 @@ impl Frame {
             Frame::Kv { .. } => "kv",
             Frame::End { .. } => "end",
             Frame::Heartbeat => "heartbeat",
+            Frame::Ping { .. } => "ping",
+            Frame::Pong { .. } => "pong",
             Frame::Ready { .. } => "ready",
             Frame::Shutdown { .. } => "shutdown",
             Frame::Abort { .. } => "abort",
@@ -176,9 +215,13 @@ impl Frame {
     /// The frame with its length prefix, ready to write.
     pub fn encode(&self, wire: WireFormat) -> Result<Vec<u8>, FrameError> {
         let mut flags = 0u8;
-        let params_json = match self {
+        let extra = match self {
             Frame::Start { params, .. } => {
                 Some(serde_json::to_vec(params).expect("sampling parameters serialize"))
+            }
+            Frame::Tokens { tokens, .. } if tokens.iter().any(|t| t.logprobs.is_some()) => {
+                flags |= FLAG_LOGPROBS;
+                Some(logprobs_section(tokens))
             }
             _ => None,
         };
@@ -205,21 +248,19 @@ impl Frame {
                 *id,
                 0,
                 tokens.len() as u32,
-                tokens.len() * SAMPLED_LEN,
+                tokens.len() * SAMPLED_LEN + extra.as_ref().map_or(0, Vec::len),
             ),
-            Frame::Start { req, .. } => (
-                KIND_START,
-                *req,
-                0,
-                0,
-                params_json.as_ref().map_or(0, Vec::len),
-            ),
+            Frame::Start { req, .. } => {
+                (KIND_START, *req, 0, 0, extra.as_ref().map_or(0, Vec::len))
+            }
             Frame::Kv {
                 slot,
                 op: KvOp::Truncate { from },
             } => (KIND_KV, u64::from(*slot), *from, 0, 1),
             Frame::End { req } => (KIND_END, *req, 0, 0, 0),
             Frame::Heartbeat => (KIND_HEARTBEAT, 0, 0, 0, 0),
+            Frame::Ping { stamp } => (KIND_PING, *stamp, 0, 0, 0),
+            Frame::Pong { stamp } => (KIND_PONG, *stamp, 0, 0, 0),
             Frame::Ready { seq } => (KIND_READY, *seq, 0, 0, 0),
             Frame::Shutdown { origin } => (KIND_SHUTDOWN, 0, *origin, 0, 0),
             Frame::Abort { rank, message } => {
@@ -267,8 +308,9 @@ impl Frame {
                     out.extend_from_slice(&t.pos.to_le_bytes());
                     out.extend_from_slice(&t.token.to_le_bytes());
                 }
+                out.extend_from_slice(extra.as_deref().unwrap_or(&[]));
             }
-            Frame::Start { .. } => out.extend_from_slice(params_json.as_deref().unwrap_or(&[])),
+            Frame::Start { .. } => out.extend_from_slice(extra.as_deref().unwrap_or(&[])),
             Frame::Kv { .. } => out.push(KV_TRUNCATE),
             Frame::Abort { message, .. } => {
                 out.extend_from_slice(&message.as_bytes()[..payload_len]);
@@ -365,18 +407,31 @@ impl Frame {
                 }
             }
             KIND_TOKENS => {
-                expect_len("tokens", n as usize * SAMPLED_LEN)?;
-                Frame::Tokens {
-                    id: seq,
-                    tokens: payload
-                        .chunks_exact(SAMPLED_LEN)
-                        .map(|b| Sampled {
-                            req: u64_at(b, 0),
-                            pos: u32_at(b, 8),
-                            token: u32_at(b, 12) as i32,
-                        })
-                        .collect(),
+                let fixed = (n as usize)
+                    .checked_mul(SAMPLED_LEN)
+                    .filter(|&f| f <= payload.len())
+                    .ok_or_else(|| {
+                        malformed(
+                            "tokens",
+                            format!("{n} tokens do not fit {} bytes", payload.len()),
+                        )
+                    })?;
+                if flags & FLAG_LOGPROBS == 0 {
+                    expect_len("tokens", fixed)?;
                 }
+                let mut tokens: Vec<Sampled> = payload[..fixed]
+                    .chunks_exact(SAMPLED_LEN)
+                    .map(|b| Sampled {
+                        req: u64_at(b, 0),
+                        pos: u32_at(b, 8),
+                        token: u32_at(b, 12) as i32,
+                        logprobs: None,
+                    })
+                    .collect();
+                if flags & FLAG_LOGPROBS != 0 {
+                    read_logprobs_section(&payload[fixed..], &mut tokens)?;
+                }
+                Frame::Tokens { id: seq, tokens }
             }
             KIND_START => Frame::Start {
                 req: seq,
@@ -403,6 +458,14 @@ impl Frame {
                 expect_len("heartbeat", 0)?;
                 Frame::Heartbeat
             }
+            KIND_PING => {
+                expect_len("ping", 0)?;
+                Frame::Ping { stamp: seq }
+            }
+            KIND_PONG => {
+                expect_len("pong", 0)?;
+                Frame::Pong { stamp: seq }
+            }
             KIND_READY => {
                 expect_len("ready", 0)?;
                 Frame::Ready { seq }
@@ -426,6 +489,76 @@ impl Frame {
             other => return Err(FrameError::UnknownKind(other)),
         })
     }
+}
+
+/// Most top log-probabilities one token carries on the wire (the count is
+/// a `u8`; the API allows at most `MAX_TOP_LOGPROBS`).
+const MAX_WIRE_TOP: usize = u8::MAX as usize;
+
+/// A tokens frame's log-probabilities section: per token, in token order, a
+/// `u8` present flag, then (when present) the `f32` log-probability, a `u8`
+/// count and that many `(i32 token, f32 log-probability)` pairs. The
+/// token's own id is the sampled one and is not repeated.
+fn logprobs_section(tokens: &[Sampled]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for t in tokens {
+        match &t.logprobs {
+            None => out.push(0),
+            Some(lp) => {
+                let top = &lp.top[..lp.top.len().min(MAX_WIRE_TOP)];
+                out.push(1);
+                out.extend_from_slice(&lp.logprob.to_le_bytes());
+                out.push(top.len() as u8);
+                for (id, l) in top {
+                    out.extend_from_slice(&id.to_le_bytes());
+                    out.extend_from_slice(&l.to_le_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn read_logprobs_section(mut b: &[u8], tokens: &mut [Sampled]) -> Result<(), FrameError> {
+    let short = || FrameError::Malformed {
+        kind: "tokens",
+        what: "log-probabilities section ends early".into(),
+    };
+    let mut take = |n: usize| -> Result<&[u8], FrameError> {
+        if b.len() < n {
+            return Err(short());
+        }
+        let (head, rest) = b.split_at(n);
+        b = rest;
+        Ok(head)
+    };
+    for t in tokens.iter_mut() {
+        if take(1)?[0] == 0 {
+            continue;
+        }
+        let logprob = f32::from_le_bytes(take(4)?.try_into().unwrap());
+        let count = take(1)?[0] as usize;
+        let mut top = Vec::with_capacity(count);
+        for _ in 0..count {
+            let pair = take(8)?;
+            top.push((
+                i32::from_le_bytes(pair[..4].try_into().unwrap()),
+                f32::from_le_bytes(pair[4..].try_into().unwrap()),
+            ));
+        }
+        t.logprobs = Some(TokenLogprobs {
+            token: t.token,
+            logprob,
+            top,
+        });
+    }
+    if !b.is_empty() {
+        return Err(FrameError::Malformed {
+            kind: "tokens",
+            what: format!("{} bytes after the log-probabilities", b.len()),
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Display for WireFormat {
@@ -494,11 +627,45 @@ mod tests {
                         req: 3,
                         pos: 99,
                         token: -1,
+                        logprobs: None,
                     },
                     Sampled {
                         req: 4,
                         pos: 0,
                         token: 49151,
+                        logprobs: None,
+                    },
+                ],
+            },
+            // Only some tokens' requests asked for log-probabilities.
+            Frame::Tokens {
+                id: 2,
+                tokens: vec![
+                    Sampled {
+                        req: 3,
+                        pos: 7,
+                        token: 42,
+                        logprobs: Some(TokenLogprobs {
+                            token: 42,
+                            logprob: -0.25,
+                            top: vec![(42, -0.25), (7, -1.5)],
+                        }),
+                    },
+                    Sampled {
+                        req: 4,
+                        pos: 1,
+                        token: 5,
+                        logprobs: None,
+                    },
+                    Sampled {
+                        req: 5,
+                        pos: 9,
+                        token: 6,
+                        logprobs: Some(TokenLogprobs {
+                            token: 6,
+                            logprob: -3.0,
+                            top: vec![],
+                        }),
                     },
                 ],
             },
@@ -513,6 +680,19 @@ mod tests {
                     top_p: 0.9,
                     top_k: 40,
                     seed: 0xdead_beef_0123,
+                    ..SamplingParams::default()
+                },
+            },
+            Frame::Start {
+                req: 9,
+                params: SamplingParams {
+                    temperature: 0.0,
+                    logprobs: Some(5),
+                    grammar: Some(crate::engine::GrammarSpec {
+                        gbnf: "root ::= \"é\"".into(),
+                        triggers: vec!["[\\s\\S]*?(<tool_call>)[\\s\\S]*".into()],
+                    }),
+                    ..SamplingParams::default()
                 },
             },
             Frame::Kv {
@@ -521,6 +701,8 @@ mod tests {
             },
             Frame::End { req: 5 },
             Frame::Heartbeat,
+            Frame::Ping { stamp: 123_456 },
+            Frame::Pong { stamp: u64::MAX },
             Frame::Ready { seq: 11 },
             Frame::Shutdown { origin: 2 },
             Frame::Abort {
@@ -594,6 +776,7 @@ mod tests {
                 req: 1,
                 pos: 2,
                 token: 3,
+                logprobs: None,
             }],
         }
         .encode(WireFormat::F32)
@@ -603,6 +786,34 @@ mod tests {
             Frame::decode(&b[4..]),
             Err(FrameError::Malformed { kind: "tokens", .. })
         ));
+        // A log-probabilities section cut short, or with bytes after it.
+        let with_lp = Frame::Tokens {
+            id: 1,
+            tokens: vec![Sampled {
+                req: 1,
+                pos: 2,
+                token: 3,
+                logprobs: Some(TokenLogprobs {
+                    token: 3,
+                    logprob: -1.0,
+                    top: vec![(3, -1.0)],
+                }),
+            }],
+        }
+        .encode(WireFormat::F32)
+        .unwrap();
+        for bad in [
+            &with_lp[..with_lp.len() - 1],
+            &[&with_lp[..], &[0]].concat()[..],
+        ] {
+            let mut b = bad.to_vec();
+            let len = (b.len() - 4) as u32;
+            b[..4].copy_from_slice(&len.to_le_bytes());
+            assert!(matches!(
+                Frame::decode(&b[4..]),
+                Err(FrameError::Malformed { kind: "tokens", .. })
+            ));
+        }
         // Rows that are not n whole rows.
         let mut b = Frame::Batch {
             id: 1,

@@ -27,7 +27,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bumped whenever the handshake or the frame layout changes.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 pub const MAGIC: [u8; 8] = *b"SKULKRNG";
 /// A plan digest is a 64-character hex sha256; anything much longer is not one.
 const MAX_DIGEST_LEN: usize = 256;

@@ -1,5 +1,5 @@
 //! Ring formation (listen + connect + handshake under one deadline) and the
-//! per-link I/O (frames, heartbeats, failure detection).
+//! per-link I/O (frames, heartbeats, latency probes, failure detection).
 //!
 //! Heartbeats flow on each link from the moment its own handshake is done,
 //! even while this rank still waits for its other link, so a neighbour that
@@ -28,6 +28,7 @@ use super::detector::{Detector, Verdict};
 use super::frame::{read_frame, Frame, FrameError, WireFormat};
 use super::{
     handshake, RingConfig, RingError, CONNECT_RETRY, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL,
+    HOP_PROBE_INTERVAL,
 };
 
 /// Where this process's ring writes what it thinks of its neighbours
@@ -80,6 +81,8 @@ pub enum RingEvent {
     Frame(Frame),
     /// A neighbour is gone; the link stops.
     Failed(RingError),
+    /// Latency of the link to rank `r + 1`: half a ping's round trip.
+    Hop(std::time::Duration),
 }
 
 /// Notes kept while the ring forms, to explain a missed deadline.
@@ -458,15 +461,29 @@ pub fn start(formed: Formed, cfg: &RingConfig, sink: Sink) -> RingSender {
                     };
                     let (up_rd, up_wr) = up.into_split();
                     let (down_rd, down_wr) = down.into_split();
+                    // Pings that came down the upstream link, to be answered
+                    // on it; pongs time the downstream link from `epoch`.
+                    let (pongs, pings) = mpsc::unbounded_channel();
+                    let epoch = Instant::now();
                     tokio::spawn(read_loop(
                         up_rd,
                         links.up.clone(),
-                        Some((links.clone(), rank)),
+                        Upstream::Data {
+                            serving: links.clone(),
+                            rank,
+                            pongs,
+                        },
                         sink.clone(),
                     ));
-                    tokio::spawn(heartbeat_loop(up_wr, prev, sink.clone()));
-                    tokio::spawn(read_loop(down_rd, links.down.clone(), None, sink.clone()));
-                    let writer = tokio::spawn(write_loop(down_wr, rx, wire, next, sink.clone()));
+                    tokio::spawn(heartbeat_loop(up_wr, prev, pings, sink.clone()));
+                    tokio::spawn(read_loop(
+                        down_rd,
+                        links.down.clone(),
+                        Upstream::Return { epoch },
+                        sink.clone(),
+                    ));
+                    let writer =
+                        tokio::spawn(write_loop(down_wr, rx, wire, next, epoch, sink.clone()));
                     let _ = writer_tx.send(writer);
                     tokio::spawn(monitor(links, sink));
                     let _ = stop_rx.await;
@@ -497,49 +514,67 @@ fn lost(peer: (u32, SocketAddr), what: String) -> RingError {
     }
 }
 
-/// Read frames until the peer closes or breaks the protocol. `serving`
-/// (upstream link only): data frames are expected, and the frame that shows
-/// the whole ring has loaded (`Ready` back at rank 0, the first request's
-/// `Start` elsewhere) moves every detector of this rank to the serving
-/// phase.
-async fn read_loop(
-    rd: OwnedReadHalf,
-    watch: Arc<Watch>,
-    serving: Option<(Arc<Links>, u32)>,
-    sink: Sink,
-) {
+/// Which link a reader reads, and what it does with what is not a heartbeat.
+enum Upstream {
+    /// From rank `r - 1`: data frames, and pings to answer (handed to the
+    /// heartbeat task). The frame that shows the whole ring has loaded
+    /// (`Ready` back at rank 0, the first request's `Start` or batch
+    /// elsewhere) moves every detector of this rank to the serving phase.
+    Data {
+        serving: Arc<Links>,
+        rank: u32,
+        pongs: mpsc::UnboundedSender<u64>,
+    },
+    /// The return path from rank `r + 1`: heartbeats and pongs only, whose
+    /// round trip since `epoch` is the link's latency.
+    Return { epoch: Instant },
+}
+
+/// Read frames until the peer closes or breaks the protocol (silence is the
+/// monitor's to judge).
+async fn read_loop(rd: OwnedReadHalf, watch: Arc<Watch>, role: Upstream, sink: Sink) {
     let peer = watch.peer;
     let mut rd = Heard { inner: rd, watch };
     let mut loaded = false;
     loop {
-        let err = match read_frame(&mut rd).await {
-            Ok(Frame::Heartbeat) => continue,
-            Ok(frame) if serving.is_some() => {
-                if let Some((links, rank)) = &serving {
-                    let whole_ring = match &frame {
-                        Frame::Ready { .. } => *rank == 0,
-                        Frame::Start { .. } | Frame::Batch { .. } => true,
-                        _ => false,
-                    };
-                    if whole_ring && !loaded {
-                        loaded = true;
-                        links.serving();
-                    }
-                }
-                sink(RingEvent::Frame(frame));
+        let err = match (read_frame(&mut rd).await, &role) {
+            (Ok(Frame::Heartbeat), _) => continue,
+            (Ok(Frame::Ping { stamp }), Upstream::Data { pongs, .. }) => {
+                let _ = pongs.send(stamp);
                 continue;
             }
-            Ok(frame) => RingError::Protocol {
+            (Ok(Frame::Pong { stamp }), Upstream::Return { epoch }) => {
+                let now = epoch.elapsed().as_micros() as u64;
+                if let Some(rtt) = now.checked_sub(stamp) {
+                    sink(RingEvent::Hop(Duration::from_micros(rtt / 2)));
+                }
+                continue;
+            }
+            (Ok(frame @ (Frame::Ping { .. } | Frame::Pong { .. })), _)
+            | (Ok(frame), Upstream::Return { .. }) => RingError::Protocol {
                 rank: peer.0,
                 addr: peer.1,
                 source: FrameError::Malformed {
                     kind: frame.kind_name(),
-                    what: "data frame on the return path of a link".into(),
+                    what: "frame on the wrong path of a link".into(),
                 },
             },
-            Err(FrameError::Closed) => lost(peer, "connection closed".into()),
-            Err(FrameError::Io(e)) => lost(peer, e.to_string()),
-            Err(source) => RingError::Protocol {
+            (Ok(frame), Upstream::Data { serving, rank, .. }) => {
+                let whole_ring = match &frame {
+                    Frame::Ready { .. } => *rank == 0,
+                    Frame::Start { .. } | Frame::Batch { .. } => true,
+                    _ => false,
+                };
+                if whole_ring && !loaded {
+                    loaded = true;
+                    serving.serving();
+                }
+                sink(RingEvent::Frame(frame));
+                continue;
+            }
+            (Err(FrameError::Closed), _) => lost(peer, "connection closed".into()),
+            (Err(FrameError::Io(e)), _) => lost(peer, e.to_string()),
+            (Err(source), _) => RingError::Protocol {
                 rank: peer.0,
                 addr: peer.1,
                 source,
@@ -609,13 +644,25 @@ async fn monitor(links: Arc<Links>, sink: Sink) {
     }
 }
 
-/// Heartbeats back to rank `r - 1`, so it can tell that this rank is alive.
-async fn heartbeat_loop(mut wr: OwnedWriteHalf, peer: (u32, SocketAddr), sink: Sink) {
+/// Heartbeats back to rank `r - 1`, so it can tell that this rank is
+/// alive, and pongs answering its pings.
+async fn heartbeat_loop(
+    mut wr: OwnedWriteHalf,
+    peer: (u32, SocketAddr),
+    mut pings: mpsc::UnboundedReceiver<u64>,
+    sink: Sink,
+) {
     let beat = heartbeat_bytes();
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
-        tick.tick().await;
-        if let Err(e) = wr.write_all(&beat).await {
+        let bytes = tokio::select! {
+            _ = tick.tick() => beat.clone(),
+            stamp = pings.recv() => match stamp {
+                Some(stamp) => Frame::Pong { stamp }.encode(WireFormat::F32).expect("tiny frame"),
+                None => beat.clone(),
+            },
+        };
+        if let Err(e) = wr.write_all(&bytes).await {
             sink(RingEvent::Failed(lost(peer, e.to_string())));
             return;
         }
@@ -623,15 +670,18 @@ async fn heartbeat_loop(mut wr: OwnedWriteHalf, peer: (u32, SocketAddr), sink: S
 }
 
 /// Frames to rank `r + 1`, with a heartbeat whenever the link was idle for a
-/// heartbeat interval. Ends on [`Out::Close`] or when every sender is gone
-/// (after writing what was queued), or on a write error.
+/// heartbeat interval (a ping, stamped with the time since `epoch`, every
+/// [`HOP_PROBE_INTERVAL`]). Ends on [`Out::Close`] or when every sender is
+/// gone (after writing what was queued), or on a write error.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Out>,
     wire: WireFormat,
     peer: (u32, SocketAddr),
+    epoch: Instant,
     sink: Sink,
 ) {
+    let mut last_probe = Instant::now() - HOP_PROBE_INTERVAL;
     let beat = heartbeat_bytes();
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -656,7 +706,13 @@ async fn write_loop(
                 if last_write.elapsed() < HEARTBEAT_INTERVAL {
                     continue;
                 }
-                beat.clone()
+                if last_probe.elapsed() >= HOP_PROBE_INTERVAL {
+                    last_probe = Instant::now();
+                    let stamp = epoch.elapsed().as_micros() as u64;
+                    Frame::Ping { stamp }.encode(WireFormat::F32).expect("tiny frame")
+                } else {
+                    beat.clone()
+                }
             }
         };
         if let Err(e) = wr.write_all(&bytes).await {
@@ -710,6 +766,42 @@ mod tests {
             .unwrap()
     }
 
+    /// The next event that is not a latency report.
+    async fn next_event(rx: &mut mpsc::UnboundedReceiver<RingEvent>) -> RingEvent {
+        loop {
+            match rx.recv().await.unwrap() {
+                RingEvent::Hop(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_ring_measures_each_hop() {
+        let cfgs = configs(19, 2, |_| "digest".into());
+        rt().block_on(async {
+            let formed = futures::future::try_join_all(cfgs.iter().map(form))
+                .await
+                .unwrap();
+            let mut senders = Vec::new();
+            let mut events = Vec::new();
+            for (f, cfg) in formed.into_iter().zip(&cfgs) {
+                let (sink, rx) = channel_sink();
+                senders.push(start(f, cfg, sink));
+                events.push(rx);
+            }
+            // Each rank's first probe goes out after a heartbeat interval
+            // of silence; loopback answers well within a second.
+            for rx in &mut events {
+                match timeout(Duration::from_secs(5), rx.recv()).await {
+                    Ok(Some(RingEvent::Hop(d))) => assert!(d < Duration::from_secs(1), "{d:?}"),
+                    other => panic!("expected a hop measurement, got {other:?}"),
+                }
+            }
+            drop(senders);
+        });
+    }
+
     fn channel_sink() -> (Sink, mpsc::UnboundedReceiver<RingEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
@@ -741,14 +833,14 @@ mod tests {
             };
             assert!(senders[0].send(frame.clone()));
             for r in [1usize, 2, 0] {
-                match events[r].recv().await.unwrap() {
+                match next_event(&mut events[r]).await {
                     RingEvent::Frame(f) => {
                         assert_eq!(f, frame, "at rank {r}");
                         if r != 0 {
                             senders[r].send(f);
                         }
                     }
-                    RingEvent::Failed(e) => panic!("rank {r}: {e}"),
+                    other => panic!("rank {r}: {other:?}"),
                 }
             }
         });
@@ -837,7 +929,7 @@ mod tests {
             }
             // Rank 0 loses its successor, rank 2 its predecessor.
             for (i, rx) in events.iter_mut().enumerate() {
-                match rx.recv().await.unwrap() {
+                match next_event(rx).await {
                     RingEvent::Failed(RingError::PeerLost { rank: 1, .. }) => {}
                     other => panic!("rank {}: {other:?}", i * 2),
                 }
@@ -869,7 +961,7 @@ mod tests {
                 events.push(rx);
             }
             for rx in &mut events {
-                match rx.recv().await.unwrap() {
+                match next_event(rx).await {
                     RingEvent::Failed(e @ RingError::PeerSilent { rank: 1, .. }) => {
                         let RingError::PeerSilent {
                             silent,
@@ -889,7 +981,8 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
                 // Reported once per link.
-                if let Ok(again) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+                if let Ok(again) =
+                    tokio::time::timeout(Duration::from_millis(500), next_event(rx)).await
                 {
                     panic!("a second event after the silence: {again:?}");
                 }

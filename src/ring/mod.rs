@@ -36,6 +36,10 @@ pub const DEFAULT_FORMATION_DEADLINE: Duration = Duration::from_secs(120);
 /// An idle link sends a heartbeat this often.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// An idle link probes its latency this often (a ping answered by a pong,
+/// in place of a heartbeat), for the ring hop metric.
+pub const HOP_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// One handshake, from TCP connect to accept, must finish within this; a
 /// stalled peer cannot hold the listener.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,7 +6,8 @@
 //! token to feed (the one just sampled) and a bounded chunk of a prompt,
 //! runs rank 0's layers on them as one batch and sends the rows on; the
 //! last rank samples every sequence that asked for a token with that
-//! request's own sampler and sends the tokens back. A new request joins at
+//! request's own sampler (its grammar and log-probabilities included) and
+//! sends the tokens back. A new request joins at
 //! the next step; a finished or cancelled one leaves at once (its slot's
 //! cache stays, as a prefix the next request can reuse). With several ranks,
 //! rank 0 keeps up to `max_in_flight` micro-batches in the ring, each with
@@ -33,10 +34,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::text::TextStream;
-use super::{EngineMsg, EngineThread, Fault, Job, CANCEL_POLL};
+use super::{sampler_for, EngineMsg, EngineThread, Fault, Job, CANCEL_POLL};
 use crate::api::types::{FinishReason, Usage};
 use crate::api::{ApiError, Event};
-use crate::engine::{BatchOutput, Sampler, SeqSpan, Stage, StageInput, Tokenizer};
+use crate::engine::{BatchOutput, Sampler, SeqSpan, Stage, StageInput, Tokenizer, NO_TOKEN};
 use crate::ring::{Frame, KvOp, Sampled, Span};
 
 /// Prompt tokens one step takes while other sequences are decoding: a long
@@ -402,7 +403,8 @@ impl<'a> Head<'a> {
         let req = self.next_req;
         let params = job.generation.params.clone();
         if self.local {
-            self.samplers.insert(req, Sampler::new(&params));
+            self.samplers
+                .insert(req, sampler_for(&params, &*self.tok, self.t.rank));
         } else {
             self.t.send(Frame::Start { req, params });
         }
@@ -556,9 +558,8 @@ impl<'a> Head<'a> {
             })
             .collect();
         let out = self
-            .stage
-            .forward_batch(&spans, StageInput::Tokens(&batch.tokens))
-            .map_err(|e| self.t.engine_err(e))?;
+            .t
+            .forward(self.stage, &spans, StageInput::Tokens(&batch.tokens))?;
         let mut at = 0;
         for span in &batch.spans {
             let n = span.n_tokens as usize;
@@ -594,14 +595,18 @@ impl<'a> Head<'a> {
                     .iter()
                     .filter(|s| s.sample)
                     .zip(rows)
-                    .map(|(span, logits)| Sampled {
-                        req: span.req,
-                        pos: span.pos0 + span.n_tokens,
-                        token: self
+                    .map(|(span, logits)| {
+                        let t = self
                             .samplers
                             .get_mut(&span.req)
                             .expect("a sampler per running request")
-                            .sample(&logits),
+                            .next(&logits);
+                        Sampled {
+                            req: span.req,
+                            pos: span.pos0 + span.n_tokens,
+                            token: t.token,
+                            logprobs: t.logprobs,
+                        }
                     })
                     .collect();
                 for t in sampled {
@@ -612,8 +617,8 @@ impl<'a> Head<'a> {
         Ok(())
     }
 
-    /// A sampled token: stream its text, then end the request or queue the
-    /// token to be fed.
+    /// A sampled token: stream its log-probabilities and text, then end the
+    /// request or queue the token to be fed.
     fn token(&mut self, t: Sampled) -> Result<(), Fault> {
         let Some(i) = self.seqs.iter().position(|s| s.req == t.req) else {
             // A request that ended while its batch was in the ring.
@@ -629,20 +634,44 @@ impl<'a> Head<'a> {
             )));
         }
         s.awaiting = false;
+        let req = s.req;
+        if t.token == NO_TOKEN {
+            // The grammar allowed no token: end the request, not the ring.
+            let _ = s.job.events.try_send(Event::Error(ApiError::Internal(
+                "the request's grammar allows no next token".into(),
+            )));
+            self.end(req);
+            return Ok(());
+        }
         if self.tok.is_eog(t.token) {
             self.finish(i, FinishReason::Stop);
             return Ok(());
         }
         s.generated += 1;
-        let (piece, stopped) = s.text.push(&self.tok.token_to_piece(t.token));
+        // Client gone, or too slow (the receiver then sees the stream end
+        // without a result): the request ends.
+        if let Some(lp) = t.logprobs {
+            if s.job.events.try_send(Event::Logprobs(lp)).is_err() {
+                self.end(req);
+                return Ok(());
+            }
+        }
+        // The answer's parser reads markers written as control tokens.
+        let bytes = if s.job.generation.render_special {
+            self.tok.token_to_piece_special(t.token)
+        } else {
+            self.tok.token_to_piece(t.token)
+        };
+        let (piece, stopped) = s.text.push(&bytes);
         if !piece.is_empty() && s.job.events.try_send(Event::Text(piece)).is_err() {
-            // Client gone, or too slow (the receiver then sees the stream
-            // end without a result).
-            let req = s.req;
             self.end(req);
             return Ok(());
         }
-        if stopped {
+        if let Some(stop) = stopped {
+            if s.job.events.try_send(Event::StopSequence(stop)).is_err() {
+                self.end(req);
+                return Ok(());
+            }
             self.finish(i, FinishReason::Stop);
         } else if s.generated >= s.job.generation.max_tokens || t.pos + 1 >= self.stage.n_ctx() {
             self.finish(i, FinishReason::Length);

@@ -23,22 +23,23 @@ impl TextStream {
     }
 
     /// Add one token's bytes. Returns the text that can be sent now, and
-    /// whether a stop string was produced (the text returned then ends just
+    /// the stop string produced, if any (the text returned then ends just
     /// before it, and generation ends).
-    pub fn push(&mut self, bytes: &[u8]) -> (String, bool) {
+    pub fn push(&mut self, bytes: &[u8]) -> (String, Option<String>) {
         self.pending.extend_from_slice(bytes);
         self.decode();
         // The earliest stop string found ends the text.
-        if let Some(at) = self
+        if let Some((at, stop)) = self
             .stop
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
+            .filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|(at, _)| *at)
         {
             let out = self.held[..at].to_owned();
+            let stop = stop.clone();
             self.held.clear();
             self.pending.clear();
-            return (out, true);
+            return (out, Some(stop));
         }
         let hold = self
             .stop
@@ -49,7 +50,7 @@ impl TextStream {
         let cut = self.held.len() - hold;
         let out = self.held[..cut].to_owned();
         self.held.drain(..cut);
-        (out, false)
+        (out, None)
     }
 
     /// Generation ended without a stop string: the rest.
@@ -109,7 +110,7 @@ mod tests {
         for p in pieces {
             let (s, stopped) = t.push(p);
             out.push(s);
-            if stopped {
+            if stopped.is_some() {
                 return (out, true, String::new());
             }
         }

@@ -368,10 +368,15 @@ pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -
             api_key: None,
             queue_capacity: 2,
             default_max_tokens: skulk::api::DEFAULT_MAX_TOKENS,
+            card: skulk::api::CardChat {
+                model_id: "toy/model".into(),
+                ..Default::default()
+            },
         }),
         formation_deadline: Duration::from_secs(30),
         wire: WireFormat::F32,
         silence: skulk::ring::SilencePolicy::default(),
+        metrics: None,
     }
 }
 
