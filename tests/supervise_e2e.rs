@@ -115,13 +115,22 @@ impl Watcher {
         self.wait_for_n(needle, 1, limit)
     }
 
+    /// The endpoint last printed on stdout. The supervisor notes "serving"
+    /// on stderr just before it prints the endpoint on stdout, and the two
+    /// pipes are read by different threads: wait a little for it.
     fn endpoint(&self) -> String {
-        self.endpoint
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("an endpoint on stdout")
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.endpoint.lock().unwrap().last().cloned() {
+                return e;
+            }
+            assert!(
+                Instant::now() < end,
+                "no endpoint on stdout:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGINT (Ctrl-C), then the exit code.
