@@ -310,3 +310,79 @@ fn smollm2_requests_at_once_on_3_ranks_answer_like_one_process_given_the_same_ba
         assert_eq!(b, a, "{q:?} at once: 3 ranks differ from one process");
     }
 }
+
+/// Generated models (random weights, SmolLM2's tokenizer) of the
+/// architectures whose cuts need more than renumbering (mixture of experts,
+/// MLA with leading dense layers, sliding windows, recurrent layers), served
+/// by the real ring with four requests at once: a request alone answers on
+/// 2 ranks as in one process, its next turn too (prefix reuse, or none for
+/// recurrent models), and requests at once all finish without an error.
+/// `tests/arch_equivalence.rs` proves the cuts in one process; this proves
+/// the ring, the KV pool of several sequences and the scheduler run them.
+#[test]
+fn generated_architectures_serve_requests_at_once_on_2_ranks_like_one_process() {
+    use skulk::synth::{write_model, SynthSpec};
+    let Some(tokenizer) = model(SMOLLM2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archs = [
+        "qwen3moe",
+        "deepseek2",
+        "gemma2",
+        "gpt-oss",
+        "glm4moe",
+        "qwen3next",
+        "lfm2",
+    ];
+    for (a, arch) in archs.iter().enumerate() {
+        let spec = SynthSpec::tiny(arch).unwrap();
+        let total = spec.n_layer;
+        let path = dir.path().join(format!("{arch}.gguf"));
+        write_model(&spec, &tokenizer, &path).unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let cache = dir.path().join(format!("cache-{arch}"));
+        let half = total / 2;
+        let mut runs = Vec::new();
+        for (i, counts) in [vec![total], vec![half, total - half]].iter().enumerate() {
+            let net = 110 + (2 * a + i) as u8;
+            let ring = Ring::start_with(
+                net,
+                &splits(counts),
+                total,
+                |s| {
+                    s.engine = engine_options();
+                    s.context_limit = 1024;
+                    s.parallel = 4;
+                },
+                |_, s| {
+                    let path = rank_local_gguf(&path, arch, s.layers.clone(), total, &cache)
+                        .unwrap_or_else(|e| panic!("{arch}: {e}"));
+                    let (layers, opts) = (s.layers.clone(), skulk::shard::engine_options(s));
+                    let loader: Loader = Box::new(move || {
+                        let (stage, tokenizer) = skulk::engine::load(&path, layers, total, &opts)?;
+                        Ok(Loaded { stage, tokenizer })
+                    });
+                    loader
+                },
+            );
+            ring.wait_ready();
+            let first = answer(&ring, json!([{"role": "user", "content": QUESTION}]));
+            let second = answer(
+                &ring,
+                json!([{"role": "user", "content": QUESTION},
+                       {"role": "assistant", "content": first.0},
+                       {"role": "user", "content": "Now one about owls."}]),
+            );
+            let at_once = answers_at_once(&ring, &QUESTIONS[..4]);
+            ring.stop();
+            assert!(
+                first.1 > 0 && second.1 > 0,
+                "{arch} {counts:?}: {first:?} {second:?}"
+            );
+            assert_eq!(at_once.len(), 4);
+            eprintln!("{arch} {counts:?}: {:?}", first.0);
+            runs.push((first, second));
+        }
+        assert_eq!(runs[1], runs[0], "{arch}: 2 ranks differ from one process");
+    }
+}

@@ -1022,10 +1022,14 @@ mod tests {
             let (sink, mut events2) = channel_sink();
             let sender2 = start(formed2, &cfgs[2], sink);
             tokio::time::sleep(Duration::from_millis(2_500)).await;
-            assert!(
-                events2.try_recv().is_err(),
-                "rank 2 heard a failure while its neighbours formed"
-            );
+            // Latency reports aside, rank 2 heard nothing.
+            loop {
+                match events2.try_recv() {
+                    Ok(RingEvent::Hop(_)) => continue,
+                    Ok(other) => panic!("rank 2 heard {other:?} while its neighbours formed"),
+                    Err(_) => break,
+                }
+            }
             let formed0 = form(&late).await.unwrap();
             let (f1, f3) = (r1.await.unwrap().unwrap(), r3.await.unwrap().unwrap());
             let mut senders = vec![];
@@ -1038,9 +1042,12 @@ mod tests {
             // A frame goes all the way round: 0 -> 1 -> 2 -> 3 -> 0.
             let frame = Frame::Ready { seq: 0 };
             assert!(senders[0].send(frame.clone()));
-            let pass = |rx: &mut mpsc::UnboundedReceiver<RingEvent>| match rx.try_recv() {
-                Ok(RingEvent::Frame(f)) => f,
-                other => panic!("{other:?}"),
+            let pass = |rx: &mut mpsc::UnboundedReceiver<RingEvent>| loop {
+                match rx.try_recv() {
+                    Ok(RingEvent::Hop(_)) => continue,
+                    Ok(RingEvent::Frame(f)) => break f,
+                    other => panic!("{other:?}"),
+                }
             };
             let wait = || tokio::time::sleep(Duration::from_millis(300));
             wait().await;
