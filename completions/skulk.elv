@@ -259,7 +259,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
         }
         &'skulk;model;add'= {
             cand --card 'The model''s card'
-            cand --model-dir 'The model directory (an inventory host''s `modelDir`)'
+            cand --model-dir 'The model directory, read as an inventory host''s `modelDir` (`~` or a relative path: under the home directory)'
             cand -q 'Print only warnings and errors'
             cand --quiet 'Print only warnings and errors'
             cand -v 'Also print every command run on a host'

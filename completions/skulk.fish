@@ -181,7 +181,7 @@ complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_s
 complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -f -a "add" -d 'Put a GGUF file of this machine where a card\'s ranks look for it (`<modelDir>/<org>--<name>/<ggufFile>`): hard-linked, or copied'
 complete -c skulk -n "__fish_skulk_using_subcommand model; and not __fish_seen_subcommand_from add help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -l card -d 'The model\'s card' -r -F
-complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -l model-dir -d 'The model directory (an inventory host\'s `modelDir`)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -l model-dir -d 'The model directory, read as an inventory host\'s `modelDir` (`~` or a relative path: under the home directory)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only warnings and errors'
 complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Also print every command run on a host'
 complete -c skulk -n "__fish_skulk_using_subcommand model; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'

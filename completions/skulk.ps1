@@ -279,7 +279,7 @@ Register-ArgumentCompleter -Native -CommandName 'skulk' -ScriptBlock {
         }
         'skulk;model;add' {
             [CompletionResult]::new('--card', '--card', [CompletionResultType]::ParameterName, 'The model''s card')
-            [CompletionResult]::new('--model-dir', '--model-dir', [CompletionResultType]::ParameterName, 'The model directory (an inventory host''s `modelDir`)')
+            [CompletionResult]::new('--model-dir', '--model-dir', [CompletionResultType]::ParameterName, 'The model directory, read as an inventory host''s `modelDir` (`~` or a relative path: under the home directory)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only warnings and errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Also print every command run on a host')

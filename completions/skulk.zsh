@@ -314,7 +314,7 @@ _arguments "${_arguments_options[@]}" : \
             (add)
 _arguments "${_arguments_options[@]}" : \
 '--card=[The model'\''s card]:FILE:_files' \
-'--model-dir=[The model directory (an inventory host'\''s \`modelDir\`)]:DIR:_default' \
+'--model-dir=[The model directory, read as an inventory host'\''s \`modelDir\` (\`~\` or a relative path\: under the home directory)]:DIR:_default' \
 '(-v --verbose)-q[Print only warnings and errors]' \
 '(-v --verbose)--quiet[Print only warnings and errors]' \
 '-v[Also print every command run on a host]' \

@@ -504,11 +504,6 @@ impl Problem {
 }
 
 impl ModelCard {
-    /// The model id as a file or directory name: `/` becomes `--`.
-    pub fn normalized_id(&self) -> String {
-        normalize_model_id(&self.model_id)
-    }
-
     /// Whether this card is run by llama.cpp from a GGUF file.
     pub fn is_gguf(&self) -> bool {
         self.gguf_file.is_some()

@@ -18,6 +18,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 pub use error::{describe, CliError, Exit};
 
 use crate::output;
+use crate::settings::paths;
 
 /// Run one large language model split across several machines.
 ///
@@ -174,7 +175,7 @@ pub struct PlanArgs {
     #[arg(long, value_name = "ADDR")]
     pub api_bind: Option<String>,
     /// API port
-    #[arg(long, value_name = "PORT", default_value_t = 52415)]
+    #[arg(long, value_name = "PORT", default_value_t = crate::settings::ports::DEFAULT_API_PORT)]
     pub api_port: u16,
     /// Most tokens a request generates when it sets no `max_tokens`
     /// (default 2048; a request may ask for more, up to the context limit)
@@ -437,8 +438,9 @@ pub struct ModelAddArgs {
     /// The model's card
     #[arg(long, value_name = "FILE")]
     pub card: PathBuf,
-    /// The model directory (an inventory host's `modelDir`)
-    #[arg(long, value_name = "DIR", default_value = crate::inventory::DEFAULT_MODEL_DIR)]
+    /// The model directory, read as an inventory host's `modelDir` (`~` or
+    /// a relative path: under the home directory)
+    #[arg(long, value_name = "DIR", default_value = crate::settings::paths::DEFAULT_MODEL_DIR)]
     pub model_dir: String,
 }
 
@@ -863,7 +865,7 @@ fn fetch_model(args: FetchModelArgs) -> Result<(), CliError> {
     let spec = doc
         .rank_spec(RankSelector::Node(&args.node))
         .map_err(|e| CliError::invalid(format!("plan `{}`: {e}", args.plan.display())))?;
-    let dir = crate::run_shard::expand_home(&spec.model_dir).map_err(CliError::runtime)?;
+    let dir = paths::resolve(&spec.model_dir).map_err(CliError::runtime)?;
     let hub = crate::hub::Hub::from_env()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -920,14 +922,7 @@ fn connect_settings(
 
 /// The API bearer token: `--api-key-file`, else `SKULK_API_KEY`.
 fn api_key(file: Option<&Path>) -> Result<Option<String>, CliError> {
-    let key = match file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| {
-            CliError::runtime(format!("cannot read API key file `{}`: {e}", f.display()))
-        })?,
-        None => std::env::var("SKULK_API_KEY").unwrap_or_default(),
-    };
-    let key = key.trim();
-    Ok((!key.is_empty()).then(|| key.to_owned()))
+    crate::settings::env::api_key(file).map_err(|e| CliError::Runtime(e.into()))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -964,7 +959,10 @@ fn run_shard(args: RunShardArgs) -> Result<(), CliError> {
         max_tokens: args.max_tokens,
         micro_batches: args.micro_batches,
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
-        cache_dir: args.cache_dir,
+        cache_dir: match args.cache_dir {
+            Some(dir) => dir,
+            None => paths::shard_cache().map_err(CliError::runtime)?,
+        },
         health_file: args.health_file,
     };
     Ok(run_shard::run(settings)?)
@@ -1005,7 +1003,7 @@ fn card_from_hf(repo: &str, args: &CardNewArgs) -> Result<crate::card::ModelCard
 fn model_add(args: ModelAddArgs) -> Result<(), CliError> {
     use crate::model_add::{self, Placed};
     let card = load_card(&args.card)?;
-    let dir = crate::run_shard::expand_home(&args.model_dir).map_err(CliError::runtime)?;
+    let dir = paths::resolve(&args.model_dir).map_err(CliError::runtime)?;
     for added in model_add::add(&args.file, &card, &dir)? {
         output::progress(format!(
             "{} `{}`",
@@ -1031,9 +1029,17 @@ fn inventory_probe(args: ProbeArgs) -> Result<(), CliError> {
     if args.local {
         targets.insert(0, ProbeTarget::local());
     }
+    let identity_file =
+        match args.identity {
+            // The entries name it for use from anywhere.
+            Some(file) => Some(std::path::absolute(&file).map_err(|e| {
+                CliError::runtime(format!("cannot resolve `{}`: {e}", file.display()))
+            })?),
+            None => None,
+        };
     let settings = ProbeSettings {
         connect: connect_settings(args.known_hosts, args.accept_new_host_keys),
-        identity_file: args.identity,
+        identity_file,
     };
     let entries = probe::probe(&targets, &settings)?;
     if probe::build_backends(false, "").is_empty() {

@@ -134,11 +134,6 @@ pub fn card_files(card: &ModelCard) -> Result<Vec<String>, FetchError> {
     })
 }
 
-/// Where a host keeps a model: `<model_dir>/<org>--<name>`.
-pub fn model_path(model_dir: &Path, model_id: &str) -> PathBuf {
-    model_dir.join(model_id.replace('/', "--"))
-}
-
 /// Fetch the files `card` needs from the repository named by its `modelId`.
 pub async fn fetch_card(
     hub: &Hub,
@@ -154,7 +149,7 @@ pub async fn fetch_card(
         &repo,
         revision,
         &files,
-        &model_path(model_dir, &card.model_id),
+        &crate::settings::paths::model_store(model_dir, &card.model_id),
         progress,
     )
     .await
@@ -541,7 +536,6 @@ mod tests {
         assert_eq!(card_files(&card).unwrap(), ["m.gguf"]);
         card.gguf_file = None;
         assert!(matches!(card_files(&card), Err(FetchError::NotGguf { .. })));
-        assert_eq!(model_path(Path::new("/m"), "org/m"), Path::new("/m/org--m"));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! (size, LFS sha256) and streamed downloads.
 //!
 //! Settings come from the environment as the Python `huggingface_hub` reads
-//! them: `HF_ENDPOINT` (another hub or a mirror), `HF_TOKEN` (or the token
-//! file), and `HF_HUB_OFFLINE`, which this module enforces (hf-hub 1.0 does
-//! not): when set, every call fails with [`HubError::Offline`] before any
-//! request. Every error names the repository and the endpoint.
+//! them ([`crate::settings::env::hub`]): `HF_ENDPOINT` (another hub or a
+//! mirror), `HF_TOKEN` (or the token file), and `HF_HUB_OFFLINE`, which this
+//! module enforces (hf-hub 1.0 does not): when set, every call fails with
+//! [`HubError::Offline`] before any request. Every error names the
+//! repository and the endpoint.
 
 use std::ops::Range;
 
@@ -138,34 +139,10 @@ pub struct RemoteFile {
 }
 
 /// Where the hub is and how to talk to it.
-#[derive(Debug, Clone, Default)]
-pub struct HubSettings {
-    /// `None`: `HF_ENDPOINT`, else `https://huggingface.co`.
-    pub endpoint: Option<String>,
-    /// `None`: `HF_TOKEN`, else the token file.
-    pub token: Option<String>,
-    pub offline: bool,
-}
+pub type HubSettings = crate::settings::env::Hub;
 
-impl HubSettings {
-    /// Settings from the environment (`HF_HUB_OFFLINE` is true for `1`,
-    /// `true`, `yes` or `on`, as in `huggingface_hub`).
-    pub fn from_env() -> HubSettings {
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "1" | "true" | "yes" | "on"
-                )
-            })
-            .unwrap_or(false);
-        HubSettings {
-            endpoint: None,
-            token: None,
-            offline,
-        }
-    }
-}
+/// The hub when no `HF_ENDPOINT` names another.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 /// A hub client.
 #[derive(Clone)]
@@ -183,14 +160,13 @@ impl Hub {
         let mut b = HFClient::builder()
             .cache_enabled(false)
             .retry_max_attempts(RETRIES);
-        if let Some(e) = settings.endpoint {
-            b = b.endpoint(e);
-        }
+        let endpoint = settings
+            .endpoint
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        b = b.endpoint(endpoint.clone());
         if let Some(t) = settings.token {
             b = b.token(t);
         }
-        let endpoint =
-            std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
         let client = b.build().map_err(|e| HubError::Other {
             repo: String::new(),
             endpoint,
@@ -203,7 +179,7 @@ impl Hub {
     }
 
     pub fn from_env() -> Result<Hub, HubError> {
-        Hub::new(HubSettings::from_env())
+        Hub::new(crate::settings::env::hub())
     }
 
     pub fn endpoint(&self) -> &str {

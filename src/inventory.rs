@@ -21,13 +21,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::card::is_known_backend_tag;
-
-/// Where a host keeps its models when the inventory names no `modelDir`
-/// (design.md, "Model directory"); `~` is expanded on the host.
-pub const DEFAULT_MODEL_DIR: &str = "~/.cache/skulk/models";
-
-/// The SSH port when the inventory gives none (RFC 4253 section 4.1).
-pub const DEFAULT_SSH_PORT: u16 = 22;
+use crate::settings::paths::DEFAULT_MODEL_DIR;
+use crate::settings::ports::DEFAULT_SSH_PORT;
 
 /// Largest memory size accepted for one host: 1 PiB. Far above any machine
 /// (the largest single-system RAM sold is a few dozen TiB), and low enough
@@ -111,8 +106,9 @@ pub struct HostEntry {
     /// plans (`{studio-b: rdma_en3}`).
     #[serde(default)]
     pub rdma: BTreeMap<String, String>,
-    /// Where the host keeps models (default `~/.cache/skulk/models`; `~` is
-    /// expanded on the host).
+    /// Where the host keeps models (default `~/.cache/skulk/models`; `~`, `~/x`
+    /// and a relative path are under the login user's home directory on the
+    /// host).
     #[serde(default)]
     pub model_dir: Option<String>,
 }
@@ -140,7 +136,8 @@ pub struct SshEntry {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub port: Option<u16>,
-    /// Private key file on the machine running `skulk apply`.
+    /// Private key file on the machine running `skulk apply` (`~`, `~/x` and a
+    /// relative path are under that machine's home directory).
     #[serde(default)]
     pub identity_file: Option<String>,
 }
@@ -351,7 +348,8 @@ pub struct SshSettings {
     pub user: Option<String>,
     /// SSH port.
     pub port: u16,
-    /// Private key file on the machine running `skulk apply`.
+    /// Private key file on the machine running `skulk apply` (`~`, `~/x` and a
+    /// relative path are under that machine's home directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_file: Option<String>,
 }

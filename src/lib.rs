@@ -22,6 +22,7 @@ pub mod plan;
 pub mod ring;
 pub mod run_shard;
 pub mod schema;
+pub mod settings;
 pub mod shard;
 pub mod synth;
 pub mod validate;

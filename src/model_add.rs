@@ -67,7 +67,7 @@ pub struct Added {
 /// Where the card's model lives under `model_dir`.
 pub fn destination(card: &ModelCard, model_dir: &Path) -> Option<PathBuf> {
     let file = card.gguf_file.as_deref()?;
-    Some(model_dir.join(card.normalized_id()).join(file))
+    Some(crate::settings::paths::model_store(model_dir, &card.model_id).join(file))
 }
 
 /// Puts `file` (and, for a split model, its other parts) where `card`'s

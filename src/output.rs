@@ -104,11 +104,7 @@ fn line(text: &str) {
 /// Whether standard output gets colour: only a terminal, and never with
 /// `NO_COLOR` set to anything non-empty (no-color.org).
 pub fn color_stdout() -> bool {
-    std::io::stdout().is_terminal() && !no_color()
-}
-
-fn no_color() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    std::io::stdout().is_terminal() && !crate::settings::env::no_color()
 }
 
 /// Writes a result to standard output and flushes it. The error is the

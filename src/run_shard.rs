@@ -22,12 +22,8 @@ use crate::gguf::shard_name;
 use crate::inventory::GpuLayers;
 use crate::plan::document::{PlanDocument, PlanFileError, RankSelector, RankSpec};
 use crate::ring::WireFormat;
+use crate::settings::{env, paths};
 use crate::shard::{self, ApiSettings, MetricsSettings, ShardSettings};
-
-/// Environment variable holding the ring secret (set by `skulk apply`).
-pub const SECRET_ENV: &str = "SKULK_RING_SECRET";
-/// Environment variable holding the API bearer token.
-pub const API_KEY_ENV: &str = "SKULK_API_KEY";
 
 /// Context budget when neither the plan nor the card gives one: llama.cpp
 /// preallocates `n_ctx`, and this is the planner's GGUF cap.
@@ -72,7 +68,8 @@ pub struct Settings {
     /// per rank).
     pub micro_batches: Option<u32>,
     pub formation_timeout: Duration,
-    pub cache_dir: Option<PathBuf>,
+    /// The rank-local shard cache.
+    pub cache_dir: PathBuf,
     /// Where the ring reports a slow neighbour (`apply` passes the run
     /// directory's `ring-health`, which `status` reads).
     pub health_file: Option<PathBuf>,
@@ -117,8 +114,7 @@ pub const RANK_SPINCOUNT: &str = "10000";
 #[cfg(feature = "openmp")]
 pub fn bound_openmp_spin() {
     use std::os::unix::process::CommandExt;
-    if std::env::var_os("GOMP_SPINCOUNT").is_some() || std::env::var_os("OMP_WAIT_POLICY").is_some()
-    {
+    if env::openmp_wait_policy_set() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -129,7 +125,7 @@ pub fn bound_openmp_spin() {
     let err = std::process::Command::new(&exe)
         .arg0(arg0)
         .args(args)
-        .env("GOMP_SPINCOUNT", RANK_SPINCOUNT)
+        .env(env::GOMP_SPINCOUNT, RANK_SPINCOUNT)
         .exec();
     crate::output::warn(format!(
         "skulk run-shard: could not re-execute `{}` with GOMP_SPINCOUNT={RANK_SPINCOUNT} \
@@ -197,21 +193,23 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
     let model_path = model_file(&spec).map_err(host_err)?;
     let model_files = check_model_size(&spec, &model_path).map_err(host_err)?;
     let layers = spec.start_layer..spec.end_layer;
-    let cache_dir = match &settings.cache_dir {
-        Some(dir) => dir.clone(),
-        None => home_dir().map_err(host_err)?.join(".cache/skulk/shards"),
-    };
     let key = model_fingerprint(&model_files).map_err(host_err)?;
-    let local =
-        shard::rank_local_gguf(&model_path, &key, layers.clone(), spec.n_layers, &cache_dir)
-            .map_err(|e| host_err(format!("cannot cut the rank-local model: {e}")))?;
+    let local = shard::rank_local_gguf(
+        &model_path,
+        &key,
+        layers.clone(),
+        spec.n_layers,
+        &settings.cache_dir,
+    )
+    .map_err(|e| host_err(format!("cannot cut the rank-local model: {e}")))?;
 
     let secret = if spec.world_size > 1 {
         read_secret(&settings.secret).map_err(host_err)?
     } else {
         Vec::new()
     };
-    let api_key = read_api_key(settings.api_key_file.as_deref()).map_err(host_err)?;
+    let api_key =
+        env::api_key(settings.api_key_file.as_deref()).map_err(|e| host_err(e.to_string()))?;
     let bind_addr = resolve_ip(&spec.address).map_err(host_err)?;
     let api = if spec.rank == 0 {
         Some(ApiSettings {
@@ -312,11 +310,11 @@ fn check_runnable(spec: &RankSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// `<modelDir>/<org>--<name>/<ggufFile>` with `~` expanded.
+/// `<modelDir>/<org>--<name>/<ggufFile>`, `modelDir` resolved on this host.
 fn model_file(spec: &RankSpec) -> Result<PathBuf, String> {
-    let dir = expand_home(&spec.model_dir)?;
+    let dir = paths::resolve(&spec.model_dir).map_err(|e| e.to_string())?;
     let file = spec.gguf_file.as_deref().unwrap_or_default();
-    Ok(dir.join(&spec.normalized_model_id).join(file))
+    Ok(paths::model_store(&dir, &spec.model_card.model_id).join(file))
 }
 
 /// The model file (or its whole shard group) must exist with the card's
@@ -387,17 +385,18 @@ fn read_secret(source: &SecretSource) -> Result<Vec<u8>, String> {
     let secret = match source {
         SecretSource::File(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the ring secret file `{}`: {e}", path.display()))?,
-        SecretSource::EnvOrStdin => match std::env::var(SECRET_ENV) {
-            Ok(value) => value,
-            Err(_) if !std::io::stdin().is_terminal() => {
+        SecretSource::EnvOrStdin => match env::ring_secret() {
+            Some(value) => value,
+            None if !std::io::stdin().is_terminal() => {
                 let mut text = String::new();
                 std::io::stdin()
                     .read_to_string(&mut text)
                     .map_err(|e| format!("cannot read the ring secret from standard input: {e}"))?;
                 text
             }
-            Err(_) => return Err(format!(
-                "no ring secret: set `{SECRET_ENV}`, pass `--secret-file`, or pipe it on standard input\n\nhint: `skulk apply` hands every rank the secret it makes for the plan"
+            None => return Err(format!(
+                "no ring secret: set `{}`, pass `--secret-file`, or pipe it on standard input\n\nhint: `skulk apply` hands every rank the secret it makes for the plan",
+                env::RING_SECRET
             )),
         },
     };
@@ -406,17 +405,6 @@ fn read_secret(source: &SecretSource) -> Result<Vec<u8>, String> {
         return Err("the ring secret is empty".into());
     }
     Ok(secret.as_bytes().to_vec())
-}
-
-fn read_api_key(file: Option<&Path>) -> Result<Option<String>, String> {
-    let key = match file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the API key file `{}`: {e}", path.display()))?,
-        ),
-        None => std::env::var(API_KEY_ENV).ok(),
-    };
-    Ok(key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty()))
 }
 
 /// An address of the plan as an IP: literal, or resolved once.
@@ -432,34 +420,9 @@ fn resolve_ip(address: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("address `{address}` resolves to nothing"))
 }
 
-fn home_dir() -> Result<PathBuf, String> {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .ok_or_else(|| "`HOME` is not set, so `~` cannot be expanded".to_string())
-}
-
-/// `~` and `~/x` become the home directory; other paths are unchanged.
-pub fn expand_home(path: &str) -> Result<PathBuf, String> {
-    if path == "~" {
-        return home_dir();
-    }
-    match path.strip_prefix("~/") {
-        Some(rest) => Ok(home_dir()?.join(rest)),
-        None => Ok(PathBuf::from(path)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn home_is_expanded_only_at_the_start() {
-        let home = home_dir().unwrap();
-        assert_eq!(expand_home("~").unwrap(), home);
-        assert_eq!(expand_home("~/models").unwrap(), home.join("models"));
-        assert_eq!(expand_home("/srv/~x").unwrap(), PathBuf::from("/srv/~x"));
-    }
 
     #[test]
     fn fingerprint_changes_with_content_and_size() {

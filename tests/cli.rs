@@ -390,3 +390,47 @@ fn probing_this_machine_gives_a_valid_local_inventory() {
         .unwrap();
     assert_eq!(check.status.code(), Some(0), "{yaml}\n{check:?}");
 }
+
+/// One `~` rule: a path that needs the home directory when `HOME` is not
+/// set is an error naming `HOME` and the path (never `/` or the current
+/// directory), while an absolute path needs no home.
+#[test]
+fn an_unset_home_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&cases_root().join("model/add"), dir.path());
+    let add = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skulk"))
+            .args(["model", "add", "tiny-Q4_K_M.gguf", "--card", "card.yaml"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("HOME")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    for (args, path) in [
+        (&[][..], "~/.cache/skulk/models"),
+        (&["--model-dir", "models"][..], "models"),
+    ] {
+        let out = add(args);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("error: `HOME` is not set, so `{path}` cannot be resolved\n\nhint: set `HOME`, or give an absolute path\n")
+        );
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "models" || n == ".cache"),
+        "{names:?}"
+    );
+    let absolute = dir.path().join("abs");
+    let out = add(&["--model-dir", absolute.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(absolute
+        .join("local--tiny-Q4_K_M/tiny-Q4_K_M.gguf")
+        .is_file());
+}

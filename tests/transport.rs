@@ -23,9 +23,8 @@ const N: usize = 3;
 fn opts(h: &TestHosts) -> SshOptions {
     SshOptions {
         identity_file: Some(h.key.clone()),
-        known_hosts: h.known_hosts.clone(),
         connect_timeout: Duration::from_secs(5),
-        ..SshOptions::new(&h.user)
+        ..SshOptions::new(&h.user, h.known_hosts.clone())
     }
 }
 
@@ -437,9 +436,8 @@ fn ssh_handshake_with_a_silent_server_times_out_naming_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let o = SshOptions {
         port,
-        known_hosts: dir.path().join("known_hosts"),
         connect_timeout: Duration::from_secs(1),
-        ..SshOptions::new("root")
+        ..SshOptions::new("root", dir.path().join("known_hosts"))
     };
     let start = Instant::now();
     let err = SshTransport::connect("mute", "127.0.0.1", &o)

@@ -105,12 +105,13 @@ fn errors_since(mark: u64, fallback: &str) -> String {
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let echo = match std::env::var("SKULK_LLAMA_LOG").as_deref() {
-            Ok("debug") => sys::GGML_LOG_LEVEL_DEBUG,
-            Ok("info") => sys::GGML_LOG_LEVEL_INFO,
-            Ok("warn") => sys::GGML_LOG_LEVEL_WARN,
-            Ok("error") => sys::GGML_LOG_LEVEL_ERROR,
-            _ => u32::MAX,
+        use crate::settings::env::{llama_log, LlamaLog};
+        let echo = match llama_log() {
+            Some(LlamaLog::Debug) => sys::GGML_LOG_LEVEL_DEBUG,
+            Some(LlamaLog::Info) => sys::GGML_LOG_LEVEL_INFO,
+            Some(LlamaLog::Warn) => sys::GGML_LOG_LEVEL_WARN,
+            Some(LlamaLog::Error) => sys::GGML_LOG_LEVEL_ERROR,
+            None => u32::MAX,
         };
         log_state().echo_level = echo;
         // SAFETY: the callback is a plain function valid for the whole

@@ -264,7 +264,7 @@ pub fn apply(
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let local_exe = std::env::current_exe()
         .map_err(|e| ExecError::runtime("cannot find this skulk binary", vec![e.to_string()]));
-    let hf_env = script::hf_env_assignments(|k| std::env::var(k).ok());
+    let hf_env = script::hf_env_assignments(&crate::settings::env::hf_forwarded());
     let steps: Vec<HostSteps> = dep
         .ranks
         .iter()

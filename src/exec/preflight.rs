@@ -12,6 +12,7 @@ use super::script::{mem_available, parse_listeners, port_busy, Listener, Report}
 use super::target::{Deployment, RankTarget};
 use crate::engine::SUPPORTED_ARCHITECTURES;
 use crate::gguf::{check_cut, GgufHeader};
+use crate::settings::paths::{DEFAULT_MODEL_DIR, INSTALLED_SKULK, SHARD_CACHE_DIR};
 
 /// What preflight may fix instead of failing.
 #[derive(Clone, Debug, Default)]
@@ -193,7 +194,7 @@ pub struct Verdict {
 pub fn skulk_place(explicit: Option<&str>) -> String {
     match explicit {
         Some(p) => format!("`{p}`"),
-        None => "`~/.local/bin/skulk` or on the login shell's PATH".to_owned(),
+        None => format!("`~/{INSTALLED_SKULK}` or on the login shell's PATH"),
     }
 }
 
@@ -252,7 +253,7 @@ pub fn check(
         ModelState::Missing => v.problems.push(format!(
             "model file `{path}` is missing\n\nhint: pass `--fetch` to download it on the host, or put the GGUF there yourself: `skulk model add FILE --card CARD{}` on the host (or copy `{}` there)",
             match &rank.model.dir {
-                RemotePath::Home(d) if d == ".cache/skulk/models" => String::new(),
+                dir if *dir == RemotePath::parse(DEFAULT_MODEL_DIR) => String::new(),
                 dir => format!(" --model-dir {dir}"),
             },
             rank.model.relative
@@ -311,7 +312,7 @@ pub fn check(
                 v.problems.push(format!(
                     "`{}` free for the shard cache `~/{}`, the rank's layers {} need at least `{}`\n\nhint: free disk space on the host",
                     gib(avail),
-                    super::target::SHARD_CACHE_DIR,
+                    SHARD_CACHE_DIR,
                     rank.layers(),
                     gib(share)
                 ));

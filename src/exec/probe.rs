@@ -166,7 +166,7 @@ fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<Entry, String> {
         Connection::Ssh {
             user: t.user.clone(),
             port: t.port,
-            identity_file: s.identity_file.clone(),
+            identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
         }
     };
     let host = Host::connect(t.label(), &t.host, &conn, &s.connect).map_err(|e| transport(&e))?;

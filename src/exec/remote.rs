@@ -11,8 +11,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::settings::{env, paths};
+
 use super::transport::{
-    shell_quote, LocalTransport, Output, SshOptions, SshTransport, Transport, TransportError,
+    shell_quote, HostId, LocalTransport, Output, SshOptions, SshTransport, Transport,
+    TransportError,
 };
 
 /// A path on a host: absolute, or relative to the login user's home
@@ -25,17 +28,13 @@ pub enum RemotePath {
 }
 
 impl RemotePath {
-    /// Reads an inventory-style path: `~`, `~/x` and relative paths are
-    /// home-relative; `/x` is absolute.
+    /// Reads an inventory-style path as [`paths::resolve`] does on this
+    /// machine: `/x` is absolute, `~`, `~/x` and `x` are home-relative.
     pub fn parse(path: &str) -> RemotePath {
         if path.starts_with('/') {
             return RemotePath::Absolute(path.trim_end_matches('/').to_owned()).normalised();
         }
-        let rest = path
-            .strip_prefix("~/")
-            .or_else(|| (path == "~").then_some(""))
-            .unwrap_or(path);
-        RemotePath::Home(rest.trim_end_matches('/').to_owned())
+        RemotePath::Home(paths::home_relative(path).trim_end_matches('/').to_owned())
     }
 
     fn normalised(self) -> RemotePath {
@@ -195,8 +194,9 @@ pub enum Connection {
         user: Option<String>,
         /// `None`: 22.
         port: Option<u16>,
-        /// Private key; `None`: ssh-agent, then the default keys.
-        identity_file: Option<PathBuf>,
+        /// Private key, inventory-style (`~` or relative: under the home
+        /// directory); `None`: ssh-agent, then the default keys.
+        identity_file: Option<String>,
     },
 }
 
@@ -227,9 +227,7 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The local user name, the SSH login when the inventory names none.
 fn local_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "root".to_owned())
+    env::login_user().unwrap_or_else(|| "root".to_owned())
 }
 
 /// A connected host: its node name and the transport that reaches it.
@@ -254,14 +252,26 @@ impl Host {
                 port,
                 identity_file,
             } => {
-                let mut opts = SshOptions::new(user.clone().unwrap_or_else(local_user));
+                let no_home = |source| TransportError::NoHome {
+                    host: HostId {
+                        name: node.to_owned(),
+                        address: address.to_owned(),
+                    },
+                    source,
+                };
+                let known_hosts = match &settings.known_hosts {
+                    Some(kh) => kh.clone(),
+                    None => paths::known_hosts().map_err(no_home)?,
+                };
+                let mut opts =
+                    SshOptions::new(user.clone().unwrap_or_else(local_user), known_hosts);
                 if let Some(port) = port {
                     opts.port = *port;
                 }
-                opts.identity_file = identity_file.clone();
-                if let Some(kh) = &settings.known_hosts {
-                    opts.known_hosts = kh.clone();
-                }
+                opts.identity_file = match identity_file {
+                    Some(file) => Some(paths::resolve(file).map_err(no_home)?),
+                    None => None,
+                };
                 opts.accept_new = settings.accept_new_host_keys;
                 opts.connect_timeout = settings.connect_timeout;
                 opts.io_timeout = Some(IO_TIMEOUT);
@@ -275,7 +285,7 @@ impl Host {
         Host {
             node: node.to_owned(),
             transport,
-            log_commands: std::env::var_os("SKULK_LOG_COMMANDS").is_some_and(|v| v != "0")
+            log_commands: env::log_commands()
                 || crate::output::level() == crate::output::Level::Verbose,
         }
     }

@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::remote::{Action, RemotePath};
 use super::target::{Deployment, RankTarget, RunLayout};
 use super::transport::shell_quote;
+use crate::settings::env;
+use crate::settings::paths::INSTALLED_SKULK;
 
 /// Where the host's skulk is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +29,7 @@ impl SkulkLocation {
     /// Where `--install` copies the binary.
     pub fn install_path(&self) -> RemotePath {
         match self {
-            SkulkLocation::Default => RemotePath::Home(DEFAULT_INSTALL.to_owned()),
+            SkulkLocation::Default => RemotePath::Home(INSTALLED_SKULK.to_owned()),
             SkulkLocation::At(p) => p.clone(),
         }
     }
@@ -37,7 +39,7 @@ impl SkulkLocation {
         match self {
             SkulkLocation::Default => format!(
                 "if [ -x {p} ]; then skulk={p}; else skulk=$(command -v skulk 2>/dev/null || true); fi\n",
-                p = RemotePath::Home(DEFAULT_INSTALL.to_owned()).sh()
+                p = RemotePath::Home(INSTALLED_SKULK.to_owned()).sh()
             ),
             SkulkLocation::At(p) => format!(
                 "skulk={}\n[ -x \"$skulk\" ] || skulk=\n",
@@ -46,9 +48,6 @@ impl SkulkLocation {
         }
     }
 }
-
-/// The XDG user binary directory (`systemd-path user-binaries`).
-const DEFAULT_INSTALL: &str = ".local/bin/skulk";
 
 /// A shell function: `ours PID DIR` succeeds when PID is alive and is the
 /// rank started in DIR (its arguments name `DIR/plan.json`), so a recycled
@@ -181,16 +180,13 @@ pub fn version_of(path: &str) -> Action {
     )
 }
 
-/// The Hugging Face settings of this machine that `--fetch` hands to the
-/// hosts (`HF_TOKEN` is a secret, so all of them travel on stdin, as shell
-/// assignments the fetch script evaluates).
-pub const HF_ENV: [&str; 3] = ["HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE"];
-
-/// `export NAME='value'` lines for the set variables of [`HF_ENV`].
-pub fn hf_env_assignments(get: impl Fn(&str) -> Option<String>) -> Vec<u8> {
-    HF_ENV
-        .iter()
-        .filter_map(|k| get(k).map(|v| format!("export {k}={}\n", shell_quote(&v))))
+/// `export NAME='value'` lines for the Hugging Face settings of this
+/// machine that `--fetch` hands to the hosts ([`env::hf_forwarded`]):
+/// `HF_TOKEN` is a secret, so all of them travel on stdin, as shell
+/// assignments the fetch script evaluates.
+pub fn hf_env_assignments(vars: &[(&str, String)]) -> Vec<u8> {
+    vars.iter()
+        .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
         .collect::<String>()
         .into_bytes()
 }
@@ -269,7 +265,7 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
         dep.short_digest()
     ));
     // Secrets reach the rank only through the 0600 files; never inherit them.
-    s.push_str("unset SKULK_RING_SECRET SKULK_API_KEY\n");
+    s.push_str(&format!("unset {}\n", env::SECRETS.join(" ")));
     s.push_str("detach=; if command -v setsid >/dev/null 2>&1; then detach=setsid; fi\n");
     s.push_str(&format!(
         "nohup $detach sh -c 'echo $$ >\"$0\"/rank.pid; exec \"$@\"' \"$d\" \\\n  {} \\\n  </dev/null >>rank.log 2>&1 &\n",
@@ -888,7 +884,10 @@ mod tests {
 
     #[test]
     fn hf_settings_reach_the_fetch_on_stdin_only() {
-        let env = hf_env_assignments(|k| (k != "HF_HUB_OFFLINE").then(|| format!("v'{k}")));
+        let env = hf_env_assignments(&[
+            ("HF_ENDPOINT", "v'HF_ENDPOINT".into()),
+            ("HF_TOKEN", "v'HF_TOKEN".into()),
+        ]);
         let text = String::from_utf8(env.clone()).unwrap();
         assert_eq!(
             text,

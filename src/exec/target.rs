@@ -10,42 +10,19 @@
 
 use std::fmt;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::remote::{Connection, RemotePath};
 use super::ExecError;
 use crate::inventory::Connection as InvConnection;
 use crate::plan::memory::{ModelMemory, KV_BUDGET_TOKENS};
 use crate::plan::{InstanceKind, PlanDocument, Sharding};
+use crate::settings::paths::{RUNS_DIR, SHARD_CACHE_DIR};
+use crate::settings::ports::DEFAULT_SSH_PORT;
 
 /// The engine skulk's ranks run (the plan's `skulk.engine`, and the prefix
 /// of every backend tag it serves).
 pub const ENGINE: &str = "llama_cpp";
-
-/// Whether `file` is the first part of a split GGUF (`-00001-of-00003.gguf`),
-/// whose size is only part of the card's `storageSize`.
-pub fn is_split_gguf(file: &str) -> bool {
-    let Some(stem) = file.strip_suffix(".gguf") else {
-        return false;
-    };
-    let b = stem.as_bytes();
-    b.len() >= 15
-        && b[b.len() - 15] == b'-'
-        && b[b.len() - 9..b.len() - 5] == *b"-of-"
-        && b[b.len() - 14..b.len() - 9].iter().all(u8::is_ascii_digit)
-        && b[b.len() - 5..].iter().all(u8::is_ascii_digit)
-}
-
-/// Where a host keeps models when the inventory gives no `modelDir`
-/// (design.md, "Files").
-pub const DEFAULT_MODEL_DIR: &str = "~/.cache/skulk/models";
-
-/// Parent of every run directory on a host (beside the model and shard caches).
-pub const RUNS_DIR: &str = ".cache/skulk/runs";
-
-/// The rank-local shard cache; `run-shard`'s default `--cache-dir`, passed
-/// explicitly so that `down --purge` and the disk check know it.
-pub const SHARD_CACHE_DIR: &str = ".cache/skulk/shards";
 
 /// Hex digits of the plan digest that name a run directory: 64 bits, so two
 /// plans on one host collide with probability about n^2 / 2^65.
@@ -103,11 +80,6 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
-    /// The model's store directory name for `model_id` (`/` becomes `--`).
-    pub fn store_name(model_id: &str) -> String {
-        model_id.replace('/', "--")
-    }
-
     pub fn path(&self) -> RemotePath {
         self.dir.join(&self.relative)
     }
@@ -133,7 +105,11 @@ impl RankTarget {
             Connection::Local => "local".to_owned(),
             Connection::Ssh { user, port, .. } => {
                 let user = user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
-                format!("{user}{}:{}", self.address, port.unwrap_or(22))
+                format!(
+                    "{user}{}:{}",
+                    self.address,
+                    port.unwrap_or(DEFAULT_SSH_PORT)
+                )
             }
         }
     }
@@ -208,11 +184,7 @@ impl Deployment {
                 InvConnection::Ssh => Connection::Ssh {
                     user: spec.ssh.as_ref().and_then(|s| s.user.clone()),
                     port: spec.ssh.as_ref().map(|s| s.port),
-                    identity_file: spec
-                        .ssh
-                        .as_ref()
-                        .and_then(|s| s.identity_file.as_ref())
-                        .map(PathBuf::from),
+                    identity_file: spec.ssh.as_ref().and_then(|s| s.identity_file.clone()),
                 },
             };
             let layers = u128::from(spec.end_layer - spec.start_layer);
@@ -233,7 +205,7 @@ impl Deployment {
                     dir: RemotePath::parse(&spec.model_dir),
                     relative: format!("{}/{gguf}", spec.normalized_model_id),
                     size: spec.model_card.storage_size.in_bytes,
-                    split: is_split_gguf(gguf),
+                    split: crate::gguf::shard_name(gguf).is_some(),
                     sha256: None,
                 },
                 need_bytes: Some(need),
@@ -374,7 +346,7 @@ pub(crate) mod fixtures {
                 end_layer: layers * (i + 1) / n,
                 n_layers: layers,
                 model: ModelFile {
-                    dir: RemotePath::parse(DEFAULT_MODEL_DIR),
+                    dir: RemotePath::parse(crate::settings::paths::DEFAULT_MODEL_DIR),
                     relative: "org--model/model.Q4_1.gguf".into(),
                     size: 98_362_432,
                     split: false,
@@ -430,14 +402,5 @@ mod tests {
             d.ranks[0].model.path().to_string(),
             "~/.cache/skulk/models/org--model/model.Q4_1.gguf"
         );
-        assert_eq!(ModelFile::store_name("a/b"), "a--b");
-    }
-
-    #[test]
-    fn split_ggufs_are_recognised() {
-        assert!(is_split_gguf("Llama-3.3-70B-Q4_K_M-00001-of-00002.gguf"));
-        assert!(!is_split_gguf("SmolLM2-135M-Instruct.Q4_1.gguf"));
-        assert!(!is_split_gguf("x-0001-of-00002.gguf"));
-        assert!(!is_split_gguf("-00001-of-00002"));
     }
 }

@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use ssh2::{CheckResult, KnownHostFileKind, MethodType, Session};
 
+use crate::settings::paths::{self, NoHome};
+use crate::settings::{env, ports::DEFAULT_SSH_PORT};
+
 /// Connect timeout when the inventory gives none. OpenSSH has no default (it
 /// waits for the kernel, about two minutes for an unanswered SYN); 10 s is
 /// Ansible's default, long enough for a slow LAN and short enough that an
 /// `apply` on a dead host fails quickly.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The SSH port when the inventory gives none (RFC 4253 section 4.1).
-pub const DEFAULT_SSH_PORT: u16 = 22;
 
 /// Read size for command output; libssh2 hands out at most one packet's
 /// payload (32 KiB) per read anyway.
@@ -104,6 +104,11 @@ pub enum TransportError {
 
     #[error("cannot connect to host {host}: {source}\n\nhint: check that the host is up and that sshd listens on its SSH port")]
     Connect { host: HostId, source: io::Error },
+
+    /// A file SSH needs (known_hosts, a key) is under a home directory
+    /// that is not known.
+    #[error("cannot connect to host {host}: {source}")]
+    NoHome { host: HostId, source: NoHome },
 
     #[error(
         "connecting to host {host} timed out after {}s\n\nhint: check that the host is up and reachable from here",
@@ -439,14 +444,18 @@ fn signal_name(sig: i32) -> String {
 // ---------------------------------------------------------------------------
 // SSH
 
-/// How to reach and authenticate to an SSH host.
+/// How to reach and authenticate to an SSH host. Every path is resolved
+/// (no `~`).
 #[derive(Clone, Debug)]
 pub struct SshOptions {
     pub user: String,
     pub port: u16,
-    /// Private key to log in with. `None`: ssh-agent, then the default keys
-    /// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` that exist.
+    /// Private key to log in with. `None`: ssh-agent, then
+    /// `default_identities`.
     pub identity_file: Option<PathBuf>,
+    /// Keys tried, those that exist, when there is no `identity_file` and
+    /// no ssh-agent logs in.
+    pub default_identities: Vec<PathBuf>,
     pub known_hosts: PathBuf,
     /// Record the key of a host missing from `known_hosts` instead of refusing
     /// it. Never affects a host whose recorded key differs.
@@ -461,32 +470,23 @@ pub struct SshOptions {
 }
 
 impl SshOptions {
-    /// Port 22, the caller's known_hosts (`~/.ssh/known_hosts`), no new keys
-    /// accepted, the default connect timeout, no I/O timeout.
-    pub fn new(user: impl Into<String>) -> Self {
+    /// Port 22, OpenSSH's default keys of this user (none without a home
+    /// directory), no new keys accepted, the default connect timeout, no
+    /// I/O timeout.
+    pub fn new(user: impl Into<String>, known_hosts: PathBuf) -> Self {
         SshOptions {
             user: user.into(),
             port: DEFAULT_SSH_PORT,
             identity_file: None,
-            known_hosts: home_dir().join(".ssh/known_hosts"),
+            default_identities: paths::DEFAULT_IDENTITIES
+                .iter()
+                .filter_map(|key| paths::in_home(key).ok())
+                .collect(),
+            known_hosts,
             accept_new: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             io_timeout: None,
         }
-    }
-}
-
-fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// `~/x` means `$HOME/x` on this machine (inventory identity files).
-fn expand_tilde(p: &Path) -> PathBuf {
-    match p.strip_prefix("~") {
-        Ok(rest) => home_dir().join(rest),
-        Err(_) => p.to_path_buf(),
     }
 }
 
@@ -872,8 +872,7 @@ fn authenticate(session: &Session, host: &HostId, opts: &SshOptions) -> Result<(
     let user = &opts.user;
     let mut tried = Vec::new();
     if let Some(key) = &opts.identity_file {
-        let key = expand_tilde(key);
-        if let Err(e) = session.userauth_pubkey_file(user, None, &key, None) {
+        if let Err(e) = session.userauth_pubkey_file(user, None, key, None) {
             tried.push(format!(
                 "identity file `{}`: {}",
                 key.display(),
@@ -881,18 +880,17 @@ fn authenticate(session: &Session, host: &HostId, opts: &SshOptions) -> Result<(
             ));
         }
     } else {
-        if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        if env::ssh_agent() {
             if let Err(e) = session.userauth_agent(user) {
                 tried.push(format!("ssh-agent: {}", e.message()));
             }
         }
-        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+        for key in &opts.default_identities {
             if session.authenticated() {
                 break;
             }
-            let key = home_dir().join(".ssh").join(name);
             if key.exists() {
-                if let Err(e) = session.userauth_pubkey_file(user, None, &key, None) {
+                if let Err(e) = session.userauth_pubkey_file(user, None, key, None) {
                     tried.push(format!("`{}`: {}", key.display(), e.message()));
                 }
             }

@@ -80,6 +80,10 @@ mod tests {
             shard_name("m-1-of-2.GGUF").unwrap().part(2),
             "m-2-of-2.gguf"
         );
+        // The one rule (preflight's size check and `run-shard` alike): any
+        // digit count, so a hand-renamed part is still a part.
+        let s = shard_name("x-0001-of-00002.gguf").unwrap();
+        assert_eq!((s.index, s.count, s.width), (1, 2, 4));
         for not in [
             "m.gguf",
             "m-00001-of-00002.bin",

@@ -31,15 +31,9 @@ use memory::{
 };
 use search::{Candidate, Rule};
 
+use crate::settings::ports::{DEFAULT_API_PORT, RING_PORTS};
+
 pub use document::{PlanDocument, RankSpec};
-
-/// The API port when `--api-port` is not given (the Python Skulk's API port).
-pub const DEFAULT_API_PORT: u16 = 52415;
-
-/// Ring ports are derived in the IANA dynamic range 49152-65535 (RFC 6335),
-/// as the Python Skulk's `random_ephemeral_port`, skipping the API port.
-pub const RING_PORT_FIRST: u16 = 49152;
-pub const RING_PORT_LAST: u16 = 65535;
 
 /// Namespace of the UUID v5 ids in plans (fixed and arbitrary; changing it
 /// changes every plan's ids).
@@ -1452,15 +1446,13 @@ fn input_seed(
     Sha256::digest(document::canonical_json(&value).as_bytes()).into()
 }
 
-/// A ring port from the seed, uniform over 49152-65535 without the Python
-/// Skulk's API port 52415 and this plan's API port.
+/// A ring port from the seed, uniform over [`RING_PORTS`] without the
+/// default API port and this plan's API port.
 fn derive_port(seed: &[u8; 32], api_port: u16) -> u16 {
     let excluded = |p: u16| p == DEFAULT_API_PORT || p == api_port;
-    let count = (RING_PORT_FIRST..=RING_PORT_LAST)
-        .filter(|&p| !excluded(p))
-        .count() as u64;
+    let count = RING_PORTS.filter(|&p| !excluded(p)).count() as u64;
     let mut index = u64::from_be_bytes(seed[..8].try_into().unwrap()) % count;
-    for port in RING_PORT_FIRST..=RING_PORT_LAST {
+    for port in RING_PORTS {
         if excluded(port) {
             continue;
         }

@@ -608,7 +608,7 @@ fn ports_are_derived_deterministically_or_given() {
     let c = card(json!({}));
     let hosts = vram_hosts(&[("a", "16GiB")]);
     let p = plan(&c, &hosts, &PlanRequest::default()).unwrap();
-    assert!((RING_PORT_FIRST..=RING_PORT_LAST).contains(&p.ring_port));
+    assert!(RING_PORTS.contains(&p.ring_port));
     assert_ne!(p.ring_port, DEFAULT_API_PORT);
     assert_eq!(
         plan(&c, &hosts, &PlanRequest::default()).unwrap().ring_port,
@@ -724,7 +724,7 @@ fn document_round_trips_and_rank_specs_follow_the_ring() {
     assert_eq!(last.next.unwrap().rank, 0);
     let a = parsed.rank_spec(RankSelector::Rank(0)).unwrap();
     assert_eq!(a.threads, Some(4));
-    assert_eq!(a.model_dir, crate::inventory::DEFAULT_MODEL_DIR);
+    assert_eq!(a.model_dir, crate::settings::paths::DEFAULT_MODEL_DIR);
     let c_spec = parsed.rank_spec(RankSelector::Node("c")).unwrap();
     assert_eq!(c_spec.ssh.unwrap().port, 2200);
     assert!(matches!(

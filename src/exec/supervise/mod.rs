@@ -165,7 +165,8 @@ pub fn watch(
         }
     };
     // A request to stop left by an earlier `down` is not for us.
-    let _ = std::fs::remove_file(state::down_request_path(&desired.digest));
+    let down_request = lock.down_request_path();
+    let _ = std::fs::remove_file(&down_request);
     let mut st = match State::load(&state_path) {
         Ok(Some(old)) if old.plan_digest == desired.digest => old,
         _ => State::new(&desired.digest, plan_path),
@@ -189,6 +190,7 @@ pub fn watch(
         replanner,
         state: st,
         state_path,
+        down_request,
         said: BTreeSet::new(),
         standby: None,
         probe_connect,
@@ -253,6 +255,8 @@ struct Supervisor<'a> {
     replanner: Option<Replanner>,
     state: State,
     state_path: PathBuf,
+    /// The file whose presence is `skulk down`'s request to stop for good.
+    down_request: PathBuf,
     /// Messages already printed in this recovery (not repeated per attempt).
     said: BTreeSet<String>,
     standby: Option<Standby>,
@@ -874,7 +878,7 @@ impl Supervisor<'_> {
             Condition::Serving => Ending::Serving,
             c => Ending::NotServing(c),
         };
-        let down_asked = state::down_request_path(&self.desired.digest).exists();
+        let down_asked = self.down_request.exists();
         if self.s.keep_running && !down_asked {
             self.note("stopping; the ranks keep running (`--keep-running`)");
         } else {

@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::paths::{self, NoHome};
+
 /// Events kept in the state file (the oldest are dropped).
 const MAX_HISTORY: usize = 500;
 
@@ -170,6 +172,8 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot lock the plan's supervisor: {0}")]
+    NoHome(#[from] NoHome),
     #[error("plan `{digest}` is already supervised by pid {pid} (state `{state}`)\n\nhint: stop that supervisor (Ctrl-C, or `skulk down` with the plan) first")]
     Held {
         digest: String,
@@ -361,22 +365,19 @@ fn short(digest: &str) -> &str {
     &digest[..digest.len().min(DIGEST_PREFIX)]
 }
 
-/// The lock file of plan `digest`.
-pub fn lock_path(digest: &str) -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    lock_path_in(&home.join(".cache/skulk/supervisors"), digest)
+/// The lock file of plan `digest`, in [`paths::supervisors`].
+pub fn lock_path(digest: &str) -> Result<PathBuf, NoHome> {
+    Ok(lock_path_in(&paths::supervisors()?, digest))
 }
 
 fn lock_path_in(dir: &Path, digest: &str) -> PathBuf {
     dir.join(format!("{}.lock", short(digest)))
 }
 
-/// `down`'s request that the supervisor bring everything down for good
-/// (whatever `--keep-running` said), beside the lock.
-pub fn down_request_path(digest: &str) -> PathBuf {
-    let mut p = lock_path(digest).into_os_string();
+/// `down`'s request that the supervisor holding `lock` bring everything
+/// down for good (whatever `--keep-running` said), beside the lock.
+fn down_request_at(lock: &Path) -> PathBuf {
+    let mut p = lock.as_os_str().to_owned();
     p.push(".down");
     PathBuf::from(p)
 }
@@ -384,6 +385,14 @@ pub fn down_request_path(digest: &str) -> PathBuf {
 /// The held lock; released when dropped (or when the process ends).
 pub struct Lock {
     _file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Where `skulk down` asks this supervisor to bring everything down.
+    pub fn down_request_path(&self) -> PathBuf {
+        down_request_at(&self.path)
+    }
 }
 
 /// What the lock file says about its holder.
@@ -441,7 +450,7 @@ fn read_info(f: &mut File) -> LockInfo {
 /// Takes the lock of plan `digest` for this process, recording `state`;
 /// refuses when another process holds it.
 pub fn acquire(digest: &str, state: &Path) -> Result<Lock, StateError> {
-    acquire_at(&lock_path(digest), digest, state)
+    acquire_at(&lock_path(digest)?, digest, state)
 }
 
 fn acquire_at(path: &Path, digest: &str, state: &Path) -> Result<Lock, StateError> {
@@ -465,13 +474,17 @@ fn acquire_at(path: &Path, digest: &str, state: &Path) -> Result<Lock, StateErro
         .set_len(0)
         .and_then(|_| f.write_all(content.as_bytes()))
         .and_then(|_| f.flush());
-    written.map_err(|source| StateError::Lock { path, source })?;
-    Ok(Lock { _file: f })
+    written.map_err(|source| StateError::Lock {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Lock { _file: f, path })
 }
 
-/// The supervisor holding the lock of `digest`, if one runs.
+/// The supervisor holding the lock of `digest`, if one runs. None without
+/// a home directory: no supervisor can have taken a lock here then.
 pub fn holder(digest: &str) -> Option<LockInfo> {
-    holder_at(&lock_path(digest))
+    holder_at(&lock_path(digest).ok()?)
 }
 
 fn holder_at(path: &Path) -> Option<LockInfo> {
@@ -491,13 +504,14 @@ pub fn stop_holder(digest: &str, limit: Duration) -> Result<Option<LockInfo>, St
     let Some(info) = holder(digest) else {
         return Ok(None);
     };
+    let lock = lock_path(digest).map_err(|e| e.to_string())?;
     let Some(pid) = info.pid else {
         return Err(format!(
             "a supervisor holds `{}` but it names no pid",
-            lock_path(digest).display()
+            lock.display()
         ));
     };
-    let marker = down_request_path(digest);
+    let marker = down_request_at(&lock);
     std::fs::write(&marker, b"down\n")
         .map_err(|e| format!("cannot write `{}`: {e}", marker.display()))?;
     // SAFETY: kill with a pid read from the lock file its holder wrote.
