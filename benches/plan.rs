@@ -1,4 +1,4 @@
-//! Planning a 128-layer model over a 1,000-host inventory (issue 3's target:
+//! Planning a 128-layer model over a 1,000-host inventory (the target:
 //! under 50 ms; the fewest-hosts search must not be exponential).
 //!
 //! Cases: a model that needs 16 hosts, one that needs 111 (near the

@@ -34,7 +34,7 @@ mod bench {
     };
     use skulk::gguf::{slice_layers, GgufHeader};
 
-    /// The benchmark sizes: a 512-token prompt, 64 decoded tokens.
+    /// The benchmark sizes: a 512-token prompt, 64 decoded tokens.
     const PROMPT_TOKENS: usize = 512;
     const DECODE_TOKENS: usize = 64;
 

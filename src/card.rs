@@ -459,8 +459,9 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
-/// Engines a backend tag may name (reference section 1.1, plus the served
-/// llama.cpp engine of the seed's `servedSpec*` fields).
+/// Engines a backend tag may name (`docs/architecture.md`, "Backend tags":
+/// the Python Skulk's engines plus the served llama.cpp engine of the seed's
+/// `servedSpec*` fields).
 pub const ENGINES: [&str; 3] = ["mlx", "llama_cpp", "llama_server"];
 /// Compute kinds a backend tag may name after its engine.
 pub const COMPUTES: [&str; 5] = ["metal", "vulkan", "rocm", "cuda", "cpu"];

@@ -1,7 +1,8 @@
 //! Deriving model cards from what a model says about itself: a GGUF header
 //! (`skulk card new --from-gguf`) or a Hugging Face repository
 //! (`--from-hf`), plus the GGUF naming rules both share (quant preference,
-//! `-NNNNN-of-MMMMM` shard groups; reference section 1.3).
+//! `-NNNNN-of-MMMMM` shard groups; `docs/architecture.md`, "GGUF file
+//! names").
 //!
 //! The derivation is pure ([`card_from_gguf`]); reading the header and
 //! listing the shard group's files happen at the edge
@@ -123,7 +124,8 @@ impl GgufFacts {
     }
 }
 
-/// Backend tags of every llama.cpp build (reference section 1.1 vocabulary):
+/// Backend tags of every llama.cpp build (`docs/architecture.md`, "Backend
+/// tags"):
 /// a GGUF card runs wherever a llama.cpp engine does.
 pub const LLAMA_CPP_BACKENDS: [&str; 6] = [
     "llama_cpp",
@@ -135,7 +137,7 @@ pub const LLAMA_CPP_BACKENDS: [&str; 6] = [
 ];
 
 /// Preference among them: the Python Skulk's GGUF cards prefer vulkan, rocm,
-/// cuda, cpu (reference section 1.3); metal, which it does not list, goes
+/// cuda, cpu (`docs/architecture.md`, "Backend tags"); metal, which it does not list, goes
 /// before cpu (no host has both metal and another GPU tag).
 pub const LLAMA_CPP_PREFERENCE: [&str; 5] = [
     "llama_cpp-vulkan",
@@ -227,8 +229,8 @@ pub fn card_from_gguf(
     })
 }
 
-/// Quant names in order of preference (reference section 1.3,
-/// `gguf_quant_rank`): the first one contained in a file name ranks it.
+/// Quant names in order of preference (`docs/architecture.md`, "GGUF file
+/// names"; the Python Skulk's `gguf_quant_rank`): the first one contained in a file name ranks it.
 const QUANT_PREFERENCE: [&str; 18] = [
     "q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q6_k", "q4_0", "q5_0", "q8_0", "q3_k_m", "q3_k_l",
     "q3_k_s", "q2_k", "iq4_xs", "iq4_nl", "iq4", "iq3", "iq2", "iq1",
@@ -260,7 +262,8 @@ pub fn is_model_gguf(name: &str) -> bool {
 }
 
 /// The preferred GGUF among repository file names: minimum of (quant rank,
-/// base name), mmproj projectors excluded (reference section 1.3). For a
+/// base name), mmproj projectors excluded (`docs/architecture.md`, "GGUF
+/// file names"). For a
 /// split model this is its first shard, which sorts first.
 pub fn select_preferred_gguf<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     names

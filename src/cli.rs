@@ -3,7 +3,7 @@
 //! Each subcommand's arguments are resolved here into the plain settings type
 //! of the module that runs it; command modules never see clap types. Every
 //! command returns a [`CliError`], and [`CliError::exit_code`] is the one
-//! place an exit code is chosen (the table is in [`error`] and the README).
+//! place an exit code is chosen (the table is in `cli/error.rs` and the README).
 //! Results go to standard output through [`crate::output`], where a reader
 //! that went away ends the command quietly.
 

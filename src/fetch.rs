@@ -1,6 +1,6 @@
 //! Fetching a model onto a host: exactly the files a card needs (its GGUF
 //! shard group, not every quant of the repository) into
-//! `<modelDir>/<org>--<name>/` (design.md, model directory).
+//! `<modelDir>/<org>--<name>/` (`docs/architecture.md`, "Where files live").
 //!
 //! Invariants: a file appears under its final name only complete and
 //! verified (size, and sha256 where the hub gives one); an interrupted

@@ -46,7 +46,8 @@ impl RepoId {
         }
     }
 
-    /// The model directory name: `ORG--NAME` (design.md, model directory).
+    /// The model directory name: `ORG--NAME` (`docs/architecture.md`, "Where
+    /// files live").
     pub fn dir_name(&self) -> String {
         format!("{}--{}", self.owner, self.name)
     }
@@ -367,7 +368,7 @@ impl Hub {
         file: &str,
         size: u64,
     ) -> Result<GgufHeader, HubError> {
-        /// First window: the reference reads 1 MiB windows; most headers
+        /// First window: the Python Skulk reads 1 MiB windows; most headers
         /// (vocabularies below ~50k tokens) fit in one.
         const FIRST_WINDOW: u64 = 1 << 20;
         let name = std::path::PathBuf::from(format!("{}/{repo}/{file}", self.endpoint()));

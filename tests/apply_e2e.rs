@@ -212,7 +212,7 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
     skulk(&["down", s(&plan)]).expect(0);
 }
 
-/// The main flow of issue 5: plan, apply, a chat completion with the
+/// The main flow (README "Using it"): plan, apply, a chat completion with the
 /// `openai` client, status, a killed rank, down.
 #[test]
 fn three_ranks_serve_the_openai_client_then_status_kill_and_down() {

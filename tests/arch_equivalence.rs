@@ -38,7 +38,8 @@ use skulk::synth::{write_model, SynthSpec, SYNTH_ARCHITECTURES};
 mod models;
 use models::{model, SMOLLM2};
 
-/// Greedy tokens compared per split (the minimum).
+/// Greedy tokens compared per split, for every architecture (small enough
+/// that all architectures and splits run in CI).
 const N_GENERATE: usize = 32;
 
 /// One compute thread per stage (tests run in parallel on few cores; the

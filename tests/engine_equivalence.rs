@@ -21,7 +21,8 @@ use skulk::gguf::slice_layers;
 mod models;
 use models::{model, GEMMA3, GEMMA3_LAYERS, SMOLLM2, SMOLLM2_LAYERS};
 
-/// Tokens generated per configuration (the equivalence length).
+/// Tokens generated per configuration (each step after the prompt reads the
+/// KV cache every rank wrote, so a cache bug shows in the tokens).
 const N_GENERATE: usize = 64;
 
 /// One compute thread per stage: the test harness runs tests in parallel, and

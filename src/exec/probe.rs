@@ -234,7 +234,7 @@ pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entr
     })
 }
 
-/// The backend tags (reference section 1.1) this build of skulk can run on
+/// The backend tags (`docs/architecture.md`, "Backend tags") this build of skulk can run on
 /// a host with (or without) an NVIDIA GPU and the given `uname -s`.
 pub fn build_backends(nvidia_gpu: bool, os: &str) -> Vec<String> {
     let mut b = Vec::new();

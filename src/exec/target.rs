@@ -318,7 +318,7 @@ impl RunLayout {
         self.file("rank.pid")
     }
 
-    /// The state record: `key=value` lines (see [`super::script::StateRecord`]).
+    /// The state record: `key=value` lines (see `script::launch`).
     pub fn state(&self) -> RemotePath {
         self.file("state")
     }

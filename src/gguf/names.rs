@@ -28,7 +28,8 @@ impl ShardName<'_> {
 }
 
 /// Parse `X-NNNNN-of-MMMMM.gguf` (the last three `-` separated fields are
-/// digits, `of`, digits; reference section 1.3). Case of `.gguf` is ignored.
+/// digits, `of`, digits; `docs/architecture.md`, "GGUF file names"). Case of
+/// `.gguf` is ignored.
 pub fn shard_name(name: &str) -> Option<ShardName<'_>> {
     let stem = strip_gguf(name)?;
     let mut fields = stem.rsplitn(4, '-');

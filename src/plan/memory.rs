@@ -1,5 +1,5 @@
-//! The placement memory model of design.md ("Placement rules", following the
-//! reference's section 3), in exact integer arithmetic.
+//! The placement memory model of `docs/architecture.md` ("Placement", the
+//! Python Skulk's model), in exact integer arithmetic.
 //!
 //! The Python Skulk computes these formulas in floating point; here every
 //! comparison is exact, so a plan never depends on rounding and the boundary
@@ -19,20 +19,20 @@ use crate::inventory::Host;
 pub const KV_BUDGET_TOKENS: u64 = 8192;
 
 /// Context cap for GGUF cards: llama.cpp preallocates the whole context, so
-/// the limit stays at the budget the fit check reserved (the reference's
-/// "GGUF cards additionally capped at 8192") unless `--context` asks for more.
+/// the limit stays at the budget the fit check reserved (the Python Skulk
+/// also caps GGUF cards at 8192) unless `--context` asks for more.
 pub const GGUF_CONTEXT_CAP: u64 = 8192;
 
 /// Per-host runtime overhead (the Python Skulk's `MEMORY_OVERHEAD_FLOOR`).
 pub const RUNTIME_OVERHEAD_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Weights overhead factor F in tenths: 1.10 for GGUF (llama.cpp maps the
-/// file, little extra), 1.30 otherwise (MLX; raised from 1.05 after
-/// GLM-4.7-Flash ran out of memory, reference section 8).
+/// file, little extra), 1.30 otherwise (MLX; the Python Skulk raised it from
+/// 1.05 after GLM-4.7-Flash ran out of memory).
 pub const F_TENTHS_GGUF: u128 = 11;
 pub const F_TENTHS_OTHER: u128 = 13;
 
-/// Head dimension assumed in the KV estimate (the reference's fallback 128)
+/// Head dimension assumed in the KV estimate (the Python Skulk's fallback 128)
 /// and bytes per element (fp16).
 const KV_HEAD_DIM: u128 = 128;
 const KV_ELEMENT_BYTES: u128 = 2;

@@ -4,8 +4,9 @@
 //! inventory and a [`PlanRequest`]: no I/O, no clock, no randomness, and
 //! ordered maps only, so the same inputs give the same [`Plan`] (and the same
 //! plan document bytes) on any machine. It applies the placement rules of
-//! design.md exactly ([`memory`] holds the arithmetic, [`search`] the
-//! polynomial search for the fewest hosts that fit), and where the Python
+//! `docs/architecture.md` ("Placement") exactly ([`memory`] holds the
+//! arithmetic, `search` the polynomial search for the fewest hosts that
+//! fit), and where the Python
 //! Skulk is random or order-dependent it uses fixed rules: ring order is
 //! inventory order, ids and the ring port are derived from a hash of the
 //! inputs. A returned `Plan` leaves no decision to `apply`: every rank has
@@ -274,7 +275,7 @@ pub fn join_host_port(address: &str, port: u16) -> String {
     }
 }
 
-/// The backend a host runs a model with (the reference's
+/// The backend a host runs a model with (the Python Skulk's
 /// `resolve_node_backend`): among the tags both the card and the host have,
 /// the first in the card's preference order, else the alphabetically first.
 pub fn resolve_node_backend(

@@ -1,7 +1,7 @@
 //! The search for the fewest hosts that fit, in polynomial time.
 //!
 //! For each size k from the lower bound up, the first size with a fitting
-//! set wins (a set "fits" by the continuous shares of design.md; the
+//! set wins (a set "fits" by the continuous shares of `docs/architecture.md`, "Placement"; the
 //! planner's integer-split check then accepts or refuses it, and a refused
 //! set gives way to the next best of the same size, else to the next size). Among fitting sets of that size the choice is, in order: the
 //! best backend preference score (`len(pref) - i` for the first preferred tag

@@ -78,8 +78,8 @@ fn one_host_gets_every_layer() {
 
 #[test]
 fn context_limit_of_the_reference_is_53657() {
-    // 4 GiB card, 32 layers, 8 KV heads on a 16 GiB host: the reference's
-    // `int((12 GiB - 4 GiB x 1.3 - 256 MiB) / 131072)`.
+    // 4 GiB card, 32 layers, 8 KV heads on a 16 GiB host: the Python
+    // Skulk's `int((12 GiB - 4 GiB x 1.3 - 256 MiB) / 131072)`.
     let card = card(json!({"numKeyValueHeads": 8, "placement": {"compatibleBackends": ["mlx"]}}));
     let inventory = inv(json!({"hosts": [{
         "name": "a", "address": "10.0.0.1",

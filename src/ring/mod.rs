@@ -11,9 +11,10 @@
 //! Invariants guarded here: nothing but a peer that passed the handshake
 //! ([`handshake`]) ever gets a frame; the listener only binds the given
 //! address and is closed once the ring is formed; a neighbour that closes its
-//! connection, breaks the protocol, or stays silent for [`SILENCE_LIMIT`] is
-//! reported exactly as a [`RingError`] through the event sink, so the rank can
-//! fail its in-flight request and exit instead of hanging.
+//! connection, breaks the protocol, or stays silent longer than the
+//! [`SilencePolicy`] allows is reported exactly as a [`RingError`] through
+//! the event sink, so the rank can fail its in-flight request and exit
+//! instead of hanging.
 
 pub mod detector;
 pub mod frame;
@@ -28,9 +29,9 @@ pub use frame::{Frame, FrameError, KvOp, Sampled, Span, WireFormat, MAX_FRAME_LE
 pub use handshake::{HandshakeError, Refusal, PROTOCOL_VERSION};
 pub use link::{form, report_health_to, start, Formed, RingEvent, RingSender};
 
-/// Default time for all ranks of a plan to find each other (the issue's
-/// 120 s: model loading runs in parallel, so this only covers process start
-/// and network reachability).
+/// Default time for all ranks of a plan to find each other (120 s, see
+/// `docs/architecture.md`, "Ring formation": model loading runs in parallel,
+/// so this only covers process start and network reachability).
 pub const DEFAULT_FORMATION_DEADLINE: Duration = Duration::from_secs(120);
 
 /// An idle link sends a heartbeat this often.

@@ -1,5 +1,5 @@
 //! What skulk takes from the machine it runs on, each rule in one file:
-//! [`env`] the environment variables it reads (`SKULK_*`, `HF_*`, `HOME`,
+//! [`env`](mod@env) the environment variables it reads (`SKULK_*`, `HF_*`, `HOME`,
 //! `NO_COLOR`, ...) and how each value is read, [`paths`] where its files
 //! live (the home directory and `~`, the model directory and its layout,
 //! the caches, the run directories, the SSH files), and [`ports`] its
