@@ -15,6 +15,8 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendTag;
+
 /// An amount of bytes, as an object (the Python Skulk's `Memory`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -459,26 +461,6 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
-/// Engines a backend tag may name (`docs/architecture.md`, "Backend tags":
-/// the Python Skulk's engines plus the served llama.cpp engine of the seed's
-/// `servedSpec*` fields).
-pub const ENGINES: [&str; 3] = ["mlx", "llama_cpp", "llama_server"];
-/// Compute kinds a backend tag may name after its engine.
-pub const COMPUTES: [&str; 5] = ["metal", "vulkan", "rocm", "cuda", "cpu"];
-
-/// Whether `tag` is `<engine>` or `<engine>-<compute>` from the known vocabulary.
-pub fn is_known_backend_tag(tag: &str) -> bool {
-    match tag.split_once('-') {
-        None => ENGINES.contains(&tag),
-        Some((engine, compute)) => ENGINES.contains(&engine) && COMPUTES.contains(&compute),
-    }
-}
-
-/// The engine part of a backend tag (`llama_cpp-cpu` -> `llama_cpp`).
-pub fn backend_engine(tag: &str) -> &str {
-    tag.split_once('-').map_or(tag, |(engine, _)| engine)
-}
-
 /// A rule violation found in a card that passed the schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -670,24 +652,18 @@ fn placement_problems(
     problems: &mut Vec<Problem>,
 ) {
     for tag in &placement.compatible_backends {
-        if !is_known_backend_tag(tag) {
+        if let Err(e) = tag.parse::<BackendTag>() {
             let pointer = match written.iter().position(|w| w == tag) {
                 Some(index) => format!("/placement/compatibleBackends/{index}"),
                 None => "/placement/compatibleBackends".to_owned(),
             };
-            problems.push(Problem::error(
-                pointer,
-                format!("unknown backend tag `{tag}`; expected `<engine>` or `<engine>-<compute>` with engine one of mlx, llama_cpp, llama_server and compute one of metal, vulkan, rocm, cuda, cpu"),
-            ));
+            problems.push(Problem::error(pointer, e.to_string()));
         }
     }
     for (index, tag) in placement.backend_preference.iter().enumerate() {
         let pointer = format!("/placement/backendPreference/{index}");
-        if !is_known_backend_tag(tag) {
-            problems.push(Problem::error(
-                pointer,
-                format!("unknown backend tag `{tag}`; expected `<engine>` or `<engine>-<compute>` with engine one of mlx, llama_cpp, llama_server and compute one of metal, vulkan, rocm, cuda, cpu"),
-            ));
+        if let Err(e) = tag.parse::<BackendTag>() {
+            problems.push(Problem::error(pointer, e.to_string()));
         } else if !placement.compatible_backends.contains(tag) {
             problems.push(Problem::error(
                 pointer,
@@ -988,12 +964,6 @@ mod tests {
 
     #[test]
     fn backend_tags_come_from_the_known_vocabulary() {
-        assert!(is_known_backend_tag("mlx"));
-        assert!(is_known_backend_tag("llama_cpp-cuda"));
-        assert!(is_known_backend_tag("llama_server-vulkan"));
-        assert!(!is_known_backend_tag("llama_cpp-tpu"));
-        assert!(!is_known_backend_tag("onnx"));
-        assert!(!is_known_backend_tag("mlx-"));
         let mut value = minimal();
         value["placement"] = json!({"compatibleBackends": ["mlx", "cuda"]});
         assert_eq!(

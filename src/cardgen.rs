@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::backend::{BackendTag, Compute, Engine};
 use crate::card::{Memory, ModelCard, ModelTask, PlacementCardConfig};
 use crate::gguf::{shard_name, strip_gguf, GgufError, GgufHeader};
 use crate::hub::{Hub, HubError, RepoId};
@@ -124,37 +125,34 @@ impl GgufFacts {
     }
 }
 
-/// Backend tags of every llama.cpp build (`docs/architecture.md`, "Backend
-/// tags"):
-/// a GGUF card runs wherever a llama.cpp engine does.
-pub const LLAMA_CPP_BACKENDS: [&str; 6] = [
-    "llama_cpp",
-    "llama_cpp-cpu",
-    "llama_cpp-cuda",
-    "llama_cpp-metal",
-    "llama_cpp-rocm",
-    "llama_cpp-vulkan",
+/// Preference among the llama.cpp computes: the Python Skulk's GGUF cards
+/// prefer vulkan, rocm, cuda, cpu (`docs/architecture.md`, "Backend tags");
+/// metal, which it does not list, goes before cpu (no host has both metal
+/// and another GPU tag).
+const LLAMA_CPP_PREFERENCE: [Compute; 5] = [
+    Compute::Vulkan,
+    Compute::Rocm,
+    Compute::Cuda,
+    Compute::Metal,
+    Compute::Cpu,
 ];
 
-/// Preference among them: the Python Skulk's GGUF cards prefer vulkan, rocm,
-/// cuda, cpu (`docs/architecture.md`, "Backend tags"); metal, which it does not list, goes
-/// before cpu (no host has both metal and another GPU tag).
-pub const LLAMA_CPP_PREFERENCE: [&str; 5] = [
-    "llama_cpp-vulkan",
-    "llama_cpp-rocm",
-    "llama_cpp-cuda",
-    "llama_cpp-metal",
-    "llama_cpp-cpu",
-];
+/// `llama_cpp-<compute>` for each of `computes`.
+fn tag_names(computes: &[Compute]) -> impl Iterator<Item = String> + '_ {
+    computes
+        .iter()
+        .map(|&c| BackendTag::new(Engine::LlamaCpp, c).to_string())
+}
 
 /// The placement of a GGUF card.
 pub fn llama_cpp_placement() -> PlacementCardConfig {
     PlacementCardConfig {
-        compatible_backends: LLAMA_CPP_BACKENDS
-            .iter()
-            .map(|s| s.to_string())
+        // Every llama.cpp tag: a GGUF card runs wherever a llama.cpp engine
+        // does.
+        compatible_backends: std::iter::once(Engine::LlamaCpp.as_str().to_owned())
+            .chain(tag_names(&Compute::ALL))
             .collect::<BTreeSet<_>>(),
-        backend_preference: LLAMA_CPP_PREFERENCE.iter().map(|s| s.to_string()).collect(),
+        backend_preference: tag_names(&LLAMA_CPP_PREFERENCE).collect(),
         ..PlacementCardConfig::default()
     }
 }

@@ -20,7 +20,7 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::card::is_known_backend_tag;
+use crate::backend::BackendTag;
 use crate::settings::paths::DEFAULT_MODEL_DIR;
 use crate::settings::ports::DEFAULT_SSH_PORT;
 
@@ -587,11 +587,8 @@ fn validate_host(
         );
     }
     for (i, tag) in entry.backends.iter().enumerate() {
-        if !is_known_backend_tag(tag) {
-            p.push(
-                &format!("/backends/{i}"),
-                format!("unknown backend tag `{tag}`; expected `<engine>` or `<engine>-<compute>` with engine one of mlx, llama_cpp, llama_server and compute one of metal, vulkan, rocm, cuda, cpu"),
-            );
+        if let Err(e) = tag.parse::<BackendTag>() {
+            p.push(&format!("/backends/{i}"), e.to_string());
         } else if !backends.insert(tag.clone()) {
             p.push(
                 &format!("/backends/{i}"),

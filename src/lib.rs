@@ -5,7 +5,8 @@
 //!
 //! - files: card and inventory files are read at the edge ([`load`]) and
 //!   checked ([`validate`], against the schemas of [`schema`]);
-//! - validated types: [`card`] and [`inventory`] cannot be invalid;
+//! - validated types: [`card`] and [`inventory`] cannot be invalid, and
+//!   [`backend`] parses the backend tags both name;
 //!   [`cardgen`] derives cards from GGUF headers and Hugging Face
 //!   repositories;
 //! - pure plan: [`plan`] places the model, deterministically and without
@@ -23,6 +24,7 @@
 //! variables, paths and ports, each rule in one place).
 
 pub mod api;
+pub mod backend;
 pub mod card;
 pub mod cardgen;
 pub mod cli;

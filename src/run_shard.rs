@@ -184,7 +184,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
     let spec = document
         .rank_spec(selector)
         .map_err(|e| plan_err(e.to_string()))?;
-    check_runnable(&spec).map_err(plan_err)?;
+    crate::backend::check_runnable(&spec).map_err(|e| plan_err(e.to_string()))?;
     let host_err = |message: String| RunShardError::Host {
         host: spec.node.clone(),
         message,
@@ -281,33 +281,6 @@ fn silence_policy(spec: &RankSpec) -> crate::ring::SilencePolicy {
         policy.loading = ms(v);
     }
     policy
-}
-
-/// What this build's engine can run: pipeline ring plans of GGUF models on
-/// llama.cpp.
-fn check_runnable(spec: &RankSpec) -> Result<(), String> {
-    use crate::plan::{InstanceKind, Sharding};
-    if spec.instance != InstanceKind::Ring {
-        return Err("skulk's engine runs ring instances only; this plan is a jaccl (RDMA) instance for an MLX cluster".into());
-    }
-    if spec.sharding != Sharding::Pipeline {
-        return Err("skulk's engine runs pipeline (layer-range) sharding only; this plan uses tensor sharding".into());
-    }
-    if spec.gguf_file.is_none() {
-        return Err(format!(
-            "the card `{}` has no `ggufFile`; skulk's llama.cpp engine runs GGUF models only",
-            spec.model_card.model_id
-        ));
-    }
-    if let Some(backend) = &spec.resolved_backend {
-        if crate::card::backend_engine(backend) != "llama_cpp" {
-            return Err(format!(
-                "rank {} resolved to backend `{backend}`, which this engine (llama_cpp) cannot run",
-                spec.rank
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `<modelDir>/<org>--<name>/<ggufFile>`, `modelDir` resolved on this host.

@@ -12,6 +12,7 @@ use super::error::{all_or_failures, transport, ExecError};
 use super::fleet::par_map;
 use super::remote::{ConnectSettings, Connection, Host};
 use super::script::{self, meminfo_field, Report};
+use crate::backend::{BackendTag, Compute, SKULK_ENGINE};
 
 /// One `[user@]host[:port]` argument, or this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,21 +238,20 @@ pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entr
 /// The backend tags (`docs/architecture.md`, "Backend tags") this build of skulk can run on
 /// a host with (or without) an NVIDIA GPU and the given `uname -s`.
 pub fn build_backends(nvidia_gpu: bool, os: &str) -> Vec<String> {
-    let mut b = Vec::new();
     if !cfg!(feature = "engine") {
-        return b;
+        return Vec::new();
     }
-    if cfg!(feature = "cuda") && nvidia_gpu {
-        b.push("llama_cpp-cuda".to_owned());
-    }
-    if cfg!(feature = "metal") && os == "Darwin" {
-        b.push("llama_cpp-metal".to_owned());
-    }
-    if cfg!(feature = "vulkan") {
-        b.push("llama_cpp-vulkan".to_owned());
-    }
-    b.push("llama_cpp-cpu".to_owned());
-    b
+    let computes = [
+        (cfg!(feature = "cuda") && nvidia_gpu, Compute::Cuda),
+        (cfg!(feature = "metal") && os == "Darwin", Compute::Metal),
+        (cfg!(feature = "vulkan"), Compute::Vulkan),
+        (true, Compute::Cpu),
+    ];
+    computes
+        .into_iter()
+        .filter(|(has, _)| *has)
+        .map(|(_, compute)| BackendTag::new(SKULK_ENGINE, compute).to_string())
+        .collect()
 }
 
 /// Bytes as an inventory size, rounded down: `NGiB` when whole, else `NMiB`.

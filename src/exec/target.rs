@@ -14,15 +14,12 @@ use std::path::Path;
 
 use super::remote::{Connection, RemotePath};
 use super::ExecError;
+use crate::backend::{check_runnable, NotRunnable};
 use crate::inventory::Connection as InvConnection;
 use crate::plan::memory::{ModelMemory, KV_BUDGET_TOKENS};
-use crate::plan::{InstanceKind, PlanDocument, Sharding};
+use crate::plan::PlanDocument;
 use crate::settings::paths::{RUNS_DIR, SHARD_CACHE_DIR};
 use crate::settings::ports::DEFAULT_SSH_PORT;
-
-/// The engine skulk's ranks run (the plan's `skulk.engine`, and the prefix
-/// of every backend tag it serves).
-pub const ENGINE: &str = "llama_cpp";
 
 /// Hex digits of the plan digest that name a run directory: 64 bits, so two
 /// plans on one host collide with probability about n^2 / 2^65.
@@ -148,37 +145,14 @@ impl Deployment {
     fn with_bytes(path: &Path, doc: PlanDocument, bytes: Vec<u8>) -> Result<Deployment, ExecError> {
         let invalid = |m: String| ExecError::Invalid(format!("plan `{}`: {m}", path.display()));
         let specs = doc.rank_specs().map_err(|e| invalid(e.to_string()))?;
-        if doc.instance_kind() == InstanceKind::Jaccl {
-            return Err(invalid(
-                "a jaccl instance (all-to-all RDMA, for MLX clusters) cannot run on skulk's engine, which forms a TCP ring\n\nhint: plan with `--instance ring`, or POST the plan to a Python Skulk cluster's `/instance`".into(),
-            ));
-        }
-        if doc.skulk.engine != ENGINE {
-            return Err(invalid(format!(
-                "engine `{}` cannot run here: skulk's engine is `{ENGINE}`\n\nhint: plan with a card and inventory that have `llama_cpp` backends",
-                doc.skulk.engine
-            )));
-        }
         let mut ranks = Vec::with_capacity(specs.len());
         for spec in &specs {
             let on = |m: String| invalid(format!("rank {} on `{}`: {m}", spec.rank, spec.node));
-            if spec.sharding == Sharding::Tensor {
-                return Err(on(
-                    "tensor shards cannot run on skulk's engine, which runs layer ranges (pipeline shards)\n\nhint: plan with `--sharding pipeline`".into(),
-                ));
-            }
-            let backend = spec.resolved_backend.as_deref().unwrap_or(ENGINE);
-            if backend != ENGINE && !backend.starts_with(&format!("{ENGINE}-")) {
-                return Err(on(format!(
-                    "backend `{backend}` cannot run on skulk's engine, which runs `{ENGINE}` backends\n\nhint: give the card and the host a `llama_cpp` backend and plan again"
-                )));
-            }
-            let Some(gguf) = &spec.gguf_file else {
-                return Err(on(format!(
-                    "the card of `{}` names no `ggufFile`, and skulk's engine loads GGUF files",
-                    spec.model_card.model_id
-                )));
-            };
+            let gguf = check_runnable(spec).map_err(|e| match e {
+                // The whole plan's, not one rank's.
+                NotRunnable::Jaccl | NotRunnable::Engine(_) => invalid(e.to_string()),
+                _ => on(e.to_string()),
+            })?;
             let connection = match spec.connection {
                 InvConnection::Local => Connection::Local,
                 InvConnection::Ssh => Connection::Ssh {

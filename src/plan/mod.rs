@@ -24,7 +24,8 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::card::{backend_engine, ModelCard};
+use crate::backend::{engine_name, BackendTag};
+use crate::card::ModelCard;
 use crate::inventory::{canonical_address, GpuLayers, Host, Inventory};
 use memory::{
     allocate_layers, usable_quarters, working_set_quarters, Breakdown, ModelMemory,
@@ -1187,10 +1188,10 @@ fn build_plan(ctx: &Context<'_>, chosen: Vec<usize>) -> Result<Plan, PlanError> 
         }
     }
 
-    let engine = backend_engine(&ranks[0].resolved_backend).to_string();
+    let engine = engine_name(&ranks[0].resolved_backend).to_string();
     if let Some(other) = ranks
         .iter()
-        .find(|r| backend_engine(&r.resolved_backend) != engine)
+        .find(|r| engine_name(&r.resolved_backend) != engine)
     {
         return Err(infeasible(format!(
             "the chosen hosts would run `{}` with different engines: `{}` with `{}`, `{}` with `{}`\n\nhint: narrow the card's compatibleBackends to one engine, or choose hosts with `--nodes`",
@@ -1416,10 +1417,7 @@ fn split_holds(ctx: &Context<'_>, chosen: &[usize]) -> bool {
 /// GPU offload when the inventory does not say: all layers on a host with
 /// `vram` or a GPU backend, none on a CPU backend.
 fn default_gpu_layers(host: &Host, backend: &str) -> GpuLayers {
-    let gpu_backend = matches!(
-        backend.split_once('-').map(|(_, compute)| compute),
-        Some("metal" | "vulkan" | "rocm" | "cuda")
-    ) || backend == "mlx";
+    let gpu_backend = backend.parse::<BackendTag>().is_ok_and(|tag| tag.is_gpu());
     if host.vram.is_some() || gpu_backend {
         GpuLayers::All
     } else {

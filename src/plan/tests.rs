@@ -1119,3 +1119,45 @@ fn split_warnings_follow_the_cards_architecture() {
         .warnings
         .is_empty());
 }
+
+/// The one "can skulk's engine run this rank" rule, on real plans.
+#[test]
+fn the_engine_runs_pipeline_rings_of_gguf_llama_cpp_models_only() {
+    use crate::backend::{check_runnable, NotRunnable};
+    let hosts = vram_hosts(&[("a", "16GiB"), ("b", "16GiB")]);
+    let spec = |card: &ModelCard, request: &PlanRequest| {
+        let p = plan(card, &hosts, request).unwrap();
+        let doc = PlanDocument::from_plan(&p);
+        doc.rank_spec(RankSelector::Rank(0)).unwrap()
+    };
+    let gguf = card(json!({"ggufFile": "m.gguf"}));
+    assert_eq!(
+        check_runnable(&spec(&gguf, &PlanRequest::default())),
+        Ok("m.gguf")
+    );
+    assert_eq!(
+        check_runnable(&spec(&card(json!({})), &PlanRequest::default())),
+        Err(NotRunnable::NotGguf("org/model".into()))
+    );
+    let tensor = card(json!({"ggufFile": "m.gguf", "supportsTensor": true, "numKeyValueHeads": 8}));
+    let request = PlanRequest {
+        sharding: Sharding::Tensor,
+        nodes: Some(vec!["a".into(), "b".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        check_runnable(&spec(&tensor, &request)),
+        Err(NotRunnable::Tensor)
+    );
+    let mut other = spec(&gguf, &PlanRequest::default());
+    other.resolved_backend = Some("mlx-metal".into());
+    assert_eq!(
+        check_runnable(&other),
+        Err(NotRunnable::Backend("mlx-metal".into()))
+    );
+    other.engine = "mlx".into();
+    assert_eq!(
+        check_runnable(&other),
+        Err(NotRunnable::Engine("mlx".into()))
+    );
+}
