@@ -7,7 +7,8 @@
 //! embedded card stays short and byte-stable.
 //!
 //! Input written by the Python Skulk (its TOML catalog) uses snake_case keys;
-//! [`camelize_keys`] turns those into the wire names before validation.
+//! [`snake_to_camel`] turns those into the wire names before validation
+//! (`crate::validate` renames every key of a card file with it).
 //! Rules that a JSON schema cannot express live in [`ModelCard::semantic_problems`].
 
 use std::collections::BTreeSet;
@@ -442,7 +443,7 @@ impl PlacementCardConfig {
 }
 
 fn default_compatible_backends() -> BTreeSet<String> {
-    BTreeSet::from(["mlx".to_string()])
+    BTreeSet::from([crate::backend::Engine::Mlx.as_str().to_owned()])
 }
 
 fn default_true() -> bool {
@@ -687,70 +688,6 @@ fn placement_problems(
     }
 }
 
-/// Error from [`camelize_keys`]: two keys that mean the same field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{pointer}: `{first}` and `{second}` name the same field")]
-pub struct DuplicateKey {
-    pub pointer: String,
-    pub first: String,
-    pub second: String,
-}
-
-/// Rewrites every object key from snake_case to camelCase (`storage_size` ->
-/// `storageSize`), recursively, keeping key order. Keys already in camelCase
-/// are unchanged. Values (such as enum strings `token_delimited`) are never
-/// touched. Two keys naming the same field are an error.
-pub fn camelize_keys(value: serde_json::Value) -> Result<serde_json::Value, DuplicateKey> {
-    camelize_at(value, &mut String::new())
-}
-
-fn camelize_at(
-    value: serde_json::Value,
-    pointer: &mut String,
-) -> Result<serde_json::Value, DuplicateKey> {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::with_capacity(map.len());
-            let mut originals: Vec<(String, String)> = Vec::new();
-            for (key, child) in map {
-                let camel = snake_to_camel(&key);
-                if let Some((_, first)) = originals.iter().find(|(c, _)| *c == camel) {
-                    return Err(DuplicateKey {
-                        pointer: if pointer.is_empty() {
-                            "/".into()
-                        } else {
-                            pointer.clone()
-                        },
-                        first: first.clone(),
-                        second: key,
-                    });
-                }
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&escape_pointer(&camel));
-                let child = camelize_at(child, pointer)?;
-                pointer.truncate(len);
-                originals.push((camel.clone(), key));
-                out.insert(camel, child);
-            }
-            Ok(Value::Object(out))
-        }
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (index, child) in items.into_iter().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&index.to_string());
-                out.push(camelize_at(child, pointer)?);
-                pointer.truncate(len);
-            }
-            Ok(Value::Array(out))
-        }
-        other => Ok(other),
-    }
-}
-
 /// `in_bytes` -> `inBytes`; a key without underscores is returned as is.
 pub fn snake_to_camel(key: &str) -> String {
     if !key.contains('_') {
@@ -817,7 +754,7 @@ mod tests {
         assert!(parsed.trust_remote_code);
         assert_eq!(
             parsed.placement.compatible_backends,
-            BTreeSet::from(["mlx".to_string()])
+            BTreeSet::from([crate::backend::Engine::Mlx.as_str().to_owned()])
         );
         assert_eq!(serde_json::to_value(&parsed).unwrap(), seed);
         assert!(parsed.semantic_problems().is_empty());
@@ -829,33 +766,6 @@ mod tests {
         value["layers"] = json!(3);
         let err = serde_json::from_value::<ModelCard>(value).unwrap_err();
         assert!(err.to_string().contains("unknown field `layers`"), "{err}");
-    }
-
-    #[test]
-    fn snake_case_keys_are_camelized_but_values_are_not() {
-        let value = json!({
-            "model_id": "a/b",
-            "storage_size": {"in_bytes": 5},
-            "reasoning": {"format": "token_delimited"}
-        });
-        let out = camelize_keys(value).unwrap();
-        assert_eq!(
-            out,
-            json!({
-                "modelId": "a/b",
-                "storageSize": {"inBytes": 5},
-                "reasoning": {"format": "token_delimited"}
-            })
-        );
-    }
-
-    #[test]
-    fn same_field_in_both_spellings_is_an_error() {
-        let err =
-            camelize_keys(json!({"placement": {"min_vram_gib": 1, "minVramGib": 2}})).unwrap_err();
-        assert_eq!(err.pointer, "/placement");
-        assert_eq!(err.first, "min_vram_gib");
-        assert_eq!(err.second, "minVramGib");
     }
 
     #[test]

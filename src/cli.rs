@@ -19,6 +19,7 @@ pub use error::{describe, CliError, Exit};
 
 use crate::output;
 use crate::settings::paths;
+use crate::validate::DocKind;
 
 /// Run one large language model split across several machines.
 ///
@@ -568,7 +569,7 @@ fn schema(args: SchemaArgs) -> Result<(), CliError> {
 fn plan(args: PlanArgs) -> Result<(), CliError> {
     use crate::plan::{self, InstanceKind, PlanDocument, PlanRequest, Sharding};
     let card = load_card(&args.card)?;
-    let inventory_value = load_checked(&args.inventory, "inventory")?;
+    let inventory_value = load_checked(&args.inventory, DocKind::Inventory)?;
     let inventory = crate::inventory::parse(&inventory_value)
         .map_err(|e| CliError::invalid(format!("{}: {e}", args.inventory.display())))?;
     let request = PlanRequest {
@@ -637,11 +638,9 @@ fn plan(args: PlanArgs) -> Result<(), CliError> {
 
 /// Reads a card file with the checks of `skulk validate`.
 fn load_card(path: &Path) -> Result<crate::card::ModelCard, CliError> {
-    let value = load_checked(path, "card")?;
-    crate::card::camelize_keys(value)
-        .map_err(anyhow::Error::new)
-        .and_then(|v| serde_json::from_value(v).map_err(anyhow::Error::new))
-        .map_err(|e| CliError::Invalid(e.context(format!("{}", path.display()))))
+    let value = load_checked(path, DocKind::Card)?;
+    serde_json::from_value(value)
+        .map_err(|e| CliError::Invalid(anyhow::Error::new(e).context(path.display().to_string())))
 }
 
 /// `--silence-limit SECS` (decimals allowed) as milliseconds, at least one
@@ -662,7 +661,7 @@ fn silence_secs(text: &str) -> Result<u32, String> {
 /// Loads a file of a known kind with the checks of `skulk validate`; every
 /// error, with its position, fails the command (exit 1; exit 2 when the
 /// file cannot be read).
-fn load_checked(path: &Path, kind: &str) -> Result<serde_json::Value, CliError> {
+fn load_checked(path: &Path, kind: DocKind) -> Result<serde_json::Value, CliError> {
     use crate::validate::DiagnosticSeverity;
     let report = crate::validate::validate_file_as(path, kind);
     if report.errors() > 0 {
@@ -690,9 +689,12 @@ fn load_checked(path: &Path, kind: &str) -> Result<serde_json::Value, CliError> 
             CliError::Invalid(error)
         });
     }
-    crate::load::load(path)
-        .map(|(_, value)| value)
-        .map_err(|e| CliError::Runtime(e.into()))
+    report.into_document().ok_or_else(|| {
+        CliError::runtime(format!(
+            "`{}` passed its checks but was not kept",
+            path.display()
+        ))
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory

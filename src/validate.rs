@@ -8,8 +8,10 @@
 //! Then rules across files: two cards with the same `modelId` under one
 //! validated directory are an error, a file name that is not the normalised
 //! `modelId` a warning. Positions are looked up only for files that have
-//! problems. Document kinds are entries of [`KINDS`]; adding one (a plan, a
-//! new inventory shape) is one entry there.
+//! problems. Document kinds are the [`DocKind`]s, each with its rules (a
+//! [`DocumentKind`]) in [`KINDS`]; adding one is a variant and its rules.
+//! Keys are normalised by one walker (`rename_keys`), with each kind's
+//! renaming (a card's snake_case keys become camelCase).
 //!
 //! Invariant: any input bytes give a report, never a panic.
 
@@ -83,10 +85,46 @@ pub struct Target {
     pub root: PathBuf,
 }
 
+/// The kinds of document skulk reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocKind {
+    Inventory,
+    Plan,
+    Card,
+}
+
+impl DocKind {
+    /// The name shown in reports (`card`, `inventory`, `plan`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DocKind::Inventory => "inventory",
+            DocKind::Plan => "plan",
+            DocKind::Card => "card",
+        }
+    }
+
+    /// The kind in a sentence: `a model card`, `an inventory`, `a plan`.
+    fn phrase(self) -> &'static str {
+        match self {
+            DocKind::Inventory => "an inventory",
+            DocKind::Plan => "a plan",
+            DocKind::Card => "a model card",
+        }
+    }
+
+    /// How `skulk validate` checks documents of this kind.
+    fn rules(self) -> &'static DocumentKind {
+        match self {
+            DocKind::Inventory => &INVENTORY,
+            DocKind::Plan => &PLAN,
+            DocKind::Card => &CARD,
+        }
+    }
+}
+
 /// A document kind `skulk validate` recognises.
 pub struct DocumentKind {
-    /// Shown in reports (`card`, `inventory`).
-    pub name: &'static str,
+    pub kind: DocKind,
     /// Whether a top-level object is a document of this kind. Kinds are
     /// tried in table order; the last one should accept anything.
     pub detect: fn(&Map<String, Value>) -> bool,
@@ -109,56 +147,51 @@ pub struct Checked {
 }
 
 /// The document kinds, tried in order.
-pub static KINDS: &[DocumentKind] = &[
-    DocumentKind {
-        name: "inventory",
-        detect: |object| object.contains_key("hosts"),
-        rename_key: str::to_string,
-        schema: SchemaKind::Inventory,
-        check: check_inventory,
-    },
-    DocumentKind {
-        name: "plan",
-        detect: |object| object.contains_key("instance"),
-        rename_key: str::to_string,
-        schema: SchemaKind::Plan,
-        check: check_plan,
-    },
-    DocumentKind {
-        name: "card",
-        detect: |_| true,
-        rename_key: card::snake_to_camel,
-        schema: SchemaKind::Card,
-        check: check_card,
-    },
-];
+pub static KINDS: [&DocumentKind; 3] = [&INVENTORY, &PLAN, &CARD];
 
-/// The kind a document clearly is, when that is not `expected` (a kind's
-/// name in [`KINDS`]): `"a model card"`, `"an inventory"` or `"a plan"`. A
+static INVENTORY: DocumentKind = DocumentKind {
+    kind: DocKind::Inventory,
+    detect: |object| object.contains_key("hosts"),
+    rename_key: str::to_string,
+    schema: SchemaKind::Inventory,
+    check: check_inventory,
+};
+
+static PLAN: DocumentKind = DocumentKind {
+    kind: DocKind::Plan,
+    detect: |object| object.contains_key("instance"),
+    rename_key: str::to_string,
+    schema: SchemaKind::Plan,
+    check: check_plan,
+};
+
+/// Cards: the Python Skulk's snake_case keys are read as the camelCase
+/// wire names.
+static CARD: DocumentKind = DocumentKind {
+    kind: DocKind::Card,
+    detect: |_| true,
+    rename_key: card::snake_to_camel,
+    schema: SchemaKind::Card,
+    check: check_card,
+};
+
+/// The kind a document clearly is, when that is not `expected`:
+/// `"a model card"`, `"an inventory"` or `"a plan"`. A
 /// document is clearly an inventory when it has `hosts`, a plan when it has
 /// `instance` and `skulk`, a card when it has `modelId` (or `model_id`) and
 /// is neither; anything else is left to the schema.
-pub fn other_kind(value: &Value, expected: &str) -> Option<&'static str> {
+pub fn other_kind(value: &Value, expected: DocKind) -> Option<&'static str> {
     let object = value.as_object()?;
-    let (kind, phrase) = if object.contains_key("hosts") {
-        ("inventory", "an inventory")
+    let kind = if object.contains_key("hosts") {
+        DocKind::Inventory
     } else if object.contains_key("instance") && object.contains_key("skulk") {
-        ("plan", "a plan")
+        DocKind::Plan
     } else if object.contains_key("modelId") || object.contains_key("model_id") {
-        ("card", "a model card")
+        DocKind::Card
     } else {
         return None;
     };
-    (kind != expected).then_some(phrase)
-}
-
-/// `an inventory` for `inventory`, as [`other_kind`] names kinds.
-fn kind_phrase(kind: &str) -> &'static str {
-    match kind {
-        "inventory" => "an inventory",
-        "plan" => "a plan",
-        _ => "a model card",
-    }
+    (kind != expected).then_some(kind.phrase())
 }
 
 fn check_inventory(value: &Value) -> Checked {
@@ -291,6 +324,10 @@ pub struct FileReport {
     model_id: Option<String>,
     #[serde(skip)]
     source: Option<KeptSource>,
+    /// The checked document, keys normalised (only from
+    /// [`validate_file_as`], and only without errors).
+    #[serde(skip)]
+    document: Option<Value>,
 }
 
 impl FileReport {
@@ -303,7 +340,14 @@ impl FileReport {
             unreadable: false,
             model_id: None,
             source: None,
+            document: None,
         }
+    }
+
+    /// The document [`validate_file_as`] checked, keys normalised (a card's
+    /// snake_case keys in camelCase); `None` when it has errors.
+    pub fn into_document(self) -> Option<Value> {
+        self.document
     }
 
     pub fn errors(&self) -> usize {
@@ -568,15 +612,15 @@ pub fn validate_file(path: &Path) -> FileReport {
     report
 }
 
-/// Checks one file as a document of the kind named `kind` (`card`,
-/// `inventory`), whatever its content looks like, with positions filled in:
-/// for commands that take a file of a known kind (`skulk plan --card`).
-pub fn validate_file_as(path: &Path, kind: &str) -> FileReport {
+/// Checks one file as a document of `kind`, whatever its content looks
+/// like, with positions filled in: for commands that take a file of a known
+/// kind (`skulk plan --card`). A document without errors is kept, with its
+/// keys normalised ([`FileReport::into_document`]), so the command reads
+/// and parses the file once.
+pub fn validate_file_as(path: &Path, kind: DocKind) -> FileReport {
     let mut report = FileReport::new(path);
-    let forced = KINDS.iter().find(|k| k.name == kind);
-    assert!(forced.is_some(), "unknown document kind `{kind}`");
     match load::read_source(path) {
-        Ok(source) => check_text_as(&mut report, source.text, source.format, forced),
+        Ok(source) => check_text_as(&mut report, source.text, source.format, Some(kind.rules())),
         Err(err) => {
             report.unreadable = err.is_io();
             report
@@ -634,12 +678,12 @@ fn check_text_as(
         return;
     };
     if let Some(forced) = forced {
-        if let Some(actual) = other_kind(&value, forced.name) {
+        if let Some(actual) = other_kind(&value, forced.kind) {
             report.problems.push(Diagnostic::error(
                 "",
                 format!(
                     "this is {actual}, not {}; were two file arguments swapped?",
-                    kind_phrase(forced.name)
+                    forced.kind.phrase()
                 ),
             ));
             return;
@@ -651,7 +695,7 @@ fn check_text_as(
             .find(|kind| (kind.detect)(object))
             .expect("the last document kind accepts anything")
     });
-    report.kind = Some(kind.name);
+    report.kind = Some(kind.kind.name());
     report.source = Some((text, format, kind.rename_key));
     let value = match rename_keys(value, kind.rename_key) {
         Ok(value) => value,
@@ -663,7 +707,7 @@ fn check_text_as(
     let Some(validator) = schema::validator(kind.schema) else {
         report.problems.push(Diagnostic::error(
             "",
-            format!("{} files cannot be checked by this build", kind.name),
+            format!("{} files cannot be checked by this build", kind.kind.name()),
         ));
         return;
     };
@@ -680,6 +724,9 @@ fn check_text_as(
     report
         .problems
         .extend(checked.problems.into_iter().map(Diagnostic::from_problem));
+    if forced.is_some() && report.errors() == 0 {
+        report.document = Some(value);
+    }
 }
 
 /// Applies `rename` to every object key; two keys that become the same are
@@ -1075,6 +1122,59 @@ fn escape_property(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_keys_are_camelized_but_values_are_not() {
+        let value = serde_json::json!({
+            "model_id": "a/b",
+            "storage_size": {"in_bytes": 5},
+            "reasoning": {"format": "token_delimited"},
+            "components": [{"component_name": "x"}]
+        });
+        assert_eq!(
+            rename_keys(value, card::snake_to_camel).unwrap(),
+            serde_json::json!({
+                "modelId": "a/b",
+                "storageSize": {"inBytes": 5},
+                "reasoning": {"format": "token_delimited"},
+                "components": [{"componentName": "x"}]
+            })
+        );
+    }
+
+    #[test]
+    fn same_field_in_both_spellings_is_an_error_at_the_key() {
+        let value = serde_json::json!({"placement": {"min_vram_gib": 1, "minVramGib": 2}});
+        let e = rename_keys(value, card::snake_to_camel).unwrap_err();
+        assert_eq!(e.pointer, "/placement/minVramGib");
+        assert!(e.at_key);
+        assert_eq!(
+            e.message,
+            "`min_vram_gib` and `minVramGib` name the same field"
+        );
+    }
+
+    #[test]
+    fn a_file_of_a_known_kind_is_read_once_and_kept_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("card.toml");
+        std::fs::write(
+            &path,
+            "model_id = \"a/b\"\nn_layers = 2\nhidden_size = 8\nsupports_tensor = false\ntasks = [\"TextGeneration\"]\n[storage_size]\nin_bytes = 1048576\n",
+        )
+        .unwrap();
+        let report = validate_file_as(&path, DocKind::Card);
+        assert_eq!(report.errors(), 0, "{:?}", report.problems);
+        let card: card::ModelCard =
+            serde_json::from_value(report.into_document().unwrap()).unwrap();
+        assert_eq!((card.model_id.as_str(), card.n_layers), ("a/b", 2));
+        let report = validate_file_as(&path, DocKind::Inventory);
+        assert_eq!(
+            report.problems[0].message,
+            "this is a model card, not an inventory; were two file arguments swapped?"
+        );
+        assert_eq!(report.into_document(), None);
+    }
 
     fn check(text: &str) -> FileReport {
         validate_text(Path::new("x.yaml"), text, Format::Yaml)

@@ -539,7 +539,7 @@ impl PlanDocument {
                 },
             )
         })?;
-        if let Some(kind) = crate::validate::other_kind(&value, "plan") {
+        if let Some(kind) = crate::validate::other_kind(&value, crate::validate::DocKind::Plan) {
             return Err(PlanFileError::WrongKind {
                 path: path.to_path_buf(),
                 kind,
