@@ -495,6 +495,73 @@ fn a_host_lost_past_the_grace_is_planned_around_and_returned_to() {
     assert_all_gone(h, &[plan_digest(&plan), degraded_digest], &[port, 52415]);
 }
 
+/// The API host itself is lost: the smaller plan has a new rank 0, the
+/// supervisor prints the new endpoint and `status` says where the API went;
+/// when the host returns, the API is back where it was.
+#[test]
+fn a_lost_api_host_moves_the_api_and_status_says_where() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = prerequisites() else { return };
+    let sc = Scratch::new();
+    let port = ring_port(35);
+    let (inv, plan) = three_rank_plan(h, &sc, port);
+    let mut w = Watcher::start(
+        h,
+        &plan,
+        &["--inventory", s(&inv), "--grace", "5", "--drain", "5"],
+    );
+    w.wait_for("serving plan", Duration::from_secs(180));
+    let first = w.endpoint();
+    let text = complete(&first);
+
+    let down = LinkDown::new(h, 1);
+    w.wait_for("degraded: serving plan", Duration::from_secs(120));
+    let log = w.log();
+    assert!(log.contains("planned without `h1`: plan "), "{log}");
+    // The new endpoint follows the note on stdout.
+    let end = Instant::now() + Duration::from_secs(10);
+    let moved = loop {
+        let e = w.endpoint();
+        if e != first {
+            break e;
+        }
+        assert!(
+            Instant::now() < end,
+            "the endpoint did not move:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(moved.contains(&format!("//{}:", h.addrs[1])), "{moved}");
+    assert_eq!(complete(&moved), text, "two ranks answer like three");
+    let v = status_json(h, &plan);
+    assert_eq!(v["supervisor"]["condition"], "degraded", "{v}");
+    assert_eq!(v["supervisor"]["without"], serde_json::json!(["h1"]), "{v}");
+    assert_eq!(v["supervisor"]["endpoint"], moved.as_str(), "{v}");
+    let degraded_digest = plan_digest(&state_degraded_path(&plan));
+
+    down.restore();
+    let d16 = plan_digest(&plan)[..16].to_owned();
+    w.wait_for(
+        &format!("serving plan {d16} again"),
+        Duration::from_secs(120),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while w.endpoint() != first {
+        assert!(
+            Instant::now() < end,
+            "the API did not come back:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(complete(&first), text);
+
+    let (code, log) = w.interrupt();
+    assert_eq!(code, 0, "{log}");
+    assert_all_gone(h, &[plan_digest(&plan), degraded_digest], &[port, 52415]);
+}
+
 fn state_degraded_path(plan: &Path) -> PathBuf {
     plan.with_file_name("plan.degraded.json")
 }
