@@ -9,7 +9,9 @@
 // One-rank layer lists read as what they are.
 #![allow(clippy::single_range_in_vec_init)]
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' toy model and ring; this bench uses a part of it.
+#[path = "../tests/integration/support.rs"]
+#[allow(dead_code)]
 mod support;
 
 use std::io::BufRead;

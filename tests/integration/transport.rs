@@ -1,10 +1,8 @@
 //! The SSH and local transports against real hosts: test hosts with their own
-//! sshd (set 1, three hosts; see tests/hosts/mod.rs) and this machine.
+//! sshd (set 1, three hosts; see `hosts`) and this machine.
 //! Host 1 and 2 serve the command and file tests, host 2 also the
 //! known_hosts tests that only use private copies of known_hosts, and host 3
 //! belongs to the changed-key test alone, which regenerates its key.
-
-mod hosts;
 
 use std::fs;
 use std::net::TcpListener;
@@ -12,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hosts::TestHosts;
+use crate::hosts::TestHosts;
 use skulk::exec::{
     ExitStatus, LocalTransport, SshOptions, SshTransport, Transport, TransportError,
 };

@@ -10,8 +10,6 @@
 //! results only when the ring carries rows, positions, sequences and cache
 //! operations exactly. A batch's sequences never see each other's rows.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::ops::Range;
@@ -334,6 +332,11 @@ pub fn free_port(ip: Ipv4Addr) -> u16 {
         .port()
 }
 
+/// Host `host` (0-based) of loopback network 127.0.`net`.x. All suites run
+/// in one process, so each owns its networks: `shard` 21..=53, `dialects`
+/// 54..=58, `run_shard_processes` 61..=71, `ring_engine` 80..=89 and
+/// 110..=123, `api_clients` 90..=91 (127.0.0.x is the README's and
+/// `apply_e2e`'s).
 pub fn ip(net: u8, host: u32) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, net, host as u8 + 1)
 }

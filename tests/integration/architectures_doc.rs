@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use skulk::engine::{LLAMA_CPP_ARCHITECTURES, SUPPORTED_ARCHITECTURES};
 
+use crate::prereq;
+
 fn repo_file(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -113,8 +115,7 @@ fn vendored_llama_arch() -> Option<PathBuf> {
 #[test]
 fn the_known_architectures_are_the_vendored_llama_cpp_ones() {
     let Some(path) = vendored_llama_arch() else {
-        eprintln!("SKIPPED: the vendored llama.cpp source is not in cargo's registry");
-        return;
+        return prereq::skip("the vendored llama.cpp source is not in cargo's registry");
     };
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("LLM_ARCH_NAMES = {").expect("LLM_ARCH_NAMES");

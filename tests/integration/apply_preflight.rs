@@ -1,20 +1,17 @@
 //! `skulk apply` up to the point where ranks would start, and `status`,
 //! `down`, `inventory probe`, against real SSH test hosts (set 5, three
-//! hosts; see tests/hosts/mod.rs): host keys, preflight failures (all hosts
+//! hosts; see `hosts`): host keys, preflight failures (all hosts
 //! reported together, nothing started), dry runs. Nothing here starts a
 //! rank, so these tests can run in parallel on the same hosts; each test
 //! plans with its own ring port and model directories, so plans differ.
-
-mod apply_support;
-mod hosts;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use apply_support::*;
-use hosts::TestHosts;
+use crate::apply_support::*;
+use crate::hosts::TestHosts;
 
 const SET: u8 = 5;
 const N: usize = 3;
@@ -27,11 +24,6 @@ fn test_hosts() -> Option<&'static TestHosts> {
 fn three_host_plan(h: &TestHosts, sc: &Scratch, port: u16) -> std::path::PathBuf {
     let inv = sc.inventory(h, &sc.hosts(h, N, false));
     sc.plan(&inv, &["h1", "h2", "h3"], port)
-}
-
-fn run_dir(plan: &std::path::Path) -> std::path::PathBuf {
-    let digest = plan_digest(plan);
-    std::path::PathBuf::from("/root/.cache/skulk/runs").join(&digest[..16])
 }
 
 #[test]
@@ -60,7 +52,7 @@ fn unknown_host_keys_are_refused_and_not_recorded() {
     }
     r.assert_stderr_has("--accept-new-host-keys");
     assert_eq!(fs::read_to_string(&kh).unwrap(), "", "nothing recorded");
-    assert!(!run_dir(&plan).exists(), "nothing written on the hosts");
+    assert!(!runs_dir(&plan).exists(), "nothing written on the hosts");
 }
 
 #[test]
@@ -169,7 +161,7 @@ fn new_host_keys_are_recorded_with_the_flag_and_a_dry_run_starts_nothing() {
         "skulk is in place: {out}"
     );
     // Nothing was started or written.
-    assert!(!run_dir(&plan).exists());
+    assert!(!runs_dir(&plan).exists());
     let st = skulk(&["status", s(&plan), "--known-hosts", s(&kh), "-o", "json"]).expect(3);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     for r in v["ranks"].as_array().unwrap() {
@@ -245,7 +237,7 @@ fn a_wrong_skulk_version_fails_preflight_on_every_host() {
     for i in 1..=N {
         r.assert_stderr_has(&format!("host `h{i}` (`{}`): {want}", h.addrs[i - 1]));
     }
-    assert!(!run_dir(&plan).exists(), "nothing written");
+    assert!(!runs_dir(&plan).exists(), "nothing written");
 }
 
 #[test]
@@ -276,7 +268,7 @@ fn a_missing_model_fails_preflight_naming_host_and_path() {
         "{}",
         r.stderr
     );
-    assert!(!run_dir(&plan).exists());
+    assert!(!runs_dir(&plan).exists());
 }
 
 #[test]
@@ -297,7 +289,7 @@ fn an_architecture_skulk_cannot_split_fails_preflight_on_rank_0_before_anything_
     r.assert_stderr_has("has architecture `rwkv7`, which skulk cannot split across hosts yet (this plan has 3 ranks)");
     r.assert_stderr_has("hint: skulk splits llama, mistral3,");
     r.assert_stderr_has("run this model on one host");
-    assert!(!run_dir(&plan).exists(), "nothing written on the hosts");
+    assert!(!runs_dir(&plan).exists(), "nothing written on the hosts");
 }
 
 #[test]

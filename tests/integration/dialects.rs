@@ -8,14 +8,14 @@
 // One-rank layer lists read as what they are.
 #![allow(clippy::single_range_in_vec_init)]
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use skulk::shard::MetricsSettings;
-use support::*;
+
+use crate::serial;
+use crate::support::*;
 
 const KEY: &str = "sk-dialects";
 
@@ -34,11 +34,12 @@ const X_API_KEY: (&str, &str) = ("x-api-key", "sk-dialects");
 
 #[test]
 fn logprobs_and_stop_sequences_cross_the_ring_unchanged() {
+    let _shared = serial::shared();
     let body =
         json!({"prompt": "the quick brown fox", "max_tokens": 12, "temperature": 0, "logprobs": 3});
     let mut results = Vec::new();
     for (i, split) in [&[0..12][..], &[0..4, 4..9, 9..12][..]].iter().enumerate() {
-        let ring = Ring::start(44 + i as u8, split, with_key, |_| ToyRank::default());
+        let ring = Ring::start(54 + i as u8, split, with_key, |_| ToyRank::default());
         ring.wait_ready();
         let r = post_with(ring.api, "/v1/completions", &[BEARER], &body);
         assert_eq!(r.status, 200, "{}", r.body);
@@ -85,7 +86,8 @@ fn logprobs_and_stop_sequences_cross_the_ring_unchanged() {
 
 #[test]
 fn anthropic_messages_whole_streamed_and_refused() {
-    let ring = Ring::start(46, &[0..5, 5..12], with_key, |_| ToyRank::default());
+    let _shared = serial::shared();
+    let ring = Ring::start(56, &[0..5, 5..12], with_key, |_| ToyRank::default());
     ring.wait_ready();
     let req = json!({"model": "toy", "max_tokens": 10, "temperature": 0, "system": [{"type": "text", "text": "be brief"}],
                      "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]});
@@ -177,7 +179,8 @@ fn anthropic_messages_whole_streamed_and_refused() {
 
 #[test]
 fn ollama_streams_ndjson_and_lists_the_model() {
-    let ring = Ring::start(47, &[0..7, 7..12], with_key, |_| ToyRank::default());
+    let _shared = serial::shared();
+    let ring = Ring::start(57, &[0..7, 7..12], with_key, |_| ToyRank::default());
     ring.wait_ready();
     let chat = json!({"model": "toy/model", "messages": [{"role": "user", "content": "hello"}],
                       "options": {"temperature": 0, "num_predict": 10}});
@@ -262,15 +265,16 @@ fn ollama_streams_ndjson_and_lists_the_model() {
 
 #[test]
 fn metrics_count_requests_and_time_every_rank() {
-    let metrics_port = free_port(ip(48, 1));
+    let _shared = serial::shared();
+    let metrics_port = free_port(ip(58, 1));
     let ring = Ring::start(
-        48,
+        58,
         &[0..6, 6..12],
         |s| {
             with_key(s);
             if s.rank == 1 {
                 s.metrics = Some(MetricsSettings {
-                    addr: SocketAddr::new(std::net::IpAddr::V4(ip(48, 1)), metrics_port),
+                    addr: SocketAddr::new(std::net::IpAddr::V4(ip(58, 1)), metrics_port),
                     api_key: Some(KEY.into()),
                 });
             }
@@ -333,7 +337,7 @@ fn metrics_count_requests_and_time_every_rank() {
     );
     assert_eq!(get(ring.api, "/metrics").status, 401);
     // Rank 1 serves its own.
-    let addr = SocketAddr::new(std::net::IpAddr::V4(ip(48, 1)), metrics_port);
+    let addr = SocketAddr::new(std::net::IpAddr::V4(ip(58, 1)), metrics_port);
     let r1 = request(addr, "GET", "/metrics", &[BEARER], None);
     assert_eq!(r1.status, 200, "{}", r1.body);
     assert!(

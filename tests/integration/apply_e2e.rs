@@ -1,39 +1,20 @@
 //! `skulk apply` all the way: real `run-shard` ranks started over SSH on
 //! three test hosts (set 6), the OpenAI Python client against rank 0's API,
 //! `status`, `logs`, a killed rank, `down`. These tests start ranks, so they
-//! run one at a time (a running plan is "a different plan" to any other).
-
-mod apply_support;
-#[path = "fake_hub/mod.rs"]
-mod fake_hub;
-mod hosts;
+//! run one at a time (a running plan is "a different plan" to any other),
+//! and alone (`serial::alone`).
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use apply_support::*;
-use hosts::TestHosts;
+use crate::apply_support::*;
+use crate::hosts::TestHosts;
+use crate::{fake_hub, prereq, serial};
 
 const SET: u8 = 6;
 const N: usize = 3;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-fn skip(why: &str) {
-    assert!(!in_ci(), "CI=true but {why}");
-    eprintln!("skipping: {why}");
-}
-
-fn runs_dir(plan: &Path) -> std::path::PathBuf {
-    Path::new("/root/.cache/skulk/runs").join(&plan_digest(plan)[..16])
-}
 
 /// Nothing of the plan runs or listens on any host.
 fn assert_all_gone(h: &TestHosts, plan: &Path, ports: &[u16]) {
@@ -56,7 +37,7 @@ fn assert_all_gone(h: &TestHosts, plan: &Path, ports: &[u16]) {
 
 #[test]
 fn a_rank_that_cannot_start_fails_apply_which_stops_the_others_and_shows_its_log() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -135,7 +116,7 @@ fn a_rank_that_cannot_start_fails_apply_which_stops_the_others_and_shows_its_log
 /// host on stdin). Two local ranks (this machine, no SSH) and a fake hub.
 #[test]
 fn fetch_downloads_a_missing_model_on_the_hosts() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let hub = fake_hub::FakeHub::start(vec![(
         "org/tiny-GGUF",
@@ -216,22 +197,20 @@ fn fetch_downloads_a_missing_model_on_the_hosts() {
 /// `openai` client, status, a killed rank, down.
 #[test]
 fn three_ranks_serve_the_openai_client_then_status_kill_and_down() {
-    if !cfg!(feature = "engine") {
-        eprintln!("skipping: skulk built without the engine (`run-shard` cannot run)");
+    let _alone = serial::alone();
+    if !engine_built() {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
-    if smol_model().is_none() {
-        return skip("the test model is missing (run scripts/fetch-test-models)");
-    }
-    let has_openai = Command::new("python3")
-        .args(["-c", "import openai"])
-        .status();
-    if !has_openai.is_ok_and(|s| s.success()) {
-        return skip("the Python `openai` package is missing (run scripts/setup)");
+    if smol_model().is_none()
+        || !prereq::require(
+            prereq::python_has("openai"),
+            "the Python `openai` package is missing (run scripts/setup)",
+        )
+    {
+        return;
     }
     let sc = Scratch::new();
     let inv = sc.inventory(h, &sc.hosts(h, N, true));
@@ -432,13 +411,9 @@ fn post(addr: &str, path: &str, body: &str) -> String {
 /// the plan's default.
 #[test]
 fn a_local_ring_reports_busy_and_a_replanned_file_still_finds_its_ring() {
-    if !cfg!(feature = "engine") {
-        eprintln!("skipping: skulk built without the engine (`run-shard` cannot run)");
+    let _alone = serial::alone();
+    if !engine_built() || smol_model().is_none() {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if smol_model().is_none() {
-        return skip("the test model is missing (run scripts/fetch-test-models)");
     }
     let sc = Scratch::new();
     let specs: Vec<HostSpec> = (1..=2)

@@ -18,8 +18,8 @@
 //! stage (recurrent state included) starts it over exactly.
 //!
 //! The tokenizer comes from `$SKULK_TEST_MODELS` (default
-//! `/root/.cache/skulk/test-models`); when it is absent the tests say so
-//! and pass, except under CI (`CI=true`), where they fail.
+//! `~/.cache/skulk/test-models`); when it is absent the tests are skipped,
+//! except under CI, where they fail (`prereq`).
 
 #![cfg(feature = "engine")]
 
@@ -35,8 +35,8 @@ use skulk::engine::{
 use skulk::gguf::{check_cut, slice_layers, GgufHeader};
 use skulk::synth::{write_model, SynthSpec, SYNTH_ARCHITECTURES};
 
-mod models;
-use models::{model, SMOLLM2};
+use crate::models::{model, SMOLLM2};
+use crate::serial;
 
 /// Greedy tokens compared per split, for every architecture (small enough
 /// that all architectures and splits run in CI).
@@ -359,6 +359,7 @@ const SWA_8_REFUSED: &[&[u32]] = &[&[7, 1]];
 
 #[test]
 fn every_known_architecture_is_tested_here() {
+    let _shared = serial::shared();
     // Each architecture the generator knows has its test below; this list
     // keeps them in step (a new one must be added to both).
     let tested = [
@@ -393,31 +394,37 @@ fn every_known_architecture_is_tested_here() {
 
 #[test]
 fn llama() {
+    let _shared = serial::shared();
     check(&tiny("llama"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn mistral3() {
+    let _shared = serial::shared();
     check(&tiny("mistral3"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn qwen2() {
+    let _shared = serial::shared();
     check(&tiny("qwen2"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn qwen3() {
+    let _shared = serial::shared();
     check(&tiny("qwen3"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn phi3() {
+    let _shared = serial::shared();
     check(&tiny("phi3"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn granite() {
+    let _shared = serial::shared();
     // Its embedding multiplier is 1 in non-first cuts (hidden rows are
     // already scaled).
     check(&tiny("granite"), PLAIN_8, &[], Match::Bitwise);
@@ -425,11 +432,13 @@ fn granite() {
 
 #[test]
 fn exaone4() {
+    let _shared = serial::shared();
     check(&tiny("exaone4"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn exaone4_32b_is_refused() {
+    let _shared = serial::shared();
     // llama.cpp turns on the 32B model's sliding window only for 64 layers.
     check(
         &with_layers("exaone4", 64),
@@ -441,6 +450,7 @@ fn exaone4_32b_is_refused() {
 
 #[test]
 fn gemma2() {
+    let _shared = serial::shared();
     // Gemma 2 scales every input row by sqrt(n_embd): the ranks after the
     // first overwrite the scaled rows with the ones they received.
     check(&tiny("gemma2"), SWA_8_OK, SWA_8_REFUSED, Match::Bitwise);
@@ -448,6 +458,7 @@ fn gemma2() {
 
 #[test]
 fn gemma3() {
+    let _shared = serial::shared();
     // 13 layers, global at 5 and 11: ranks of sliding-window layers only
     // (0..5), starting on a global layer (5..13), ending on one.
     check(
@@ -467,6 +478,7 @@ fn gemma3() {
 
 #[test]
 fn gemma3_27b_shape_split_over_two_ranks_matches_one_process() {
+    let _shared = serial::shared();
     // 62 layers, as Gemma 3 27B: llama.cpp picks the 27B attention scale
     // 1/sqrt(n_embd/n_head) from the layer count. Each cut carries the ratio
     // to its own default scale in its query norm's weights: exact in real
@@ -498,31 +510,37 @@ fn gemma3_27b_shape_split_over_two_ranks_matches_one_process() {
 
 #[test]
 fn olmo2() {
+    let _shared = serial::shared();
     check(&tiny("olmo2"), SWA_8_OK, SWA_8_REFUSED, Match::Bitwise);
 }
 
 #[test]
 fn cohere2() {
+    let _shared = serial::shared();
     check(&tiny("cohere2"), SWA_8_OK, SWA_8_REFUSED, Match::Bitwise);
 }
 
 #[test]
 fn gpt_oss() {
+    let _shared = serial::shared();
     check(&tiny("gpt-oss"), SWA_8_OK, SWA_8_REFUSED, Match::Bitwise);
 }
 
 #[test]
 fn qwen3moe() {
+    let _shared = serial::shared();
     check(&tiny("qwen3moe"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn minimax_m2() {
+    let _shared = serial::shared();
     check(&tiny("minimax-m2"), PLAIN_8, &[], Match::Bitwise);
 }
 
 #[test]
 fn deepseek2() {
+    let _shared = serial::shared();
     // 9 blocks: 2 leading dense, 6 mixture-of-experts, 1 trailing
     // prediction block (loaded, not run). A rank of the prediction block
     // alone is refused.
@@ -543,6 +561,7 @@ fn deepseek2() {
 
 #[test]
 fn deepseek_v3_ranks_llama_cpp_would_take_for_the_lite_model_are_refused() {
+    let _shared = serial::shared();
     // 28 blocks run + 1 prediction block: a rank of 26 or 27 blocks would
     // load as DeepSeek-V2-Lite (no query compression) and fail.
     check(
@@ -555,6 +574,7 @@ fn deepseek_v3_ranks_llama_cpp_would_take_for_the_lite_model_are_refused() {
 
 #[test]
 fn glm4moe() {
+    let _shared = serial::shared();
     // 1 leading dense block, 1 trailing prediction block; ranks after the
     // first get M-RoPE sections that rotate exactly as GLM's NEOX RoPE
     // (llama.cpp aborts on hidden-row input without them).
@@ -575,6 +595,7 @@ fn glm4moe() {
 
 #[test]
 fn llama4() {
+    let _shared = serial::shared();
     // 16 layers, experts every 2nd, no RoPE every 4th: ranks start on
     // multiples of 4.
     check(
@@ -587,6 +608,7 @@ fn llama4() {
 
 #[test]
 fn llama4_ranks_need_a_layer_without_rope() {
+    let _shared = serial::shared();
     // 10 layers: a last rank of 2 holds no layer without RoPE, which
     // llama.cpp cannot run.
     check(
@@ -599,6 +621,7 @@ fn llama4_ranks_need_a_layer_without_rope() {
 
 #[test]
 fn qwen3next() {
+    let _shared = serial::shared();
     // 12 layers, full attention at 3, 7 and 11, gated delta nets elsewhere:
     // every rank needs both kinds.
     check(
@@ -611,6 +634,7 @@ fn qwen3next() {
 
 #[test]
 fn qwen35moe() {
+    let _shared = serial::shared();
     check(
         &with_layers("qwen35moe", 12),
         &[&[4, 8], &[8, 4], &[6, 6], &[4, 4, 4], &[5, 4, 3]],
@@ -621,6 +645,7 @@ fn qwen35moe() {
 
 #[test]
 fn nemotron_h() {
+    let _shared = serial::shared();
     // 16 blocks: Mamba, MLP, attention, Mamba, repeated.
     check(
         &with_layers("nemotron_h", 16),
@@ -632,6 +657,7 @@ fn nemotron_h() {
 
 #[test]
 fn granitehybrid() {
+    let _shared = serial::shared();
     check(
         &with_layers("granitehybrid", 16),
         &[&[8, 8], &[4, 12], &[12, 4], &[4, 4, 8], &[4, 4, 4, 4]],
@@ -642,6 +668,7 @@ fn granitehybrid() {
 
 #[test]
 fn lfm2() {
+    let _shared = serial::shared();
     // 12 layers, attention at 2, 5, 8 and 11, short convolutions elsewhere.
     check(
         &with_layers("lfm2", 12),
@@ -653,6 +680,7 @@ fn lfm2() {
 
 #[test]
 fn recurrent_models_reuse_no_prefix_and_clear_exactly() {
+    let _shared = serial::shared();
     let Some(mut bench) = Bench::new(&with_layers("qwen3next", 8)) else {
         return;
     };

@@ -1,10 +1,8 @@
 //! `skulk apply --watch` all the way: a supervisor keeping SmolLM2 up on
 //! three SSH test hosts (set 7) while its ranks are killed, frozen and cut
 //! off, with short grace periods so the runs stay short. The tests start
-//! ranks, so they run one at a time.
-
-mod apply_support;
-mod hosts;
+//! ranks and time what they see, so they run one at a time and alone
+//! (`serial::alone`).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,31 +12,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apply_support::*;
-use hosts::TestHosts;
+use crate::apply_support::*;
+use crate::hosts::TestHosts;
+use crate::serial;
 
 const SET: u8 = 7;
 const N: usize = 3;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// The test hosts and the model, or `None` (after saying why) where this
-/// machine cannot run the tests.
+/// The test hosts and the model, or `None` (after `prereq::skip`: a
+/// failure under CI) where this machine cannot run the tests.
 fn prerequisites() -> Option<&'static TestHosts> {
-    if !cfg!(feature = "engine") {
-        eprintln!("skipping: skulk built without the engine (`run-shard` cannot run)");
+    if !engine_built() {
         return None;
     }
     let h = TestHosts::get(SET, N)?;
-    if smol_model().is_none() {
-        assert!(!in_ci(), "CI=true but the test model is missing");
-        eprintln!("skipping: the test model is missing (run scripts/fetch-test-models)");
-        return None;
-    }
+    smol_model()?;
     Some(h)
 }
 
@@ -240,10 +228,7 @@ fn complete(endpoint: &str) -> String {
 
 /// pid of the rank of `node` in the plan's run directory.
 fn rank_pid(plan: &Path, node: &str) -> u32 {
-    let state = Path::new("/root/.cache/skulk/runs")
-        .join(&plan_digest(plan)[..16])
-        .join(node)
-        .join("state");
+    let state = runs_dir(plan).join(node).join("state");
     let text = fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
     text.lines()
         .find_map(|l| l.strip_prefix("pid="))
@@ -304,7 +289,7 @@ fn three_rank_plan(h: &TestHosts, sc: &Scratch, port: u16) -> (PathBuf, PathBuf)
 
 #[test]
 fn a_killed_rank_is_restarted_and_the_ring_serves_again_within_10_s() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = prerequisites() else { return };
     let sc = Scratch::new();
     let port = ring_port(30);
@@ -418,7 +403,7 @@ fn a_killed_rank_is_restarted_and_the_ring_serves_again_within_10_s() {
 
 #[test]
 fn a_host_lost_past_the_grace_is_planned_around_and_returned_to() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = prerequisites() else { return };
     let sc = Scratch::new();
     let port = ring_port(31);
@@ -500,7 +485,7 @@ fn a_host_lost_past_the_grace_is_planned_around_and_returned_to() {
 /// when the host returns, the API is back where it was.
 #[test]
 fn a_lost_api_host_moves_the_api_and_status_says_where() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = prerequisites() else { return };
     let sc = Scratch::new();
     let port = ring_port(35);
@@ -568,7 +553,7 @@ fn state_degraded_path(plan: &Path) -> PathBuf {
 
 #[test]
 fn a_host_the_model_cannot_do_without_is_waited_for_and_stopping_then_fails() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = prerequisites() else { return };
     let sc = Scratch::new();
     let port = ring_port(32);
@@ -634,7 +619,7 @@ fn a_host_the_model_cannot_do_without_is_waited_for_and_stopping_then_fails() {
 
 #[test]
 fn a_second_supervisor_is_refused_and_down_stops_the_first_for_good() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = prerequisites() else { return };
     let sc = Scratch::new();
     let port = ring_port(33);
@@ -693,7 +678,7 @@ fn plan_with_silence_limit(h: &TestHosts, sc: &Scratch, port: u16, silence_ms: u
 
 #[test]
 fn a_briefly_frozen_rank_is_reported_slow_and_not_dropped() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = serial::alone();
     let Some(h) = prerequisites() else { return };
     let sc = Scratch::new();
     let port = ring_port(34);

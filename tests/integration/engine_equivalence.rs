@@ -3,9 +3,9 @@
 //! prompt and greedy sampling, exactly the whole model's 64 tokens. Also the
 //! engine's load-time errors and KV-cache operations on the real models.
 //!
-//! Models: `$SKULK_TEST_MODELS` (default `/root/.cache/skulk/test-models`),
-//! fetched by `scripts/fetch-test-models`. When one is absent the test says
-//! so and passes, except under CI (`CI=true`), where it fails.
+//! Models: `$SKULK_TEST_MODELS` (default `~/.cache/skulk/test-models`),
+//! fetched by `scripts/fetch-test-models`. When one is absent the test is
+//! skipped, except under CI, where it fails (`prereq`).
 
 #![cfg(feature = "engine")]
 
@@ -18,8 +18,8 @@ use skulk::engine::{
 };
 use skulk::gguf::slice_layers;
 
-mod models;
-use models::{model, GEMMA3, GEMMA3_LAYERS, SMOLLM2, SMOLLM2_LAYERS};
+use crate::models::{model, GEMMA3, GEMMA3_LAYERS, SMOLLM2, SMOLLM2_LAYERS};
+use crate::serial;
 
 /// Tokens generated per configuration (each step after the prompt reads the
 /// KV cache every rank wrote, so a cache bug shows in the tokens).
@@ -295,6 +295,7 @@ fn greedy_text(name: &str, total: u32, prompt: &str, n: usize) -> Option<String>
 /// continues text; under a chat template it only echoes the turn back).
 #[test]
 fn whole_models_write_sensible_text() {
+    let _shared = serial::shared();
     let smol_prompt =
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     if let Some(text) = greedy_text(SMOLLM2, SMOLLM2_LAYERS, smol_prompt, 12) {
@@ -308,6 +309,7 @@ fn whole_models_write_sensible_text() {
 
 #[test]
 fn smollm2_stages_give_the_whole_models_tokens() {
+    let _shared = serial::shared();
     check_splits(
         SMOLLM2,
         SMOLLM2_LAYERS,
@@ -363,16 +365,19 @@ fn check_batched_splits(name: &str, total: u32, splits: &[&[u32]]) {
 
 #[test]
 fn smollm2_stages_give_the_whole_models_tokens_for_batches_of_sequences() {
+    let _shared = serial::shared();
     check_batched_splits(SMOLLM2, SMOLLM2_LAYERS, &[&[15, 15], &[7, 11, 12]]);
 }
 
 #[test]
 fn gemma3_stages_give_the_whole_models_tokens_for_batches_of_sequences() {
+    let _shared = serial::shared();
     check_batched_splits(GEMMA3, GEMMA3_LAYERS, &[&[9, 9]]);
 }
 
 #[test]
 fn gemma3_stages_give_the_whole_models_tokens() {
+    let _shared = serial::shared();
     // 9/9: the second rank starts off Gemma 3's sliding-window period (6),
     // so it needs the per-layer pattern; 5/13: the first rank holds only
     // sliding-window layers (no global-attention KV cache at all).
@@ -381,6 +386,7 @@ fn gemma3_stages_give_the_whole_models_tokens() {
 
 #[test]
 fn prompts_longer_than_a_batch_are_cut_at_the_same_places_on_every_rank() {
+    let _shared = serial::shared();
     let Some(model) = model(SMOLLM2) else { return };
     let dir = tempfile::tempdir().unwrap();
     // 5 tokens per decode: the prompt runs as several ubatches.
@@ -395,6 +401,7 @@ fn prompts_longer_than_a_batch_are_cut_at_the_same_places_on_every_rank() {
 
 #[test]
 fn truncating_the_kv_cache_replays_the_same_tokens() {
+    let _shared = serial::shared();
     let Some(model) = model(SMOLLM2) else { return };
     let dir = tempfile::tempdir().unwrap();
     let (mut s, tok) = stages(&model, SMOLLM2_LAYERS, &[12, 18], dir.path(), &opts(512));
@@ -425,6 +432,7 @@ fn truncating_the_kv_cache_replays_the_same_tokens() {
 
 #[test]
 fn stage_inputs_are_checked() {
+    let _shared = serial::shared();
     let Some(model) = model(SMOLLM2) else { return };
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = stages(&model, SMOLLM2_LAYERS, &[15, 15], dir.path(), &opts(512));
@@ -471,6 +479,7 @@ fn stage_inputs_are_checked() {
 
 #[test]
 fn batch_inputs_are_checked_and_sequences_are_separate() {
+    let _shared = serial::shared();
     let Some(model) = model(SMOLLM2) else { return };
     let dir = tempfile::tempdir().unwrap();
     let o = EngineOptions {
@@ -526,6 +535,7 @@ fn batch_inputs_are_checked_and_sequences_are_separate() {
 
 #[test]
 fn tokenizer_renders_templates_and_round_trips_text() {
+    let _shared = serial::shared();
     let Some(smol) = model(SMOLLM2) else { return };
     let dir = tempfile::tempdir().unwrap();
     // The tokenizer of a non-first rank-local cut works like the whole model's.
@@ -599,6 +609,7 @@ fn load_err(path: &Path, layers: std::ops::Range<u32>, total: u32) -> EngineErro
 
 #[test]
 fn bad_model_files_are_clear_errors_naming_the_file() {
+    let _shared = serial::shared();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.gguf");
     let e = load_err(&missing, 0..30, 30);

@@ -9,9 +9,6 @@
 
 #![cfg(feature = "engine")]
 
-mod models;
-mod support;
-
 use std::io::{BufRead, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +16,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+use crate::{models, prereq, serial, support};
 
 const CARD: &str = "cards/local--SmolLM2-135M-Instruct.Q4_1.yaml";
 const MODEL_DIR_NAME: &str = "local--SmolLM2-135M-Instruct.Q4_1";
@@ -222,6 +221,7 @@ fn listening(addr: SocketAddr) -> bool {
 
 #[test]
 fn three_processes_answer_like_one() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let prompt = "Name three colours of the rainbow.";
 
@@ -250,6 +250,7 @@ fn three_processes_answer_like_one() {
 
 #[test]
 fn killing_a_middle_rank_fails_the_request_fast_and_stops_every_rank() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let setup = Setup::new(63, &model);
     let plan = setup.plan("kill", 3, &[]);
@@ -321,6 +322,7 @@ fn killing_a_middle_rank_fails_the_request_fast_and_stops_every_rank() {
 /// or waiting, ends with an error, and no process or listener is left.
 #[test]
 fn killing_a_middle_rank_under_load_fails_every_stream_and_stops_every_rank() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let setup = Setup::new(71, &model);
     let plan = setup.plan("load", 3, &["--parallel", "4"]);
@@ -391,6 +393,7 @@ fn killing_a_middle_rank_under_load_fails_every_stream_and_stops_every_rank() {
 
 #[test]
 fn a_rank_from_another_plan_is_refused_at_handshake() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let setup = Setup::new(64, &model);
     let plan = setup.plan("a", 2, &[]);
@@ -411,6 +414,7 @@ fn a_rank_from_another_plan_is_refused_at_handshake() {
 
 #[test]
 fn a_wrong_secret_is_refused_at_handshake() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let setup = Setup::new(65, &model);
     let plan = setup.plan("s", 2, &[]);
@@ -425,6 +429,7 @@ fn a_wrong_secret_is_refused_at_handshake() {
 
 #[test]
 fn missing_or_truncated_model_is_a_clear_error_naming_host_and_path() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let setup = Setup::new(66, &model);
     let plan = setup.plan("m", 1, &[]);
@@ -457,18 +462,12 @@ fn missing_or_truncated_model_is_a_clear_error_naming_host_and_path() {
 
 #[test]
 fn the_openai_python_client_talks_to_the_api() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
-    let python_has_openai = Command::new("python3")
-        .args(["-c", "import openai"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !python_has_openai {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the openai Python package is missing: run scripts/setup"
-        );
-        eprintln!("skipping: python3 -c 'import openai' failed (scripts/setup installs it)");
+    if !prereq::require(
+        prereq::python_has("openai"),
+        "the Python `openai` package is missing (scripts/setup installs it)",
+    ) {
         return;
     }
     let setup = Setup::new(67, &model);
@@ -514,6 +513,7 @@ print("OK", repr(full))
 /// the unsplit model's.
 #[test]
 fn a_split_model_runs_whole_and_cut() {
+    let _shared = serial::shared();
     let Some(model) = test_model() else { return };
     let prompt = "Name three colours of the rainbow.";
     let answer = |setup: &Setup, name: &str, ranks: u32| {
@@ -535,6 +535,7 @@ fn a_split_model_runs_whole_and_cut() {
 /// says so and serves from the CPU.
 #[test]
 fn a_cpu_build_asked_to_offload_says_so_and_runs_on_the_cpu() {
+    let _shared = serial::shared();
     if cfg!(any(feature = "cuda", feature = "metal", feature = "vulkan")) {
         return;
     }

@@ -2,13 +2,11 @@
 //! threads on 127.0.N.x (real TCP, the real HTTP API), each loading its
 //! rank-local GGUF cut from the test model.
 //!
-//! Models: `$SKULK_TEST_MODELS` (default `/root/.cache/skulk/test-models`);
-//! a missing model skips the test, except under CI (`CI=true`).
+//! Models: `$SKULK_TEST_MODELS` (default `~/.cache/skulk/test-models`);
+//! a missing model skips the test, except under CI, where it fails
+//! (`prereq`).
 
 #![cfg(feature = "engine")]
-
-mod models;
-mod support;
 
 use std::io::BufRead;
 use std::path::Path;
@@ -17,9 +15,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use skulk::engine::EngineOptions;
 use skulk::shard::{rank_local_gguf, Loaded, Loader, ShardError};
-use support::*;
 
-use models::{model, GEMMA3, SMOLLM2};
+use crate::support::*;
+
+use crate::models::{model, GEMMA3, SMOLLM2};
+use crate::serial;
 
 fn splits(counts: &[u32]) -> Vec<std::ops::Range<u32>> {
     let mut start = 0;
@@ -122,24 +122,27 @@ fn check(name: &str, total: u32, all: &[&[u32]], net0: u8) {
 
 #[test]
 fn smollm2_on_1_to_4_ranks_answers_like_one_process() {
+    let _shared = serial::shared();
     check(
         SMOLLM2,
         30,
         &[&[30], &[1, 29], &[15, 15], &[7, 11, 12], &[8, 7, 8, 7]],
-        61,
+        80,
     );
 }
 
 #[test]
 fn gemma3_on_2_ranks_answers_like_one_process() {
-    check(GEMMA3, 18, &[&[18], &[9, 9]], 71);
+    let _shared = serial::shared();
+    check(GEMMA3, 18, &[&[18], &[9, 9]], 85);
 }
 
 #[test]
 fn a_killed_middle_rank_fails_the_real_request_within_5_s() {
+    let _shared = serial::shared();
     let Some(model) = model(SMOLLM2) else { return };
     let cache = tempfile::tempdir().unwrap();
-    let mut ring = start(75, &model, 30, &[10, 10, 10], cache.path());
+    let mut ring = start(87, &model, 30, &[10, 10, 10], cache.path());
     ring.wait_ready();
     let (status, mut stream) = open(
         ring.api,
@@ -276,12 +279,13 @@ fn start_parallel(net: u8, model: &Path, counts: &[u32], cache: &Path, micro_bat
 /// of the eight do, for the record.)
 #[test]
 fn smollm2_requests_at_once_on_3_ranks_answer_like_one_process_given_the_same_batches() {
+    let _shared = serial::shared();
     let Some(model) = model(SMOLLM2) else { return };
     let cache = tempfile::tempdir().unwrap();
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(90);
     let mut runs = Vec::new();
     for (i, counts) in [&[30u32][..], &[10, 10, 10]].iter().enumerate() {
-        let ring = start_parallel(76 + i as u8, &model, counts, cache.path(), 1);
+        let ring = start_parallel(88 + i as u8, &model, counts, cache.path(), 1);
         ring.wait_ready();
         let alone: Vec<String> = QUESTIONS
             .iter()
@@ -321,6 +325,7 @@ fn smollm2_requests_at_once_on_3_ranks_answer_like_one_process_given_the_same_ba
 /// the ring, the KV pool of several sequences and the scheduler run them.
 #[test]
 fn generated_architectures_serve_requests_at_once_on_2_ranks_like_one_process() {
+    let _shared = serial::shared();
     use skulk::synth::{write_model, SynthSpec};
     let Some(tokenizer) = model(SMOLLM2) else {
         return;

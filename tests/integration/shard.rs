@@ -5,15 +5,15 @@
 // One-rank layer lists read as what they are.
 #![allow(clippy::single_range_in_vec_init)]
 
-mod support;
-
 use std::io::{BufRead, Read};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use skulk::shard::ShardError;
-use support::*;
+
+use crate::serial;
+use crate::support::*;
 
 fn completion(ring: &Ring, prompt: &str, extra: serde_json::Value) -> (String, serde_json::Value) {
     let mut body =
@@ -29,6 +29,7 @@ fn completion(ring: &Ring, prompt: &str, extra: serde_json::Value) -> (String, s
 
 #[test]
 fn one_to_four_ranks_give_the_same_text_as_one_process() {
+    let _shared = serial::shared();
     let splits: [&[std::ops::Range<u32>]; 6] = [
         &[0..12],
         &[0..1, 1..12],
@@ -68,6 +69,7 @@ fn one_to_four_ranks_give_the_same_text_as_one_process() {
 
 #[test]
 fn chat_streams_openai_chunks_with_the_same_text_as_a_whole_answer() {
+    let _shared = serial::shared();
     let ring = Ring::start(31, &[0..5, 5..12], |_| {}, |_| ToyRank::default());
     ring.wait_ready();
     let req = json!({"model": "x", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 20, "temperature": 0});
@@ -132,6 +134,7 @@ fn chat_streams_openai_chunks_with_the_same_text_as_a_whole_answer() {
 
 #[test]
 fn finish_reasons_stop_strings_and_the_context_limit() {
+    let _shared = serial::shared();
     let ring = Ring::start(
         32,
         &[0..12],
@@ -174,6 +177,7 @@ fn finish_reasons_stop_strings_and_the_context_limit() {
 
 #[test]
 fn errors_have_the_openai_shape() {
+    let _shared = serial::shared();
     let ring = Ring::start(
         33,
         &[0..12],
@@ -249,6 +253,7 @@ fn errors_have_the_openai_shape() {
 
 #[test]
 fn a_full_queue_answers_429_and_waiting_requests_run_in_turn() {
+    let _shared = serial::shared();
     let gate = Gate::closed();
     let g = gate.clone();
     let ring = Ring::start(
@@ -291,6 +296,7 @@ fn a_full_queue_answers_429_and_waiting_requests_run_in_turn() {
 
 #[test]
 fn a_client_that_disconnects_cancels_its_request() {
+    let _shared = serial::shared();
     let gate = Gate::closed();
     let toy = ToyRank {
         gate: Some(gate.clone()),
@@ -333,6 +339,7 @@ fn a_client_that_disconnects_cancels_its_request() {
 
 #[test]
 fn health_is_503_until_every_rank_has_loaded() {
+    let _shared = serial::shared();
     let load_gate = Gate::closed();
     let lg = load_gate.clone();
     let ring = Ring::start(
@@ -364,6 +371,7 @@ fn health_is_503_until_every_rank_has_loaded() {
 
 #[test]
 fn a_rank_that_cannot_load_its_model_stops_every_rank_with_the_reason() {
+    let _shared = serial::shared();
     let mut ring = Ring::start(
         37,
         &[0..4, 4..8, 8..12],
@@ -393,6 +401,7 @@ fn a_rank_that_cannot_load_its_model_stops_every_rank_with_the_reason() {
 
 #[test]
 fn a_killed_middle_rank_fails_the_request_within_5_s_and_every_rank_exits() {
+    let _shared = serial::shared();
     let gate = Gate::closed();
     let g = gate.clone();
     let mut ring = Ring::start(
@@ -460,6 +469,7 @@ fn a_killed_middle_rank_fails_the_request_within_5_s_and_every_rank_exits() {
 
 #[test]
 fn an_orderly_stop_from_any_rank_stops_every_rank_cleanly() {
+    let _shared = serial::shared();
     let mut ring = Ring::start(39, &[0..4, 4..8, 8..12], |_| {}, |_| ToyRank::default());
     ring.wait_ready();
     ring.controls[1].stop();
@@ -470,6 +480,7 @@ fn an_orderly_stop_from_any_rank_stops_every_rank_cleanly() {
 
 #[test]
 fn a_rank_with_another_secret_is_refused_and_the_ring_never_serves() {
+    let _shared = serial::shared();
     let mut ring = Ring::start(
         40,
         &[0..6, 6..12],
@@ -493,6 +504,7 @@ fn a_rank_with_another_secret_is_refused_and_the_ring_never_serves() {
 /// passes, and the same text as a fresh ring that computes everything.
 #[test]
 fn a_follow_up_prompt_reuses_the_cached_prefix_on_every_rank() {
+    let _shared = serial::shared();
     let split: &[std::ops::Range<u32>] = &[0..4, 4..8, 8..12];
     let first = "the quick brown fox";
     let fresh = Ring::start(41, split, |_| {}, |_| ToyRank::default());
@@ -605,6 +617,7 @@ fn all_at_once(ring: &Ring, prompts: &[&str], max_tokens: u32) -> Vec<(String, s
 /// really ran several requests per batch.
 #[test]
 fn concurrent_requests_all_complete_with_the_text_they_get_alone() {
+    let _shared = serial::shared();
     let splits: [&[std::ops::Range<u32>]; 2] = [&[0..12], &[0..3, 3..7, 7..12]];
     let mut alone_first: Option<Vec<String>> = None;
     for (i, split) in splits.iter().enumerate() {
@@ -660,6 +673,7 @@ fn concurrent_requests_all_complete_with_the_text_they_get_alone() {
 /// them all in each step.
 #[test]
 fn three_ranks_pipeline_micro_batches_of_the_running_requests() {
+    let _shared = serial::shared();
     for (net, split, widest_decode) in [
         (46u8, &[0..12][..], 6usize),
         (47, &[0..3, 3..7, 7..12][..], 2),
@@ -702,6 +716,7 @@ fn three_ranks_pipeline_micro_batches_of_the_running_requests() {
 
 #[test]
 fn cancelling_one_stream_mid_batch_leaves_the_others_running() {
+    let _shared = serial::shared();
     // Each rank its own batch log; every forward pass takes 2 ms, so the
     // requests are still running when the test reads them.
     let logs: Vec<ToyRank> = (0..3)
@@ -776,6 +791,7 @@ fn cancelling_one_stream_mid_batch_leaves_the_others_running() {
 
 #[test]
 fn a_full_queue_answers_429_and_a_client_that_leaves_the_queue_frees_its_place() {
+    let _shared = serial::shared();
     let gate = Gate::closed();
     let g = gate.clone();
     // Rank 1 waits at the gate, so rank 0 stays free to watch its queue.
@@ -828,6 +844,7 @@ fn a_full_queue_answers_429_and_a_client_that_leaves_the_queue_frees_its_place()
 /// conversation finds it among the others and reuses it.
 #[test]
 fn a_follow_up_reuses_its_own_conversations_sequence_among_several() {
+    let _shared = serial::shared();
     let ring = Ring::start(
         50,
         &[0..6, 6..12],
@@ -854,6 +871,7 @@ fn a_follow_up_reuses_its_own_conversations_sequence_among_several() {
 /// (their tokens recomputed), and each still gets the answer it gets alone.
 #[test]
 fn requests_that_outgrow_the_shared_pool_pause_and_still_answer_in_full() {
+    let _shared = serial::shared();
     let alone = {
         let ring = Ring::start(51, &[0..12], |_| {}, |_| ToyRank::default());
         ring.wait_ready();
@@ -906,6 +924,7 @@ fn requests_that_outgrow_the_shared_pool_pause_and_still_answer_in_full() {
 
 #[test]
 fn a_rank_killed_under_load_ends_every_stream_with_an_error_and_every_rank_exits() {
+    let _shared = serial::shared();
     let gate = Gate::closed();
     let g = gate.clone();
     let mut ring = Ring::start(

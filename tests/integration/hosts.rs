@@ -1,24 +1,24 @@
 //! Test hosts for integration tests: a set of network namespaces on this
 //! machine, each with its own address and its own real `sshd`, made by the
-//! scripts beside this file (`up`, `down`, `rekey`; see `common.sh`).
+//! scripts in `tests/hosts/` (`up`, `down`, `rekey`; see `common.sh`).
 //!
-//! Use from a test binary with `mod hosts;` and
-//! `let Some(h) = hosts::TestHosts::get(SET, N) else { return };`.
-//! The first call in a binary brings the hosts up (idempotent); if this call
-//! created them, they are taken down when the test binary exits, unless
-//! `SKULK_TEST_HOSTS_KEEP=1`. Each test binary should use its own set number
-//! (`SET`, 0..250), so that binaries running in parallel, or tests that change
-//! a host (`rekey`), do not disturb each other.
+//! `let Some(h) = hosts::TestHosts::get(SET, N) else { return };`
+//! The first call for a set brings its hosts up (idempotent); the sets this
+//! process created are taken down when it exits, unless
+//! `SKULK_TEST_HOSTS_KEEP=1`. Each suite uses its own set number (`SET`,
+//! 0..250), so that suites running at once, or tests that change a host
+//! (`rekey`), do not disturb each other.
 //!
 //! Needs root and `ip`/`sshd`. Without them the tests skip with a message,
-//! except under `CI=true`, where they fail: CI runs as root and must run them.
-#![allow(dead_code)] // each test binary uses a different part
+//! except under CI, where they fail (`prereq`): CI runs as root and must run
+//! them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, Once};
+
+use crate::prereq;
 
 pub struct TestHosts {
     pub set: u8,
@@ -31,24 +31,20 @@ pub struct TestHosts {
     /// Client private key authorised on every host.
     pub key: PathBuf,
     pub known_hosts: PathBuf,
-    /// A skulk inventory listing the hosts (names `h1`..`hN`).
-    pub inventory: PathBuf,
     /// An address in the hosts' subnet where no host answers.
     pub unused_addr: String,
 }
 
-static HOSTS: OnceLock<Option<TestHosts>> = OnceLock::new();
-/// Set to tear down at exit, plus one (0: nothing to tear down).
-static TEARDOWN_SET: AtomicU32 = AtomicU32::new(0);
+/// The sets brought up in this process, each with its size; `None` for
+/// every set once the hosts turned out impossible here.
+static HOSTS: Mutex<BTreeMap<u8, Option<&'static TestHosts>>> = Mutex::new(BTreeMap::new());
+/// Sets this process created, to take down at exit.
+static TEARDOWN: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 pub fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/hosts")
         .join(name)
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 fn missing_prerequisite() -> Option<String> {
@@ -67,40 +63,41 @@ fn missing_prerequisite() -> Option<String> {
 }
 
 extern "C" fn teardown() {
-    let set = TEARDOWN_SET.load(Ordering::SeqCst);
-    if set == 0 {
-        return;
+    // At exit no test runs any more; a poisoned list is still the list.
+    let sets = TEARDOWN.lock().unwrap_or_else(|e| e.into_inner());
+    for set in sets.iter() {
+        let _ = Command::new(script("down"))
+            .env("SKULK_TEST_HOSTS_SET", set.to_string())
+            .env_remove("SKULK_TEST_HOSTS_DIR")
+            .output();
     }
-    let _ = Command::new(script("down"))
-        .env("SKULK_TEST_HOSTS_SET", (set - 1).to_string())
-        .env_remove("SKULK_TEST_HOSTS_DIR")
-        .output();
 }
 
 impl TestHosts {
-    /// Hosts of set `set`, with exactly `n` hosts, brought up once per test
-    /// binary. `None` (after printing why) when this machine cannot make them
-    /// and this is not CI.
+    /// Hosts of set `set`, with exactly `n` hosts, brought up once per
+    /// process. `None` (after [`prereq::skip`]: a failure under CI) when this
+    /// machine cannot make them.
     pub fn get(set: u8, n: usize) -> Option<&'static TestHosts> {
-        let hosts = HOSTS
-            .get_or_init(|| {
-                if let Some(why) = missing_prerequisite() {
-                    if in_ci() {
-                        panic!("CI=true but test hosts cannot be made: {why}");
-                    }
-                    eprintln!("skipping: test hosts need root, ip and sshd: {why}");
-                    return None;
-                }
-                Some(Self::up(set, n))
-            })
-            .as_ref()?;
-        assert!(
-            hosts.set == set && hosts.addrs.len() == n,
-            "one test binary must use one host set: asked for set {set} with {n} hosts, have set {} with {}",
-            hosts.set,
-            hosts.addrs.len()
-        );
-        Some(hosts)
+        // Held while the set comes up, so a set is brought up once.
+        let mut sets = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hosts) = sets.get(&set) {
+            let hosts = (*hosts)?;
+            assert!(
+                hosts.addrs.len() == n,
+                "one suite must use one host set: asked for set {set} with {n} hosts, have {}",
+                hosts.addrs.len()
+            );
+            return Some(hosts);
+        }
+        let hosts = match missing_prerequisite() {
+            Some(why) => {
+                prereq::skip(format!("test hosts need root, ip and sshd: {why}"));
+                None
+            }
+            None => Some(&*Box::leak(Box::new(Self::up(set, n)))),
+        };
+        sets.insert(set, hosts);
+        hosts
     }
 
     fn up(set: u8, n: usize) -> TestHosts {
@@ -124,9 +121,13 @@ impl TestHosts {
             String::from_utf8_lossy(&out.stderr)
         );
         if !existed && std::env::var_os("SKULK_TEST_HOSTS_KEEP").is_none() {
-            TEARDOWN_SET.store(set as u32 + 1, Ordering::SeqCst);
-            // SAFETY: registering a plain extern "C" fn.
-            unsafe { libc::atexit(teardown) };
+            TEARDOWN.lock().unwrap_or_else(|e| e.into_inner()).push(set);
+            static AT_EXIT: Once = Once::new();
+            // SAFETY: registers a plain extern "C" fn that takes no
+            // arguments, once per process.
+            AT_EXIT.call_once(|| unsafe {
+                libc::atexit(teardown);
+            });
         }
         let env = parse_env(&String::from_utf8_lossy(&out.stdout));
         let var = |k: &str| {
@@ -146,7 +147,6 @@ impl TestHosts {
             user: var("SKULK_TEST_HOSTS_USER"),
             key: PathBuf::from(var("SKULK_TEST_HOSTS_KEY")),
             known_hosts: PathBuf::from(var("SKULK_TEST_HOSTS_KNOWN_HOSTS")),
-            inventory: PathBuf::from(var("SKULK_TEST_HOSTS_INVENTORY")),
             unused_addr: format!("10.213.{set}.200"),
         }
     }

@@ -1,7 +1,6 @@
-//! Shared by the `apply` test binaries: the SmolLM2 card, inventories of the
-//! test hosts with a private model directory per test, plans made by the
-//! real `skulk plan`, and running the real `skulk` binary.
-#![allow(dead_code)] // each test binary uses a different part
+//! Shared by the `apply` suites: the SmolLM2 card, inventories of the test
+//! hosts with a private model directory per test, plans made by the real
+//! `skulk plan`, and running the real `skulk` binary.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,8 @@ use skulk::card::ModelCard;
 use skulk::gguf::{GgufBuilder, Value};
 use skulk::plan::{PlanDocument, PlanRequest};
 
-use super::hosts::TestHosts;
+use crate::hosts::TestHosts;
+use crate::{models, prereq};
 
 /// The skulk binary under test: cargo's, or `SKULK_TEST_BIN` (for runs
 /// where several checkouts share one target directory and cargo's copy may
@@ -47,13 +47,30 @@ pub const SMOL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const SMOL_STORE: &str = "local--SmolLM2-135M-Instruct.Q4_1";
 pub const SMOL_SIZE: u64 = 98_362_432;
 
-/// The real test model, when fetched (scripts/fetch-test-models).
+/// The real test model, or `None` after `prereq::skip` (a failure under
+/// CI) when it was not fetched (scripts/fetch-test-models).
+#[track_caller]
 pub fn smol_model() -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let p = dir.join(SMOL_FILE);
-    p.exists().then_some(p)
+    models::model(SMOL_FILE)
+}
+
+/// The runs directory of the plan's ranks (logs, pid and state files): the
+/// test hosts log in as the user running these tests (root: the hosts need
+/// it) and share this machine's files, so it is under this home directory.
+pub fn runs_dir(plan: &Path) -> PathBuf {
+    skulk::settings::paths::in_home(skulk::settings::paths::RUNS_DIR)
+        .expect("HOME is set")
+        .join(&plan_digest(plan)[..16])
+}
+
+/// Whether skulk was built with the engine (`run-shard` can serve a model);
+/// `prereq::skip` (a failure under CI) when not.
+#[track_caller]
+pub fn engine_built() -> bool {
+    prereq::require(
+        cfg!(feature = "engine"),
+        "skulk is built without the engine (`run-shard` cannot run)",
+    )
 }
 
 /// How a test's host entry differs from the plain test host.

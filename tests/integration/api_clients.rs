@@ -11,14 +11,13 @@
 
 #![cfg(feature = "engine")]
 
-mod models;
-mod support;
-
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::{models, prereq, serial, support};
 
 const CARD: &str = "cards/local--SmolLM2-135M-Instruct.Q4_1.yaml";
 const MODEL_ID: &str = "local/SmolLM2-135M-Instruct.Q4_1";
@@ -34,24 +33,13 @@ const SCRIPTS: [&str; 5] = [
     "metrics.py",
 ];
 
-/// Whether python3 has every client; outside CI a missing one skips.
+/// Whether python3 has every client; `prereq::skip` (a failure under CI)
+/// when not.
 fn clients_present() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import openai, anthropic, ollama, prometheus_client, pydantic, httpx",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Python clients are missing: run scripts/setup"
-        );
-        eprintln!("SKIPPED: the Python clients are missing (scripts/setup installs them)");
-    }
-    ok
+    prereq::require(
+        prereq::python_has("openai, anthropic, ollama, prometheus_client, pydantic, httpx"),
+        "the Python clients are missing (scripts/setup installs them)",
+    )
 }
 
 /// Ranks of one plan on 127.0.`net`.x, killed when dropped.
@@ -205,10 +193,12 @@ fn every_client(net: u8, n: u32) {
 
 #[test]
 fn every_client_on_one_rank() {
-    every_client(71, 1);
+    let _shared = serial::shared();
+    every_client(90, 1);
 }
 
 #[test]
 fn every_client_on_three_ranks() {
-    every_client(72, 3);
+    let _shared = serial::shared();
+    every_client(91, 3);
 }

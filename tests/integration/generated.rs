@@ -1,7 +1,7 @@
 //! Generated files (schemas, shell completions) are committed; these tests
 //! fail when a committed file differs from what the code generates, and say
-//! how to regenerate. `UPDATE_GENERATED=1 cargo test --no-default-features
-//! --test generated` rewrites them.
+//! how to regenerate. `UPDATE_GENERATED=1 cargo test --release --test integration
+//! generated::` rewrites them.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ fn check_generated(path: &Path, expected: &str, command: &str) {
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         committed == expected,
-        "`{}` is stale or missing.\n\nhint: regenerate it with\n    {command}\nor all generated files with\n    UPDATE_GENERATED=1 cargo test --no-default-features --test generated",
+        "`{}` is stale or missing.\n\nhint: regenerate it with\n    {command}\nor all generated files with\n    UPDATE_GENERATED=1 cargo test --release --test integration generated::",
         path.display()
     );
 }
@@ -34,7 +34,7 @@ fn committed_schemas_are_up_to_date() {
         };
         let path = root().join(kind.committed_path());
         let command = format!(
-            "cargo run --no-default-features -- schema {} > {}",
+            "cargo run --release -- schema {} > {}",
             kind.name(),
             kind.committed_path()
         );
@@ -58,7 +58,7 @@ fn committed_completions_are_up_to_date() {
         let script = String::from_utf8(script).expect("completion scripts are UTF-8");
         let relative = format!("completions/skulk.{extension}");
         let command = format!(
-            "cargo run --no-default-features -- completions {} > {relative}",
+            "cargo run --release -- completions {} > {relative}",
             shell.to_string().to_lowercase()
         );
         check_generated(&root().join(&relative), &script, &command);

@@ -7,8 +7,6 @@
 
 #![cfg(feature = "engine")]
 
-mod models;
-
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -17,6 +15,8 @@ use skulk::api::profile::ToolDialect;
 use skulk::api::schema::{schema_grammar, Grammar};
 use skulk::api::tools::{CallGrammar, Tool};
 use skulk::engine::{EngineOptions, GrammarSpec, Sampler, SamplingParams, Tokenizer, NO_TOKEN};
+
+use crate::models;
 
 /// Tokens per sample before giving up on it (random text can wander).
 const MAX_TOKENS: usize = 120;
