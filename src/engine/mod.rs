@@ -5,9 +5,9 @@
 //! behind the `engine` cargo feature. The invariant this module guards:
 //! chaining the stages of a model's layer ranges in order gives, token for
 //! token, what the whole model gives in one stage (proved by
-//! `tests/arch_equivalence.rs` for every architecture in
+//! `tests/integration/arch_equivalence.rs` for every architecture in
 //! [`SUPPORTED_ARCHITECTURES`], on generated models, and by
-//! `tests/engine_equivalence.rs` on real ones).
+//! `tests/integration/engine_equivalence.rs` on real ones).
 
 use std::path::PathBuf;
 
@@ -26,8 +26,8 @@ pub use ffi::supports_gpu_offload;
 pub use llama::load;
 
 /// Architectures (GGUF `general.architecture`) whose layer-range stages are
-/// proved equivalent to the whole model by `tests/arch_equivalence.rs` (and
-/// `tests/engine_equivalence.rs` on real models), with the cut rules of
+/// proved equivalent to the whole model by `tests/integration/arch_equivalence.rs` (and
+/// `tests/integration/engine_equivalence.rs` on real models), with the cut rules of
 /// `gguf::check_cut` (`docs/architectures.md`). Any other architecture runs
 /// only whole (one rank): per-layer attributes that llama.cpp derives from
 /// the layer index or the layer count, or transformations of injected

@@ -12,7 +12,7 @@
 //!
 //! Invariant: every cut that [`check_cut`] accepts, loaded with the keys of
 //! [`cut_keys`], is equivalent to its blocks of the whole model (proved per
-//! architecture by `tests/arch_equivalence.rs`). The checks are pure
+//! architecture by `tests/integration/arch_equivalence.rs`). The checks are pure
 //! functions of a header, so preflight can run them on a header read from a
 //! remote host before any rank starts.
 

@@ -74,7 +74,7 @@ fn the_architecture_table_was_checked_against_the_vendored_llama_cpp() {
         "the vendored llama.cpp changed: Cargo.lock has llama-cpp-sys-2 {locked}, but \
          docs/architectures.md was checked against {checked}. Re-check every row of \
          docs/architectures.md (and the source lines it cites) against the new llama.cpp \
-         sources, run tests/arch_equivalence.rs, then update the version in the document"
+         sources, run tests/integration/arch_equivalence.rs, then update the version in the document"
     );
 }
 

@@ -321,7 +321,7 @@ fn smollm2_requests_at_once_on_3_ranks_answer_like_one_process_given_the_same_ba
 /// by the real ring with four requests at once: a request alone answers on
 /// 2 ranks as in one process, its next turn too (prefix reuse, or none for
 /// recurrent models), and requests at once all finish without an error.
-/// `tests/arch_equivalence.rs` proves the cuts in one process; this proves
+/// `tests/integration/arch_equivalence.rs` proves the cuts in one process; this proves
 /// the ring, the KV pool of several sequences and the scheduler run them.
 #[test]
 fn generated_architectures_serve_requests_at_once_on_2_ranks_like_one_process() {

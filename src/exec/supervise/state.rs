@@ -63,8 +63,11 @@ pub fn unix_now() -> u64 {
 /// `HH:MM:SS` of `unix` in this machine's time zone.
 pub fn clock(unix: u64) -> String {
     let t = unix as libc::time_t;
-    // SAFETY: localtime_r only writes the given struct.
+    // SAFETY: `libc::tm` is plain integers (and, on some platforms, a
+    // nullable pointer), for which all zeroes is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; localtime_r only reads `t`
+    // and writes `tm`.
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     if ok {
         format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
