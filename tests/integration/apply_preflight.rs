@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::apply_support::*;
 use crate::hosts::TestHosts;
+use crate::serial;
 
 const SET: u8 = 5;
 const N: usize = 3;
@@ -28,6 +29,7 @@ fn three_host_plan(h: &TestHosts, sc: &Scratch, port: u16) -> std::path::PathBuf
 
 #[test]
 fn unknown_host_keys_are_refused_and_not_recorded() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(1));
@@ -57,6 +59,7 @@ fn unknown_host_keys_are_refused_and_not_recorded() {
 
 #[test]
 fn changed_host_keys_are_refused_even_when_accepting_new_ones() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(2));
@@ -101,6 +104,7 @@ fn changed_host_keys_are_refused_even_when_accepting_new_ones() {
 
 #[test]
 fn new_host_keys_are_recorded_with_the_flag_and_a_dry_run_starts_nothing() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(3));
@@ -171,6 +175,7 @@ fn new_host_keys_are_recorded_with_the_flag_and_a_dry_run_starts_nothing() {
 
 #[test]
 fn install_is_part_of_the_dry_run_where_skulk_is_missing() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(4));
@@ -213,6 +218,7 @@ fn install_is_part_of_the_dry_run_where_skulk_is_missing() {
 
 #[test]
 fn a_wrong_skulk_version_fails_preflight_on_every_host() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(5));
@@ -242,6 +248,7 @@ fn a_wrong_skulk_version_fails_preflight_on_every_host() {
 
 #[test]
 fn a_missing_model_fails_preflight_naming_host_and_path() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let mut specs = sc.hosts(h, N, false);
@@ -273,6 +280,7 @@ fn a_missing_model_fails_preflight_naming_host_and_path() {
 
 #[test]
 fn an_architecture_skulk_cannot_split_fails_preflight_on_rank_0_before_anything_starts() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     // Every host's model file says `rwkv7`, a llama.cpp architecture skulk
@@ -294,6 +302,7 @@ fn an_architecture_skulk_cannot_split_fails_preflight_on_rank_0_before_anything_
 
 #[test]
 fn a_busy_ring_port_fails_preflight() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let port = ring_port(7);
@@ -324,6 +333,7 @@ fn a_busy_ring_port_fails_preflight() {
 
 #[test]
 fn an_unreachable_host_fails_within_the_connect_timeout_naming_it() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let mut specs = sc.hosts(h, 2, false);
@@ -344,6 +354,7 @@ fn an_unreachable_host_fails_within_the_connect_timeout_naming_it() {
 
 #[test]
 fn plans_the_engines_cannot_run_are_refused() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let inv = sc.inventory(h, &sc.hosts(h, 2, false));
@@ -360,6 +371,7 @@ fn plans_the_engines_cannot_run_are_refused() {
 
 #[test]
 fn status_and_down_of_a_plan_that_never_ran() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let sc = Scratch::new();
     let plan = three_host_plan(h, &sc, ring_port(10));
@@ -387,6 +399,7 @@ fn status_and_down_of_a_plan_that_never_ran() {
 
 #[test]
 fn probe_prints_inventory_entries_from_the_hosts() {
+    let _shared = serial::shared();
     let Some(h) = test_hosts() else { return };
     let targets: Vec<String> = h.addrs[..2]
         .iter()

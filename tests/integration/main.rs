@@ -13,7 +13,8 @@
 //!   global state; a child process gets its own (`Command::env`);
 //! - each suite has its own loopback network (127.0.N.x), ring ports
 //!   (`apply_support::ring_port`) and test-host set (`hosts`);
-//! - tests that start the real engine or rings take [`serial::shared`], and
+//! - tests that start the real engine or rings, or use the test hosts, take
+//!   [`serial::shared`], and
 //!   the end-to-end suites, whose timing assumes a quiet machine, take
 //!   [`serial::alone`] (see `serial`).
 //!

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::hosts::TestHosts;
+use crate::serial;
 use skulk::exec::{
     ExitStatus, LocalTransport, SshOptions, SshTransport, Transport, TransportError,
 };
@@ -172,17 +173,20 @@ fn scratch(tag: &str) -> PathBuf {
 
 #[test]
 fn local_runs_commands() {
+    let _shared = serial::shared();
     check_commands(&LocalTransport::new("here"));
     check_streaming(&LocalTransport::new("here"), &scratch("local-flag"));
 }
 
 #[test]
 fn local_delivers_stdin() {
+    let _shared = serial::shared();
     check_stdin(&LocalTransport::new("here"));
 }
 
 #[test]
 fn local_uploads_and_reads_files() {
+    let _shared = serial::shared();
     check_files(&LocalTransport::new("here"), &scratch("local"));
 }
 
@@ -190,6 +194,7 @@ fn local_uploads_and_reads_files() {
 
 #[test]
 fn ssh_runs_commands_inside_the_host() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -206,6 +211,7 @@ fn ssh_runs_commands_inside_the_host() {
 
 #[test]
 fn ssh_delivers_stdin() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -214,6 +220,7 @@ fn ssh_delivers_stdin() {
 
 #[test]
 fn ssh_uploads_and_reads_files() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -222,6 +229,7 @@ fn ssh_uploads_and_reads_files() {
 
 #[test]
 fn ssh_refuses_an_unknown_host_unless_accept_new() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -283,6 +291,7 @@ fn ssh_refuses_an_unknown_host_unless_accept_new() {
 
 #[test]
 fn ssh_matches_hashed_known_hosts_entries() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -316,6 +325,7 @@ fn ssh_matches_hashed_known_hosts_entries() {
 
 #[test]
 fn ssh_always_refuses_a_changed_host_key() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -352,22 +362,26 @@ fn ssh_always_refuses_a_changed_host_key() {
 
 #[test]
 fn ssh_io_timeout_ends_a_silent_command() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
+    // Long enough for a quick command on a loaded machine (other suites run
+    // beside this one), well short of the silent one.
     let o = SshOptions {
-        io_timeout: Some(Duration::from_millis(500)),
+        io_timeout: Some(Duration::from_secs(2)),
         ..opts(h)
     };
     let t = SshTransport::connect("h2", &h.addrs[1], &o).unwrap();
     assert!(t.run("echo hi", None).unwrap().status.success());
-    let err = t.run("sleep 5", None).unwrap_err();
+    let err = t.run("sleep 10", None).unwrap_err();
     assert!(matches!(err, TransportError::IoTimeout { .. }), "{err:?}");
     assert!(err.to_string().contains("`h2`"), "{err}");
 }
 
 #[test]
 fn ssh_refuses_a_key_that_is_not_authorised() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -394,6 +408,7 @@ fn ssh_refuses_a_key_that_is_not_authorised() {
 
 #[test]
 fn ssh_to_an_unreachable_address_fails_within_the_connect_timeout() {
+    let _shared = serial::shared();
     let Some(h) = TestHosts::get(SET, N) else {
         return;
     };
@@ -428,6 +443,7 @@ fn ssh_to_an_unreachable_address_fails_within_the_connect_timeout() {
 
 #[test]
 fn ssh_handshake_with_a_silent_server_times_out_naming_the_host() {
+    let _shared = serial::shared();
     // Accepts TCP but never speaks SSH: only the handshake timeout ends it.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
