@@ -15,8 +15,12 @@ use skulk::gguf::{
 use crate::prereq;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+// Used by the suites that load the models, built with the engine only.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub const SMOLLM2_LAYERS: u32 = 30;
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+// Used by the suites that load the models, built with the engine only.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub const GEMMA3_LAYERS: u32 = 18;
 
 /// The test model file `name`, or `None` after [`prereq::skip`] (a failure
