@@ -374,7 +374,8 @@ pub struct RunShardArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: Option<u32>,
     /// Rank 0: micro-batches kept in the ring at once, each with a share of
-    /// the running requests (default: one per rank, so every rank computes)
+    /// the running requests (default: one per machine of the ring, so every
+    /// machine computes; ranks sharing a machine share its cores)
     #[arg(long, value_name = "N")]
     pub micro_batches: Option<u32>,
     /// Seconds to wait for the ring to form

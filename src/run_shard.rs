@@ -261,7 +261,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         },
         context_limit,
         parallel: spec.serving.parallel,
-        micro_batches: settings.micro_batches.unwrap_or(0),
+        micro_batches: settings.micro_batches.unwrap_or(spec.machines),
         api,
         formation_deadline: settings.formation_timeout,
         wire: settings.wire,

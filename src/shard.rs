@@ -107,7 +107,8 @@ pub struct ShardSettings {
     /// Requests served at once: sequences in every rank's KV cache. Every
     /// rank of a ring must use the same value.
     pub parallel: u32,
-    /// Rank 0: micro-batches kept in the ring at once; 0 = one per rank.
+    /// Rank 0: micro-batches kept in the ring at once (`run-shard` defaults
+    /// it to the plan's machines); 0 = one per rank.
     pub micro_batches: u32,
     /// Rank 0 only.
     pub api: Option<ApiSettings>,
@@ -1035,7 +1036,12 @@ impl EngineThread {
     ) -> Result<BatchOutput, Fault> {
         let t = std::time::Instant::now();
         let out = stage.forward_batch(spans, input);
-        self.shared.metrics.forward.observe(t.elapsed());
+        let m = &self.shared.metrics;
+        m.forward.observe(t.elapsed());
+        let tokens: u64 = spans.iter().map(|s| u64::from(s.n_tokens)).sum();
+        m.forward_tokens.fetch_add(tokens, Ordering::Relaxed);
+        m.forward_sequences
+            .fetch_add(spans.len() as u64, Ordering::Relaxed);
         out.map_err(|e| self.engine_err(e))
     }
 

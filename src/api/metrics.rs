@@ -95,6 +95,12 @@ pub struct RankMetrics {
     pub forward: Histogram,
     /// Latency of the link to the next rank (half a heartbeat round trip).
     pub hop: Histogram,
+    /// Tokens (rows) of all forward passes: over `forward`'s count, the
+    /// mean batch, which says how well requests share the steps.
+    pub forward_tokens: AtomicU64,
+    /// Sequences of all forward passes (a prompt chunk or a decode token of
+    /// one request is one).
+    pub forward_sequences: AtomicU64,
 }
 
 impl RankMetrics {
@@ -103,6 +109,8 @@ impl RankMetrics {
             rank,
             forward: Histogram::new(STEP_BUCKETS),
             hop: Histogram::new(HOP_BUCKETS),
+            forward_tokens: AtomicU64::new(0),
+            forward_sequences: AtomicU64::new(0),
         }
     }
 
@@ -118,6 +126,21 @@ impl RankMetrics {
         );
         self.forward
             .write(&mut out, "skulk_forward_seconds", &labels);
+        for (name, help, value) in [
+            (
+                "skulk_forward_tokens_total",
+                "Tokens (rows) of this rank's forward passes; over skulk_forward_seconds_count, the mean batch.",
+                &self.forward_tokens,
+            ),
+            (
+                "skulk_forward_sequences_total",
+                "Sequences in this rank's forward passes (each prompt chunk or decode token of a request counts once).",
+                &self.forward_sequences,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value.load(Ordering::Relaxed));
+        }
         family(
             &mut out,
             "skulk_ring_hop_seconds",

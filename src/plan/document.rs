@@ -348,6 +348,11 @@ pub struct RankSpec {
     pub ssh: Option<SshSettings>,
     /// The plan's silence limits (fields absent: skulk's defaults).
     pub ring: RingTimeouts,
+    /// Machines the ring runs on: distinct host addresses, with every
+    /// loopback address and every `local` node counted as this one machine.
+    /// Ranks on one machine share its cores, so keeping micro-batches in
+    /// flight between them buys no compute (rank 0's default).
+    pub machines: u32,
 }
 
 impl RankSpec {
@@ -800,6 +805,11 @@ impl PlanDocument {
                 address: self.skulk.hosts[node].address.clone(),
             }
         };
+        let machines = ranks
+            .iter()
+            .map(|(node, _, _)| machine_key(&self.skulk.hosts[*node]))
+            .collect::<BTreeSet<_>>()
+            .len() as u32;
         let (node, runner, meta) = ranks[index];
         let shard = meta.shard();
         let host = &self.skulk.hosts[node];
@@ -834,6 +844,7 @@ impl PlanDocument {
             connection: host.connection,
             ssh: host.ssh.clone(),
             ring: self.skulk.ring.unwrap_or_default(),
+            machines,
         })
     }
 
@@ -882,4 +893,15 @@ fn ring_hosts(plan: &Plan) -> BTreeMap<String, Vec<WireHost>> {
             (rank.host.name.clone(), list)
         })
         .collect()
+}
+
+/// Which machine a host is, as far as the plan can tell: `None` for this
+/// one (a `local` node or a loopback address), else its address.
+fn machine_key(host: &HostSettings) -> Option<&str> {
+    let loopback = host
+        .address
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+        || host.address.eq_ignore_ascii_case("localhost");
+    (host.connection != Connection::Local && !loopback).then_some(host.address.as_str())
 }

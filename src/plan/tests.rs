@@ -736,6 +736,20 @@ fn document_round_trips_and_rank_specs_follow_the_ring() {
         Err(document::DocumentError::NoSuchNode(_))
     ));
     assert_eq!(parsed.rank_specs().unwrap().len(), 4);
+
+    // Machines: `b` is `local`, so it is the machine skulk runs on; the
+    // others are three more.
+    assert_eq!(spec.machines, 4);
+    // Loopback addresses and `local` nodes are all this one machine (a ring
+    // of local ranks), and one address named twice is one machine.
+    let mut same = parsed.clone();
+    for (node, address) in [("a", "127.0.9.1"), ("c", "127.0.9.3"), ("d", "localhost")] {
+        same.skulk.hosts.get_mut(node).unwrap().address = address.into();
+    }
+    assert_eq!(same.rank_spec(RankSelector::Rank(2)).unwrap().machines, 1);
+    same.skulk.hosts.get_mut("a").unwrap().address = "10.0.0.9".into();
+    same.skulk.hosts.get_mut("c").unwrap().address = "10.0.0.9".into();
+    assert_eq!(same.rank_spec(RankSelector::Rank(0)).unwrap().machines, 2);
 }
 
 #[test]
