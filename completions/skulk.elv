@@ -170,7 +170,7 @@ set edit:completion:arg-completer[skulk] = {|@words|
             cand --gpu-layers 'Layers to offload to the GPU, a count or `all` (default: the plan''s)'
             cand --wire 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either'
             cand --max-tokens 'Most tokens a request generates when it sets no `max_tokens` (default: the plan''s, else 2048)'
-            cand --micro-batches 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)'
+            cand --micro-batches 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per machine of the ring, so every machine computes; ranks sharing a machine share its cores)'
             cand --formation-timeout 'Seconds to wait for the ring to form'
             cand --cache-dir 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)'
             cand --health-file 'File where the rank notes a slow ring neighbour while it is slow'

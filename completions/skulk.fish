@@ -134,7 +134,7 @@ complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l gpu-layers -d 
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l wire -d 'Number format of the hidden rows this rank sends: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either' -r -f -a "f32\t''
 f16\t''"
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l max-tokens -d 'Most tokens a request generates when it sets no `max_tokens` (default: the plan\'s, else 2048)' -r
-complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l micro-batches -d 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per rank, so every rank computes)' -r
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l micro-batches -d 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per machine of the ring, so every machine computes; ranks sharing a machine share its cores)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-timeout -d 'Seconds to wait for the ring to form' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l health-file -d 'File where the rank notes a slow ring neighbour while it is slow' -r -F

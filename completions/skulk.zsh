@@ -181,7 +181,7 @@ _arguments "${_arguments_options[@]}" : \
 '--gpu-layers=[Layers to offload to the GPU, a count or \`all\` (default\: the plan'\''s)]:N|all:_default' \
 '--wire=[Number format of the hidden rows this rank sends\: f32 is exact; f16 halves the bytes on the wire but rounds (output may differ from one process). Receivers read either]:WIRE:(f32 f16)' \
 '--max-tokens=[Most tokens a request generates when it sets no \`max_tokens\` (default\: the plan'\''s, else 2048)]:N:_default' \
-'--micro-batches=[Rank 0\: micro-batches kept in the ring at once, each with a share of the running requests (default\: one per rank, so every rank computes)]:N:_default' \
+'--micro-batches=[Rank 0\: micro-batches kept in the ring at once, each with a share of the running requests (default\: one per machine of the ring, so every machine computes; ranks sharing a machine share its cores)]:N:_default' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
 '--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
 '--health-file=[File where the rank notes a slow ring neighbour while it is slow]:FILE:_files' \
