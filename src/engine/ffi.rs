@@ -1,8 +1,9 @@
 //! Every call into llama.cpp and ggml (through `llama-cpp-sys-2`) and the only
 //! `unsafe` code of the engine.
 //!
-//! It owns the raw handles (GGUF metadata, model, context) and
-//! exposes them as safe types whose methods cannot be misused from safe Rust:
+//! It owns the raw handles (model, context, grammar sampler) and
+//! exposes them as safe types whose methods cannot be misused from safe Rust
+//! (GGUF headers are read by [`crate::gguf`], the one reader, not here):
 //! ids are range-checked before they reach C++ code that would abort on
 //! them, buffers are sized from the call's own return values, and a context
 //! never outlives its model (it holds an `Arc`). Error strings come back as
@@ -137,122 +138,6 @@ fn c_path(path: &Path) -> Result<CString, String> {
         .to_str()
         .ok_or_else(|| "the path is not valid UTF-8".to_string())?;
     CString::new(s).map_err(|_| "the path contains a NUL byte".to_string())
-}
-
-// ---------------------------------------------------------------------------
-// GGUF metadata (header only, no tensor data)
-
-/// A GGUF file's header: metadata and tensor infos, read without loading
-/// tensor data.
-pub struct GgufFile {
-    ctx: NonNull<sys::gguf_context>,
-}
-
-/// A metadata value reduced to what the engine checks.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GgufValue {
-    Uint(u64),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Str(String),
-    /// Element type name and length.
-    Array {
-        elem: String,
-        len: usize,
-    },
-}
-
-impl GgufFile {
-    pub fn open(path: &Path) -> Result<GgufFile, String> {
-        init();
-        let c = c_path(path)?;
-        let params = sys::gguf_init_params {
-            no_alloc: true,
-            ctx: ptr::null_mut(),
-        };
-        let mark = log_mark();
-        // SAFETY: `c` is a valid NUL-terminated path; with no_alloc and a
-        // null ctx out-pointer gguf only parses the header.
-        let raw = unsafe { sys::gguf_init_from_file(c.as_ptr(), params) };
-        NonNull::new(raw)
-            .map(|ctx| GgufFile { ctx })
-            .ok_or_else(|| errors_since(mark, "gguf_init_from_file failed"))
-    }
-
-    fn find(&self, key: &str) -> Option<i64> {
-        let k = CString::new(key).ok()?;
-        // SAFETY: valid context and NUL-terminated key.
-        let id = unsafe { sys::gguf_find_key(self.ctx.as_ptr(), k.as_ptr()) };
-        (id >= 0).then_some(id)
-    }
-
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<GgufValue> {
-        let id = self.find(key)?;
-        let ctx = self.ctx.as_ptr();
-        // SAFETY: `id` was returned by gguf_find_key for this context, and
-        // each getter is called only for the type gguf reports (the getters
-        // abort on a type mismatch).
-        unsafe {
-            let ty = sys::gguf_get_kv_type(ctx, id);
-            Some(match ty {
-                sys::GGUF_TYPE_UINT8 => GgufValue::Uint(sys::gguf_get_val_u8(ctx, id).into()),
-                sys::GGUF_TYPE_UINT16 => GgufValue::Uint(sys::gguf_get_val_u16(ctx, id).into()),
-                sys::GGUF_TYPE_UINT32 => GgufValue::Uint(sys::gguf_get_val_u32(ctx, id).into()),
-                sys::GGUF_TYPE_UINT64 => GgufValue::Uint(sys::gguf_get_val_u64(ctx, id)),
-                sys::GGUF_TYPE_INT8 => GgufValue::Int(sys::gguf_get_val_i8(ctx, id).into()),
-                sys::GGUF_TYPE_INT16 => GgufValue::Int(sys::gguf_get_val_i16(ctx, id).into()),
-                sys::GGUF_TYPE_INT32 => GgufValue::Int(sys::gguf_get_val_i32(ctx, id).into()),
-                sys::GGUF_TYPE_INT64 => GgufValue::Int(sys::gguf_get_val_i64(ctx, id)),
-                sys::GGUF_TYPE_FLOAT32 => GgufValue::Float(sys::gguf_get_val_f32(ctx, id).into()),
-                sys::GGUF_TYPE_FLOAT64 => GgufValue::Float(sys::gguf_get_val_f64(ctx, id)),
-                sys::GGUF_TYPE_BOOL => GgufValue::Bool(sys::gguf_get_val_bool(ctx, id)),
-                sys::GGUF_TYPE_STRING => {
-                    let s = sys::gguf_get_val_str(ctx, id);
-                    GgufValue::Str(CStr::from_ptr(s).to_string_lossy().into_owned())
-                }
-                sys::GGUF_TYPE_ARRAY => {
-                    let elem = sys::gguf_get_arr_type(ctx, id);
-                    let name = sys::gguf_type_name(elem);
-                    let elem = if name.is_null() {
-                        format!("type {elem}")
-                    } else {
-                        CStr::from_ptr(name).to_string_lossy().into_owned()
-                    };
-                    GgufValue::Array {
-                        elem,
-                        len: sys::gguf_get_arr_n(ctx, id),
-                    }
-                }
-                _ => return None,
-            })
-        }
-    }
-
-    /// Bytes the file must have to hold every tensor's data: the data
-    /// section's offset plus the end of the furthest tensor.
-    pub fn data_end(&self) -> u64 {
-        let ctx = self.ctx.as_ptr();
-        // SAFETY: tensor ids 0..n_tensors are valid for this context.
-        unsafe {
-            let n = sys::gguf_get_n_tensors(ctx);
-            let mut end = 0u64;
-            for i in 0..n {
-                let off = sys::gguf_get_tensor_offset(ctx, i) as u64;
-                let size = sys::gguf_get_tensor_size(ctx, i) as u64;
-                end = end.max(off.saturating_add(size));
-            }
-            (sys::gguf_get_data_offset(ctx) as u64).saturating_add(end)
-        }
-    }
-}
-
-impl Drop for GgufFile {
-    fn drop(&mut self) {
-        // SAFETY: the context came from gguf_init_from_file and is freed once.
-        unsafe { sys::gguf_free(self.ctx.as_ptr()) }
-    }
 }
 
 // ---------------------------------------------------------------------------

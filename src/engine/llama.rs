@@ -18,9 +18,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::ffi::{
-    Context, ContextParams, GgufFile, GgufValue, GrammarMask, Input, Model, TokenMeta,
-};
+use crate::gguf::{GgufError, GgufHeader, Value, KEY_SLICE_END, KEY_SLICE_START, KEY_SLICE_TOTAL};
+
+use super::ffi::{Context, ContextParams, GrammarMask, Input, Model, TokenMeta};
 use super::{
     BatchOutput, ChatMessage, Constraint, EngineError, EngineOptions, GrammarSpec, SeqSpan, Stage,
     StageInput, Tokenizer, SUPPORTED_ARCHITECTURES,
@@ -194,8 +194,8 @@ fn check_file(
     layers: &Range<u32>,
     total_layers: u32,
 ) -> Result<(String, usize), EngineError> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => m,
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
         Ok(_) => {
             return Err(EngineError::ModelUnreadable {
                 path: path.into(),
@@ -212,33 +212,23 @@ fn check_file(
             })
         }
     };
-    if let Err(e) = std::fs::File::open(path) {
-        return Err(EngineError::ModelUnreadable {
-            path: path.into(),
-            reason: e.to_string(),
-        });
-    }
-    let gguf = GgufFile::open(path).map_err(|reason| EngineError::ModelInvalid {
+    let invalid = |error| EngineError::ModelInvalid {
         path: path.into(),
-        reason,
-    })?;
-    let expected = gguf.data_end();
-    if meta.len() < expected {
-        return Err(EngineError::ModelTruncated {
-            path: path.into(),
-            actual: meta.len(),
-            expected,
-        });
-    }
-    let arch = match gguf.get("general.architecture") {
-        Some(GgufValue::Str(a)) => a,
-        _ => {
-            return Err(EngineError::ModelInvalid {
-                path: path.into(),
-                reason: "no `general.architecture` string".into(),
-            })
-        }
+        error: Box::new(error),
     };
+    let gguf = GgufHeader::read(path).map_err(|error| match error {
+        GgufError::DataTruncated { end, len, .. } => EngineError::ModelTruncated {
+            path: path.into(),
+            actual: len,
+            expected: end,
+        },
+        GgufError::Io { error, .. } => EngineError::ModelUnreadable {
+            path: path.into(),
+            reason: error.to_string(),
+        },
+        error => invalid(error),
+    })?;
+    let arch = gguf.architecture().map_err(invalid)?.to_string();
     // A whole model is not cut: llama.cpp runs it as it would alone.
     let whole = layers.start == 0 && layers.end == total_layers;
     if !whole && !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
@@ -250,15 +240,14 @@ fn check_file(
     let n_local = u64::from(layers.end - layers.start);
     let key = format!("{arch}.block_count");
     match gguf.get(&key) {
-        Some(GgufValue::Uint(n)) if n == n_local => {}
-        Some(GgufValue::Int(n)) if n >= 0 && n as u64 == n_local => {}
+        Some(v) if v.as_u64() == Some(n_local) => {}
         other => {
             return Err(EngineError::LayerRange {
                 path: path.into(),
                 reason: format!(
                     "`{key}` is {}, but the rank's layer range `{}..{}` has `{n_local}` layers\n\n\
                      hint: a rank loads its rank-local cut of the model, not the whole file",
-                    other.map_or("missing".to_string(), |v| format!("`{v:?}`")),
+                    other.map_or("missing".to_string(), |v| format!("`{v}`")),
                     layers.start,
                     layers.end
                 ),
@@ -266,13 +255,8 @@ fn check_file(
         }
     }
     // Cuts made by `skulk::gguf::slice_layers` say which range they hold.
-    let slice = ["start", "end", "total_layers"].map(|k| {
-        let key = format!("skulk.slice.{k}");
-        match gguf.get(&key) {
-            Some(GgufValue::Uint(v)) => Some(v),
-            _ => None,
-        }
-    });
+    let slice = [KEY_SLICE_START, KEY_SLICE_END, KEY_SLICE_TOTAL]
+        .map(|key| gguf.get(key).and_then(Value::as_u64));
     if let [Some(s), Some(e), Some(t)] = slice {
         if (s, e, t)
             != (
@@ -293,11 +277,10 @@ fn check_file(
     if arch == "gemma3" {
         check_gemma3_swa(path, &gguf, layers)?;
     }
-    let nextn = match gguf.get(&format!("{arch}.nextn_predict_layers")) {
-        Some(GgufValue::Uint(n)) => n as usize,
-        Some(GgufValue::Int(n)) => n.max(0) as usize,
-        _ => 0,
-    };
+    let nextn = gguf
+        .get(&format!("{arch}.nextn_predict_layers"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
     Ok((arch, nextn))
 }
 
@@ -306,30 +289,33 @@ fn check_file(
 /// per-layer array. A cut renumbered from 0 keeps the right pattern only if
 /// its first layer is a multiple of the period; otherwise the cut must carry
 /// the array (one entry per local layer).
-fn check_gemma3_swa(path: &Path, gguf: &GgufFile, layers: &Range<u32>) -> Result<(), EngineError> {
-    let window = match gguf.get("gemma3.attention.sliding_window") {
-        Some(GgufValue::Uint(w)) => w,
-        Some(GgufValue::Int(w)) => w.max(0) as u64,
-        _ => 0,
-    };
+fn check_gemma3_swa(
+    path: &Path,
+    gguf: &GgufHeader,
+    layers: &Range<u32>,
+) -> Result<(), EngineError> {
+    let window = gguf
+        .get("gemma3.attention.sliding_window")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     if window == 0 {
         return Ok(());
     }
     let n_local = (layers.end - layers.start) as usize;
     let key = "gemma3.attention.sliding_window_pattern";
     let period = match gguf.get(key) {
-        Some(GgufValue::Array { len, .. }) if len == n_local => return Ok(()),
-        Some(GgufValue::Array { len, .. }) => {
+        Some(Value::Array(a)) if a.len() == n_local => return Ok(()),
+        Some(Value::Array(a)) => {
             return Err(EngineError::LayerRange {
                 path: path.into(),
                 reason: format!(
-                    "`{key}` has `{len}` entries, expected one per local layer (`{n_local}`)"
+                    "`{key}` has `{}` entries, expected one per local layer (`{n_local}`)",
+                    a.len()
                 ),
             })
         }
-        Some(GgufValue::Uint(p)) => p,
-        Some(GgufValue::Int(p)) => p.max(0) as u64,
-        _ => GEMMA3_DEFAULT_SWA_PATTERN,
+        Some(v) => v.as_u64().unwrap_or(0),
+        None => GEMMA3_DEFAULT_SWA_PATTERN,
     };
     if period == 0 || u64::from(layers.start) % period == 0 {
         return Ok(());

@@ -472,8 +472,12 @@ pub enum EngineError {
     ModelNotFound { path: PathBuf },
     #[error("model file `{}` cannot be read: {reason}", path.display())]
     ModelUnreadable { path: PathBuf, reason: String },
-    #[error("model file `{}` is not a valid GGUF file: {reason}", path.display())]
-    ModelInvalid { path: PathBuf, reason: String },
+    /// The GGUF reader refused the file; its error names the file.
+    #[error("model file {error}")]
+    ModelInvalid {
+        path: PathBuf,
+        error: Box<crate::gguf::GgufError>,
+    },
     #[error("model file `{}` is truncated: it has {actual} bytes but its tensors need {expected}\n\nhint: the download or copy was interrupted; fetch it again", path.display())]
     ModelTruncated {
         path: PathBuf,

@@ -31,6 +31,17 @@ pub enum GgufError {
         len: u64,
     },
 
+    /// The header is whole, but the file ends before the furthest tensor's
+    /// data (an interrupted download or copy).
+    #[error("`{path}` is truncated or corrupt: the data of tensor `{tensor}` ends at byte {end}, but the file ends at byte {len}\n\nhint: the download or copy was interrupted; fetch it again")]
+    DataTruncated {
+        path: PathBuf,
+        tensor: String,
+        /// Bytes the file needs to hold every tensor's data.
+        end: u64,
+        len: u64,
+    },
+
     #[error("`{path}` is malformed at byte {offset}: {what}")]
     Malformed {
         path: PathBuf,

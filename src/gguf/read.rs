@@ -275,10 +275,32 @@ impl GgufHeader {
             .map(str::to_string))
     }
 
+    /// Bytes the file must have to hold every tensor's data: the end of the
+    /// furthest tensor (the data offset for a file without tensors). The
+    /// reader has checked that the file holds them.
+    pub fn data_end(&self) -> u64 {
+        data_end(&self.tensors, self.data_offset).map_or(self.data_offset, |(end, _)| end)
+    }
+
     /// Sum of all tensors' data bytes (without padding; unknown types count 0).
     pub fn tensor_data_bytes(&self) -> u64 {
         self.tensors.iter().filter_map(TensorInfo::n_bytes).sum()
     }
+}
+
+/// The absolute end of the furthest tensor's data, and that tensor (`None`
+/// without tensors). A tensor of a type skulk cannot size counts from its
+/// start only.
+fn data_end(tensors: &[TensorInfo], data_offset: u64) -> Option<(u64, &TensorInfo)> {
+    tensors
+        .iter()
+        .map(|t| {
+            let end = data_offset
+                .saturating_add(t.offset)
+                .saturating_add(t.n_bytes().unwrap_or(0));
+            (end, t)
+        })
+        .max_by_key(|&(end, _)| end)
 }
 
 struct Parser<R> {
@@ -518,7 +540,15 @@ impl<R: Read> Parser<R> {
 
         let data_offset = self.pos.next_multiple_of(alignment);
         for t in &tensors {
-            self.check_tensor_extent(t, data_offset, alignment)?;
+            self.check_tensor_alignment(t, data_offset, alignment)?;
+        }
+        if let Some((end, t)) = data_end(&tensors, data_offset).filter(|&(end, _)| end > self.len) {
+            return Err(GgufError::DataTruncated {
+                path: self.path,
+                tensor: t.name.clone(),
+                end,
+                len: self.len,
+            });
         }
 
         Ok(GgufHeader {
@@ -559,7 +589,7 @@ impl<R: Read> Parser<R> {
         Ok(())
     }
 
-    fn check_tensor_extent(&self, t: &TensorInfo, data_offset: u64, alignment: u64) -> Res<()> {
+    fn check_tensor_alignment(&self, t: &TensorInfo, data_offset: u64, alignment: u64) -> Res<()> {
         if t.offset % alignment != 0 {
             return Err(self.malformed(
                 data_offset,
@@ -568,17 +598,6 @@ impl<R: Read> Parser<R> {
                     t.name, t.offset
                 ),
             ));
-        }
-        let start = data_offset.saturating_add(t.offset);
-        let size = t.n_bytes().unwrap_or(0);
-        if start.saturating_add(size) > self.len {
-            return Err(GgufError::Truncated {
-                path: self.path.clone(),
-                what: format!("data of tensor `{}`", t.name),
-                offset: start,
-                need: size,
-                len: self.len,
-            });
         }
         Ok(())
     }

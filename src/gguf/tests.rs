@@ -203,12 +203,17 @@ fn every_truncation_is_an_error_not_a_panic() {
         .map(|t| h.data_offset + t.offset + t.n_bytes().unwrap())
         .max()
         .unwrap();
+    assert_eq!(h.data_end(), last);
     for len in 0..bytes.len() {
         let r = parse(&bytes[..len]);
         if (len as u64) < last {
             match r {
                 Err(GgufError::NotGguf { .. }) => assert!(len < 4, "len {len}"),
-                Err(GgufError::Truncated { len: l, .. }) => assert_eq!(l, len as u64),
+                Err(
+                    GgufError::Truncated { len: l, .. } | GgufError::DataTruncated { len: l, .. },
+                ) => {
+                    assert_eq!(l, len as u64)
+                }
                 other => panic!("prefix of {len} bytes: {other:?}"),
             }
         } else {
@@ -263,7 +268,7 @@ fn malformed(bytes: &[u8], needle: &str) {
 
 fn truncated(bytes: &[u8], needle: &str) {
     match parse(bytes) {
-        Err(e @ GgufError::Truncated { .. }) => {
+        Err(e @ (GgufError::Truncated { .. } | GgufError::DataTruncated { .. })) => {
             assert!(e.to_string().contains(needle), "`{e}` lacks `{needle}`")
         }
         other => panic!("expected truncated ({needle}): {other:?}"),
