@@ -1045,10 +1045,8 @@ fn inventory_probe(args: ProbeArgs) -> Result<(), CliError> {
         identity_file,
     };
     let entries = probe::probe(&targets, &settings)?;
-    if probe::build_backends(false, "").is_empty() {
-        output::warn(
-            "this skulk is built without the llama.cpp engine, so it offers no backends; list the hosts' backends by hand",
-        );
+    if let Some(warning) = probe::ENGINELESS_BACKENDS_WARNING {
+        output::warn(warning);
     }
     output::stdout(probe::to_yaml(&entries)).map_err(CliError::from_stdout)
 }

@@ -48,7 +48,7 @@ const PIB: u64 = 1 << 50;
 /// An inventory: the machines skulk may place ranks on. Hosts are listed in
 /// ring order; the order is the user's intent and becomes the plan's rank
 /// order.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Inventory")]
 pub struct InventoryFile {
@@ -58,7 +58,10 @@ pub struct InventoryFile {
 
 /// One machine (or one slice of a machine: several ranks on one machine are
 /// several hosts with distinct addresses).
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+//
+// The one host type of the file format: read here and written by `skulk
+// inventory probe`; written, a field left at its default is left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("anyOf" = [{"required": ["address"]}, {"required": ["ansible_host"]}]))]
 pub struct HostEntry {
@@ -67,35 +70,47 @@ pub struct HostEntry {
     pub name: String,
     /// SSH target, ring address and (rank 0) API address: an IP address or
     /// a host name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// Ansible's name for `address`; give one of the two.
-    #[serde(default, rename = "ansible_host")]
+    #[serde(
+        default,
+        rename = "ansible_host",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ansible_host: Option<String>,
     /// How skulk reaches the host: `ssh` (default) or `local` (spawn on this
     /// machine, no SSH).
     #[serde(default)]
     pub connection: Connection,
     /// SSH settings; all optional.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshEntry>,
     /// Ansible's name for `ssh.user`.
-    #[serde(default, rename = "ansible_user")]
+    #[serde(
+        default,
+        rename = "ansible_user",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ansible_user: Option<String>,
     /// Ansible's name for `ssh.port`.
-    #[serde(default, rename = "ansible_port")]
+    #[serde(
+        default,
+        rename = "ansible_port",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ansible_port: Option<u16>,
     /// The host's memory (for a slice of a machine: its share).
     pub memory: MemoryEntry,
     /// Discrete GPU memory. When given, it is the host's usable memory.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vram: Option<SizeSpec>,
     /// Layers of this host's rank to offload to its GPU: `all`, a count, or
     /// 0. Default: `all` for a host with `vram` or a GPU backend, else 0.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_layers: Option<GpuLayers>,
     /// Compute threads for this host's rank (default: the host's cores).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub threads: Option<u32>,
     /// Backend tags the host can run (`<engine>` or `<engine>-<compute>`,
@@ -104,41 +119,41 @@ pub struct HostEntry {
     pub backends: Vec<String>,
     /// RDMA interface on this host towards each named peer host, for jaccl
     /// plans (`{studio-b: rdma_en3}`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rdma: BTreeMap<String, String>,
     /// Where the host keeps models (default `~/.cache/skulk/models`; `~`, `~/x`
     /// and a relative path are under the login user's home directory on the
     /// host).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_dir: Option<String>,
 }
 
 /// A host's memory.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MemoryEntry {
     /// Total RAM.
     pub total: SizeSpec,
     /// RAM free for the model (default: `total`). Usable memory is the
     /// smaller of this and 75% of `total`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<SizeSpec>,
 }
 
 /// SSH settings for one host.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SshEntry {
     /// Login user (default: the user running `skulk apply`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// SSH port (default 22).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Private key file on the machine running `skulk apply` (`~`, `~/x` and a
     /// relative path are under that machine's home directory).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_file: Option<String>,
 }
 
@@ -197,6 +212,15 @@ impl<'de> Deserialize<'de> for SizeSpec {
             }
         }
         deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl Serialize for SizeSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SizeSpec::Bytes(b) => serializer.serialize_u64(*b),
+            SizeSpec::Text(t) => serializer.serialize_str(t),
+        }
     }
 }
 

@@ -6,13 +6,12 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 use super::error::{all_or_failures, transport, ExecError};
 use super::fleet::par_map;
 use super::remote::{ConnectSettings, Connection, Host};
 use super::script::{self, meminfo_field, Report};
 use crate::backend::{BackendTag, Compute, SKULK_ENGINE};
+use crate::inventory::{self, HostEntry, InventoryFile, MemoryEntry, SizeSpec, SshEntry};
 
 /// One `[user@]host[:port]` argument, or this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,54 +90,9 @@ pub struct ProbeSettings {
     pub identity_file: Option<PathBuf>,
 }
 
-/// An inventory entry (the inventory's YAML shape).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Entry {
-    pub name: String,
-    pub address: String,
-    pub connection: &'static str,
-    #[serde(skip_serializing_if = "SshEntry::is_empty")]
-    pub ssh: SshEntry,
-    pub memory: MemoryEntry,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vram: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub threads: Option<u32>,
-    pub backends: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SshEntry {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<String>,
-}
-
-impl SshEntry {
-    fn is_empty(&self) -> bool {
-        *self == SshEntry::default()
-    }
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct MemoryEntry {
-    pub total: String,
-    pub available: String,
-}
-
-#[derive(Serialize)]
-struct Inventory<'a> {
-    hosts: &'a [Entry],
-}
-
 /// Probes every target; prints nothing itself. Fails listing every host
 /// that could not be probed.
-pub fn probe(targets: &[ProbeTarget], s: &ProbeSettings) -> Result<Vec<Entry>, ExecError> {
+pub fn probe(targets: &[ProbeTarget], s: &ProbeSettings) -> Result<Vec<HostEntry>, ExecError> {
     let results = par_map(targets, |t| probe_one(t, s));
     let mut entries = all_or_failures(results, String::clone, |failed, total| {
         format!("cannot probe {failed} of {total} hosts")
@@ -156,11 +110,14 @@ pub fn probe(targets: &[ProbeTarget], s: &ProbeSettings) -> Result<Vec<Entry>, E
 }
 
 /// The entries as an inventory document.
-pub fn to_yaml(entries: &[Entry]) -> String {
-    serde_yaml_ng::to_string(&Inventory { hosts: entries }).expect("inventory entries serialise")
+pub fn to_yaml(entries: &[HostEntry]) -> String {
+    let inventory = InventoryFile {
+        hosts: entries.to_vec(),
+    };
+    serde_yaml_ng::to_string(&inventory).expect("inventory entries serialise")
 }
 
-fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<Entry, String> {
+fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<HostEntry, String> {
     let conn = if t.local {
         Connection::Local
     } else {
@@ -179,7 +136,7 @@ fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<Entry, String> {
 }
 
 /// Builds the entry from the probe script's report.
-pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entry, String> {
+pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<HostEntry, String> {
     let meminfo = r.section("meminfo");
     let (total, available) = match (
         meminfo_field(&meminfo, "MemTotal"),
@@ -212,35 +169,42 @@ pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Entr
         .next()
         .unwrap_or("")
         .to_owned();
-    Ok(Entry {
+    let ssh = SshEntry {
+        user: t.user.clone(),
+        port: t.port,
+        identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
+    };
+    Ok(HostEntry {
         name: name.to_owned(),
-        address: t.host.clone(),
-        connection: if t.local { "local" } else { "ssh" },
-        ssh: if t.local {
-            SshEntry::default()
+        address: Some(t.host.clone()),
+        ansible_host: None,
+        connection: if t.local {
+            inventory::Connection::Local
         } else {
-            SshEntry {
-                user: t.user.clone(),
-                port: t.port,
-                identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
-            }
+            inventory::Connection::Ssh
         },
+        ssh: (!t.local && ssh != SshEntry::default()).then_some(ssh),
+        ansible_user: None,
+        ansible_port: None,
         memory: MemoryEntry {
-            total: size(total),
-            available: size(available),
+            total: SizeSpec::Text(size(total)),
+            available: Some(SizeSpec::Text(size(available))),
         },
-        vram,
+        vram: vram.map(SizeSpec::Text),
+        gpu_layers: None,
         threads: r.number("cores").map(|c| c as u32).filter(|&c| c > 0),
         backends: build_backends(!gpu_mib.is_empty(), &os),
+        rdma: Default::default(),
+        model_dir: None,
     })
 }
 
-/// The backend tags (`docs/architecture.md`, "Backend tags") this build of skulk can run on
-/// a host with (or without) an NVIDIA GPU and the given `uname -s`.
+/// The backend tags (`docs/architecture.md`, "Backend tags") this build of
+/// skulk can run on a host with (or without) an NVIDIA GPU and the given
+/// `uname -s`. A build without the engine runs none itself, and lists what a
+/// default build runs on any host, `llama_cpp-cpu` (see
+/// [`ENGINELESS_BACKENDS_WARNING`]): an inventory host needs at least one tag.
 pub fn build_backends(nvidia_gpu: bool, os: &str) -> Vec<String> {
-    if !cfg!(feature = "engine") {
-        return Vec::new();
-    }
     let computes = [
         (cfg!(feature = "cuda") && nvidia_gpu, Compute::Cuda),
         (cfg!(feature = "metal") && os == "Darwin", Compute::Metal),
@@ -253,6 +217,18 @@ pub fn build_backends(nvidia_gpu: bool, os: &str) -> Vec<String> {
         .map(|(_, compute)| BackendTag::new(SKULK_ENGINE, compute).to_string())
         .collect()
 }
+
+/// What `inventory probe` says on a build without the engine, whose entries
+/// list the backends of a default build rather than its own (none).
+pub const ENGINELESS_BACKENDS_WARNING: Option<&str> = if cfg!(feature = "engine") {
+    None
+} else {
+    Some(
+        "this skulk is built without the llama.cpp engine; `backends` lists `llama_cpp-cpu`, \
+         what a default build runs on these hosts\n\n\
+         hint: edit `backends` where a host runs a GPU build of skulk",
+    )
+};
 
 /// Bytes as an inventory size, rounded down: `NGiB` when whole, else `NMiB`.
 pub fn size(bytes: u64) -> String {
@@ -302,24 +278,48 @@ mod tests {
         assert_eq!(ProbeTarget::parse("gpu-1.lan").unwrap().label(), "gpu-1");
     }
 
+    /// Probing this machine gives a document that the inventory schema and
+    /// `inventory::parse` accept, with or without the engine (run the lib
+    /// tests with `--no-default-features` for the second).
     #[test]
-    fn this_machine_probes_without_ssh_as_a_local_host() {
+    fn this_machine_probes_without_ssh_as_a_valid_local_inventory() {
         let s = ProbeSettings {
             connect: ConnectSettings::default(),
             identity_file: Some("~/.ssh/k".into()),
         };
         let e = probe(&[ProbeTarget::local()], &s).unwrap().remove(0);
-        assert_eq!(e.connection, "local");
-        assert_eq!(e.address, LOCAL_ADDRESS);
-        assert!(e.ssh.is_empty(), "{e:?}");
+        assert_eq!(e.connection, inventory::Connection::Local);
+        assert_eq!(e.address.as_deref(), Some(LOCAL_ADDRESS));
+        assert_eq!(e.ssh, None);
+        assert!(e.threads.is_some_and(|t| t > 0), "{e:?}");
         let yaml = to_yaml(&[e]);
         assert!(yaml.contains("connection: local"), "{yaml}");
         assert!(!yaml.contains("ssh:"), "{yaml}");
-        // The entry is a valid inventory.
         let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
-        if !build_backends(false, "").is_empty() {
-            crate::inventory::parse(&v).unwrap();
-        }
+        let schema = crate::schema::validator(crate::schema::SchemaKind::Inventory).unwrap();
+        let problems: Vec<String> = schema.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(problems.is_empty(), "{yaml}\n{problems:?}");
+        let parsed = inventory::parse(&v).unwrap();
+        let tags = &parsed.hosts()[0].backends;
+        assert!(!tags.is_empty(), "{yaml}");
+        assert_eq!(
+            ENGINELESS_BACKENDS_WARNING.is_some(),
+            !cfg!(feature = "engine")
+        );
+    }
+
+    /// The one host type reads back what it writes.
+    #[test]
+    fn a_probed_entry_round_trips_through_the_host_type() {
+        let r = Report::parse("hostname=h\nuname=Linux\ncores=4\nmemsize=8589934592\n");
+        let s = ProbeSettings {
+            connect: ConnectSettings::default(),
+            identity_file: None,
+        };
+        let e = entry_from(&ProbeTarget::parse("u@10.0.0.7:2222").unwrap(), &s, &r).unwrap();
+        let yaml = to_yaml(std::slice::from_ref(&e));
+        let back: InventoryFile = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(back.hosts, vec![e], "{yaml}");
     }
 
     #[test]
@@ -337,11 +337,11 @@ mod tests {
         assert_eq!(
             e.memory,
             MemoryEntry {
-                total: "32GiB".into(),
-                available: "29296MiB".into()
+                total: SizeSpec::Text("32GiB".into()),
+                available: Some(SizeSpec::Text("29296MiB".into())),
             }
         );
-        assert_eq!(e.vram.as_deref(), Some("24GiB"));
+        assert_eq!(e.vram, Some(SizeSpec::Text("24GiB".into())));
         assert_eq!(e.threads, Some(16));
         let yaml = to_yaml(&[e]);
         assert!(

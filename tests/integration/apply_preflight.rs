@@ -435,11 +435,14 @@ fn probe_prints_inventory_entries_from_the_hosts() {
         "names are unique: {}",
         r.stdout
     );
+    // Without the engine the entries list a default build's backend (and
+    // skulk says so), so they are still a valid inventory.
     let backends = hosts[0]["backends"].as_sequence().unwrap();
+    assert!(!backends.is_empty(), "{}", r.stdout);
     assert_eq!(
-        backends.is_empty(),
+        r.stderr.contains("built without the llama.cpp engine"),
         !cfg!(feature = "engine"),
         "{}",
-        r.stdout
+        r.stderr
     );
 }
