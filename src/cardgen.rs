@@ -407,7 +407,7 @@ const TENSOR_ARCHITECTURES: [&str; 13] = [
 
 /// Read [`ConfigFacts`] from a parsed `config.json` (pure). The error names
 /// the missing or malformed key.
-pub fn config_facts(config: &serde_json::Value) -> Result<ConfigFacts, String> {
+fn config_facts(config: &serde_json::Value) -> Result<ConfigFacts, String> {
     let text = config.get("text_config").filter(|t| t.is_object());
     let get = |key: &str| text.and_then(|t| t.get(key)).or_else(|| config.get(key));
     let uint = |key: &str| -> Result<Option<u64>, String> {

@@ -822,7 +822,7 @@ fn down(args: DownArgs) -> Result<(), CliError> {
     let dep = load_deployment(&args.plan)?;
     let others = match (args.any, args.digest) {
         (true, _) => Others::Any,
-        (false, Some(d)) => Others::Digest(down::digest_prefix(&d).map_err(CliError::invalid)?),
+        (false, Some(d)) => Others::Digest(down::digest_prefix(&d)?),
         (false, None) => Others::Keep,
     };
     let settings = DownSettings {
@@ -1027,8 +1027,7 @@ fn inventory_probe(args: ProbeArgs) -> Result<(), CliError> {
         .hosts
         .iter()
         .map(|h| ProbeTarget::parse(h))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(CliError::invalid)?;
+        .collect::<Result<Vec<_>, _>>()?;
     if args.local {
         targets.insert(0, ProbeTarget::local());
     }

@@ -118,7 +118,7 @@ pub struct Profile {
     pub card: CardChat,
     pub renderer: Renderer,
     /// The tool dialect, or why tool calls are refused (names the card).
-    pub tools: Result<ToolDialect, String>,
+    pub tools: Result<ToolDialect, ToolsRefused>,
     pub reasoning: ReasoningProfile,
     pub bos: Option<String>,
     pub eos: Option<String>,
@@ -284,21 +284,41 @@ fn family_is(card: &CardChat, names: &[&str]) -> bool {
         .any(|n| f == *n || f.starts_with(&format!("{n}-")))
 }
 
-fn tool_dialect(card: &CardChat, source: &str) -> Result<ToolDialect, String> {
-    let id = &card.model_id;
+/// Why a model takes no tool calls; each names the card that says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolsRefused {
+    #[error("the model's card `{card}` says `tooling.supportsToolCalling: false`")]
+    CardSaysNo { card: String },
+    #[error("the model's card `{card}` sets `{field}: {value}`, which skulk does not implement (supported: {supported})")]
+    Unimplemented {
+        card: String,
+        field: &'static str,
+        value: String,
+        supported: &'static str,
+    },
+}
+
+fn tool_dialect(card: &CardChat, source: &str) -> Result<ToolDialect, ToolsRefused> {
+    let unimplemented = |field, value: String, supported| ToolsRefused::Unimplemented {
+        card: card.model_id.clone(),
+        field,
+        value,
+        supported,
+    };
+    const PARSERS: &str = "`generic`, `gpt_oss`";
     let tooling = card.tooling.clone().unwrap_or_default();
     if tooling.supports_tool_calling == Some(false) {
-        return Err(format!(
-            "the model's card `{id}` says `tooling.supportsToolCalling: false`"
-        ));
+        return Err(ToolsRefused::CardSaysNo {
+            card: card.model_id.clone(),
+        });
     }
     match tooling.tool_call_format {
         Some(ToolCallFormat::GptOss) => return Ok(ToolDialect::Harmony),
         Some(f @ (ToolCallFormat::Gemma4 | ToolCallFormat::Dsml)) => {
-            return Err(format!(
-                "the model's card `{id}` sets `tooling.toolCallFormat: {}`, which skulk does not implement \
-                 (supported: `generic`, `gpt_oss`)",
-                enum_name(&f)
+            return Err(unimplemented(
+                "tooling.toolCallFormat",
+                enum_name(&f),
+                PARSERS,
             ))
         }
         Some(ToolCallFormat::Generic) | None => {}
@@ -306,20 +326,20 @@ fn tool_dialect(card: &CardChat, source: &str) -> Result<ToolDialect, String> {
     match card.runtime.as_ref().and_then(|r| r.output_parser) {
         Some(OutputParserType::GptOss) => return Ok(ToolDialect::Harmony),
         Some(p @ (OutputParserType::Gemma4 | OutputParserType::DeepseekV32)) => {
-            return Err(format!(
-                "the model's card `{id}` sets `runtime.outputParser: {}`, which skulk does not implement \
-                 (supported: `generic`, `gpt_oss`)",
-                enum_name(&p)
+            return Err(unimplemented(
+                "runtime.outputParser",
+                enum_name(&p),
+                PARSERS,
             ))
         }
         Some(OutputParserType::Generic) | None => {}
     }
     if let Some(p) = card.runtime.as_ref().and_then(|r| r.prompt_renderer) {
         if p != PromptRendererType::Tokenizer {
-            return Err(format!(
-                "the model's card `{id}` sets `runtime.promptRenderer: {}`, which skulk does not implement \
-                 (supported: `tokenizer`)",
-                enum_name(&p)
+            return Err(unimplemented(
+                "runtime.promptRenderer",
+                enum_name(&p),
+                "`tokenizer`",
             ));
         }
     }
@@ -423,7 +443,7 @@ mod tests {
             tool_call_format: Some(ToolCallFormat::Dsml),
             ..Default::default()
         });
-        let e = tool_dialect(&c, "").unwrap_err();
+        let e = tool_dialect(&c, "").unwrap_err().to_string();
         assert!(
             e.contains("`org/m`") && e.contains("`tooling.toolCallFormat: dsml`"),
             "{e}"
@@ -434,6 +454,7 @@ mod tests {
         });
         assert!(tool_dialect(&c, "")
             .unwrap_err()
+            .to_string()
             .contains("supportsToolCalling: false"));
     }
 

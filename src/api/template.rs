@@ -38,9 +38,15 @@ pub enum RenderError {
     Failed(String),
 }
 
+/// Why a chat template does not compile: minijinja's message, with line
+/// numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(String);
+
 impl ChatTemplate {
-    /// Compiles `source`; the error is minijinja's, with line numbers.
-    pub fn new(source: &str) -> Result<ChatTemplate, String> {
+    /// Compiles `source`.
+    pub fn new(source: &str) -> Result<ChatTemplate, CompileError> {
         let mut env = Environment::new();
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
@@ -54,7 +60,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(NAME, source.to_string())
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| CompileError(describe(&e)))?;
         Ok(ChatTemplate { env })
     }
 
@@ -355,7 +361,7 @@ mod tests {
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
         let e = ChatTemplate::new("{% for m in messages %}{{ m.content }}").unwrap_err();
-        assert!(e.contains("syntax error"), "{e}");
+        assert!(e.to_string().contains("syntax error"), "{e}");
     }
 
     #[test]

@@ -45,12 +45,12 @@ pub struct DownSettings {
 }
 
 /// Checks a `--digest` value: hex, at least [`MIN_DIGEST_PREFIX`] digits.
-pub fn digest_prefix(given: &str) -> Result<String, String> {
+pub fn digest_prefix(given: &str) -> Result<String, ExecError> {
     let d = given.trim().to_ascii_lowercase();
     if d.len() < MIN_DIGEST_PREFIX || d.len() > 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
+        return Err(ExecError::Invalid(format!(
             "`--digest {given}` is not a plan digest: give its first {MIN_DIGEST_PREFIX} to 64 hex digits, as `skulk status` and `skulk down` show them"
-        ));
+        )));
     }
     Ok(d)
 }
@@ -243,6 +243,7 @@ mod tests {
         assert_eq!(digest_prefix("ABCDEF01").unwrap(), "abcdef01");
         assert!(digest_prefix("abc")
             .unwrap_err()
+            .to_string()
             .contains("first 8 to 64 hex digits"));
         assert!(digest_prefix("abcdefgh").is_err());
         assert!(wanted(&Others::Digest("abcd1234".into()), "abcd1234ffff"));

@@ -6,10 +6,11 @@
 
 use std::path::PathBuf;
 
-use super::error::{all_or_failures, transport, ExecError};
+use super::error::{all_or_failures, ExecError};
 use super::fleet::par_map;
 use super::remote::{ConnectSettings, Connection, Host};
 use super::script::{self, meminfo_field, Report};
+use super::transport::TransportError;
 use crate::backend::{BackendTag, Compute, SKULK_ENGINE};
 use crate::inventory::{self, HostEntry, InventoryFile, MemoryEntry, SizeSpec, SshEntry};
 
@@ -49,31 +50,35 @@ impl ProbeTarget {
     }
 
     /// Parses `[user@]host[:port]`; an IPv6 address with a port is `[addr]:port`.
-    pub fn parse(s: &str) -> Result<ProbeTarget, String> {
+    pub fn parse(s: &str) -> Result<ProbeTarget, ExecError> {
+        let bad = |why: String| ExecError::Invalid(format!("`{s}`: {why}"));
         let (user, rest) = match s.rsplit_once('@') {
             Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
-            Some(_) => return Err(format!("`{s}`: empty user name before `@`")),
+            Some(_) => return Err(bad("empty user name before `@`".into())),
             None => (None, s),
         };
-        let bad_port = |p: &str| format!("`{s}`: `{p}` is not a port number");
+        let port = |p: &str| {
+            p.parse()
+                .map_err(|_| bad(format!("`{p}` is not a port number")))
+        };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("`{s}`: `[` without `]`"))?;
+                .ok_or_else(|| bad("`[` without `]`".into()))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => Some(p.parse().map_err(|_| bad_port(p))?),
+                Some(p) => Some(port(p)?),
                 None if after.is_empty() => None,
-                None => return Err(format!("`{s}`: unexpected `{after}` after `]`")),
+                None => return Err(bad(format!("unexpected `{after}` after `]`"))),
             };
             (h.to_owned(), port)
         } else if rest.matches(':').count() == 1 {
             let (h, p) = rest.split_once(':').expect("one colon");
-            (h.to_owned(), Some(p.parse().map_err(|_| bad_port(p))?))
+            (h.to_owned(), Some(port(p)?))
         } else {
             (rest.to_owned(), None)
         };
         if host.is_empty() {
-            return Err(format!("`{s}`: no host name"));
+            return Err(bad("no host name".into()));
         }
         Ok(ProbeTarget {
             user,
@@ -94,7 +99,7 @@ pub struct ProbeSettings {
 /// that could not be probed.
 pub fn probe(targets: &[ProbeTarget], s: &ProbeSettings) -> Result<Vec<HostEntry>, ExecError> {
     let results = par_map(targets, |t| probe_one(t, s));
-    let mut entries = all_or_failures(results, String::clone, |failed, total| {
+    let mut entries = all_or_failures(results, ToString::to_string, |failed, total| {
         format!("cannot probe {failed} of {total} hosts")
     })?;
     // Host names must be unique in an inventory.
@@ -117,7 +122,17 @@ pub fn to_yaml(entries: &[HostEntry]) -> String {
     serde_yaml_ng::to_string(&inventory).expect("inventory entries serialise")
 }
 
-fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<HostEntry, String> {
+/// Why one host could not be probed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeFailure {
+    /// Names its host.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("host `{host}`: reported no memory size (no /proc/meminfo, no hw.memsize)")]
+    NoMemorySize { host: String },
+}
+
+fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<HostEntry, ProbeFailure> {
     let conn = if t.local {
         Connection::Local
     } else {
@@ -127,16 +142,13 @@ fn probe_one(t: &ProbeTarget, s: &ProbeSettings) -> Result<HostEntry, String> {
             identity_file: s.identity_file.as_ref().map(|p| p.display().to_string()),
         }
     };
-    let host = Host::connect(t.label(), &t.host, &conn, &s.connect).map_err(|e| transport(&e))?;
-    let out = host
-        .perform_checked(&script::probe())
-        .map_err(|e| transport(&e))?;
+    let host = Host::connect(t.label(), &t.host, &conn, &s.connect)?;
+    let out = host.perform_checked(&script::probe())?;
     entry_from(t, s, &Report::parse(&out.stdout_str()))
-        .map_err(|m| format!("host `{}`: {m}", t.label()))
 }
 
 /// Builds the entry from the probe script's report.
-pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<HostEntry, String> {
+fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<HostEntry, ProbeFailure> {
     let meminfo = r.section("meminfo");
     let (total, available) = match (
         meminfo_field(&meminfo, "MemTotal"),
@@ -147,7 +159,11 @@ pub fn entry_from(t: &ProbeTarget, s: &ProbeSettings, r: &Report) -> Result<Host
             // macOS: no "available" counter comparable to Linux's; the
             // total is what the inventory's usable-memory rule caps anyway.
             Some(m) => (m, m),
-            None => return Err("reported no memory size (no /proc/meminfo, no hw.memsize)".into()),
+            None => {
+                return Err(ProbeFailure::NoMemorySize {
+                    host: t.label().to_owned(),
+                })
+            }
         },
     };
     let gpu_mib: Vec<u64> = r
@@ -268,6 +284,7 @@ mod tests {
         );
         assert!(ProbeTarget::parse("h:x")
             .unwrap_err()
+            .to_string()
             .contains("`x` is not a port number"));
         assert!(ProbeTarget::parse("@h").is_err());
         // An address is one name, not split at its dots.
