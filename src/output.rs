@@ -82,6 +82,20 @@ pub fn raw(message: impl Display) {
     line(&message.to_string());
 }
 
+/// A piece of another program's log line, as it came (llama.cpp writes a
+/// line in several pieces), at every level: the line prefix goes before a
+/// piece that starts a line.
+pub fn fragment(text: &str, starts_line: bool) {
+    let prefix = if starts_line {
+        line_prefix()
+    } else {
+        String::new()
+    };
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("{prefix}{text}").as_bytes());
+}
+
 /// Always shown.
 pub fn warn(message: impl Display) {
     line(&format!("warning: {message}"));

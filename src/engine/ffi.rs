@@ -57,10 +57,10 @@ unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_cha
         st.partial_is_error = level == sys::GGML_LOG_LEVEL_ERROR;
         if level >= st.echo_level {
             // A new line of llama.cpp's log: dated like skulk's own lines.
-            eprint!("{}{text}", crate::output::line_prefix());
+            crate::output::fragment(&text, true);
         }
     } else if st.partial_is_error && sys::GGML_LOG_LEVEL_ERROR >= st.echo_level {
-        eprint!("{text}");
+        crate::output::fragment(&text, false);
     }
     if !st.partial_is_error {
         return;

@@ -354,13 +354,13 @@ impl Watch {
             .unwrap()
             .heard(Instant::now().into_std());
         if let Some(silent) = again {
-            eprintln!(
+            crate::output::note(format!(
                 "skulk rank {}: rank {} at `{}` is answering again after {:.1} s of silence",
                 self.me,
                 self.peer.0,
                 self.peer.1,
                 silent.as_secs_f64()
-            );
+            ));
             report_health(None);
         }
     }
@@ -618,7 +618,10 @@ async fn monitor(links: Arc<Links>, sink: Sink) {
                         silent.as_secs_f64(),
                         usual.as_secs_f64()
                     );
-                    eprintln!("skulk rank {}: {what} is slow; still waiting", w.me);
+                    crate::output::warn(format!(
+                        "skulk rank {}: {what} is slow; still waiting",
+                        w.me
+                    ));
                     report_health(Some(&what));
                 }
                 Verdict::Lost {

@@ -45,6 +45,7 @@ use super::health::{self, HEALTH_TIMEOUT};
 use super::remote::ConnectSettings;
 use super::script::{self, Inspection, StopTarget};
 use super::target::{Deployment, RankTarget};
+use crate::output;
 use crate::plan::PlanDocument;
 use replan::Replanner;
 use state::{clock, unix_now, Condition, Holder, Running, State};
@@ -278,7 +279,11 @@ impl Supervisor<'_> {
     fn note(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
         let at = unix_now();
-        eprintln!("{} {}", clock(at), msg.replace('\n', "\n         "));
+        output::progress(format!(
+            "{} {}",
+            clock(at),
+            msg.replace('\n', "\n         ")
+        ));
         self.state.push(at, msg);
         self.save();
     }
@@ -292,7 +297,7 @@ impl Supervisor<'_> {
 
     fn save(&mut self) {
         if let Err(e) = self.state.save(&self.state_path) {
-            eprintln!("warning: {e}");
+            output::warn(e);
         }
     }
 
@@ -972,11 +977,11 @@ pub fn before_down(plan_path: &Path, desired: &Deployment) -> Result<Vec<Deploym
             Vec::new(),
         )
     })? {
-        eprintln!(
+        output::progress(format!(
             "stopped the supervisor of plan {} (pid {})",
             short(&desired.digest),
             info.pid.map_or("?".into(), |p| p.to_string())
-        );
+        ));
     }
     let (_, running) = status_view(plan_path, desired)?;
     Ok(running.into_iter().collect())

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::exec::remote::Action;
 use crate::exec::script::{SkulkLocation, STOP_STANDBY_SH};
 use crate::exec::target::RunLayout;
+use crate::output;
 use crate::plan::document::{PlanDocument, RankSelector};
 
 /// The file in the run directory that holds the standby's pid.
@@ -93,7 +94,9 @@ pub fn serve(addr: SocketAddr, retry_after: u32, lifetime: Duration) -> Result<(
     listener
         .set_nonblocking(true)
         .map_err(|source| StandbyError::Bind { addr, source })?;
-    eprintln!("skulk standby: answering 503 (Retry-After: {retry_after}) on http://{addr}");
+    output::progress(format!(
+        "skulk standby: answering 503 (Retry-After: {retry_after}) on http://{addr}"
+    ));
     let end = Instant::now() + lifetime;
     while Instant::now() < end {
         match listener.accept() {
@@ -106,10 +109,10 @@ pub fn serve(addr: SocketAddr, retry_after: u32, lifetime: Duration) -> Result<(
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-    eprintln!(
+    output::progress(format!(
         "skulk standby: lifetime of {} s over; exiting",
         lifetime.as_secs()
-    );
+    ));
     Ok(())
 }
 
