@@ -1,5 +1,5 @@
 //! What the ring itself costs per decoded token: 1 to 4 ranks of
-//! `run_shard_with` on 127.0.95.x (real TCP, real API, streaming), with the
+//! `run_rank_with` on 127.0.95.x (real TCP, real API, streaming), with the
 //! tests' toy stage, whose compute is a few microseconds, so the time per
 //! token is the ring's hops, wake-ups and the API. Prints a table; compare
 //! against the engine's per-token compute (tens of ms for SmolLM2 here).

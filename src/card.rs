@@ -60,7 +60,7 @@ pub struct ModelCard {
     /// in the on-disk store directory name.
     pub model_id: String,
     /// On-disk size of the weights this card loads (for a GGUF card, just the
-    /// selected quant's shard group, not every quant the repo hosts). The
+    /// selected quant's split parts, not every quant the repo hosts). The
     /// planner uses this for memory-fit and placement-width decisions.
     pub storage_size: Memory,
     /// Number of transformer layers. Drives pipeline sharding (how layers
@@ -97,7 +97,7 @@ pub struct ModelCard {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_model: String,
     /// For GGUF (llama.cpp) models: the repo-relative path of the weights file
-    /// the runner loads (the selected quant's first shard). Null for
+    /// the runner loads (the selected quant's first split part). Null for
     /// non-GGUF (safetensors/MLX) cards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf_file: Option<String>,

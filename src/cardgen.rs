@@ -1,11 +1,11 @@
 //! Deriving model cards from what a model says about itself: a GGUF header
 //! (`skulk card new --from-gguf`) or a Hugging Face repository
 //! (`--from-hf`), plus the GGUF naming rules both share (quant preference,
-//! `-NNNNN-of-MMMMM` shard groups; `docs/architecture.md`, "GGUF file
+//! `-NNNNN-of-MMMMM` split models; `docs/architecture.md`, "GGUF file
 //! names").
 //!
 //! The derivation is pure ([`card_from_gguf`]); reading the header and
-//! listing the shard group's files happen at the edge
+//! listing the split model's files happen at the edge
 //! ([`card_from_gguf_path`]). Invariant: a derived card passes the card's
 //! semantic rules, or derivation fails naming the file and the field.
 
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{BackendTag, Compute, Engine};
 use crate::card::{Memory, ModelCard, ModelTask, PlacementCardConfig};
-use crate::gguf::{shard_name, strip_gguf, GgufError, GgufHeader};
+use crate::gguf::{split_name, strip_gguf, GgufError, GgufHeader};
 use crate::hub::{Hub, HubError, RepoId};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,8 @@ pub enum CardGenError {
         need: &'static str,
     },
 
-    #[error("`{path}` is part of the shard group `{base}` of {count} files, but {missing} {verb} missing from `{dir}`")]
-    MissingShards {
+    #[error("`{path}` is part of the split model `{base}` of {count} files, but {missing} {verb} missing from `{dir}`")]
+    MissingSplitParts {
         path: PathBuf,
         base: String,
         count: u32,
@@ -79,7 +79,7 @@ impl CardGenError {
             CardGenError::Hub(e) => matches!(**e, HubError::Gguf { .. }),
             CardGenError::Gguf(_)
             | CardGenError::Field { .. }
-            | CardGenError::MissingShards { .. }
+            | CardGenError::MissingSplitParts { .. }
             | CardGenError::Config { .. }
             | CardGenError::NoSuchGguf { .. } => true,
         }
@@ -158,8 +158,8 @@ pub fn llama_cpp_placement() -> PlacementCardConfig {
 }
 
 /// The card of a GGUF model (pure). `path` names the header's file in errors,
-/// `gguf_file` is the card's `ggufFile` (the first shard, relative to the
-/// model directory), `storage_bytes` the size of the whole shard group.
+/// `gguf_file` is the card's `ggufFile` (the first part, relative to the
+/// model directory), `storage_bytes` the size of the whole split model.
 pub fn card_from_gguf(
     facts: &GgufFacts,
     path: &Path,
@@ -262,7 +262,7 @@ pub fn is_model_gguf(name: &str) -> bool {
 /// The preferred GGUF among repository file names: minimum of (quant rank,
 /// base name), mmproj projectors excluded (`docs/architecture.md`, "GGUF
 /// file names"). For a
-/// split model this is its first shard, which sorts first.
+/// split model this is its first part, which sorts first.
 pub fn select_preferred_gguf<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     names
         .into_iter()
@@ -270,16 +270,16 @@ pub fn select_preferred_gguf<'a>(names: impl IntoIterator<Item = &'a str>) -> Op
         .min_by_key(|n| (gguf_quant_rank(n), n.rsplit('/').next().unwrap_or(n), *n))
 }
 
-/// The files of `name`'s shard group among `names` (just `name` when it is
-/// not split), first shard first, and the group's missing members.
-pub fn shard_group<'a>(name: &'a str, names: &[&'a str]) -> (Vec<String>, Vec<String>) {
-    match shard_name(name) {
+/// The files of `name`'s split model among `names` (just `name` when it is
+/// not split), first part first, and the group's missing members.
+pub fn split_parts<'a>(name: &'a str, names: &[&'a str]) -> (Vec<String>, Vec<String>) {
+    match split_name(name) {
         None => (vec![name.to_string()], Vec::new()),
-        Some(shard) => {
+        Some(split) => {
             let mut present = Vec::new();
             let mut missing = Vec::new();
-            for i in 1..=shard.count {
-                let part = shard.part(i);
+            for i in 1..=split.count {
+                let part = split.part(i);
                 if names.contains(&part.as_str()) {
                     present.push(part);
                 } else {
@@ -292,7 +292,7 @@ pub fn shard_group<'a>(name: &'a str, names: &[&'a str]) -> (Vec<String>, Vec<St
 }
 
 /// Derive the card of the GGUF file at `path` (reads its header; for a
-/// split model, the first shard's header and every shard's size). The model
+/// split model, the first part's header and every part's size). The model
 /// id defaults to `local/<file stem>` (the group's base for a split model).
 pub fn card_from_gguf_path(path: &Path, model_id: Option<&str>) -> Result<ModelCard, CardGenError> {
     let io = |op, path: &Path, error| CardGenError::Io {
@@ -308,7 +308,7 @@ pub fn card_from_gguf_path(path: &Path, model_id: Option<&str>) -> Result<ModelC
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let (first, storage, stem) = match shard_name(&file_name) {
+    let (first, storage, stem) = match split_name(&file_name) {
         None => {
             let size = std::fs::metadata(path)
                 .map_err(|e| io("read", path, e))?
@@ -316,25 +316,25 @@ pub fn card_from_gguf_path(path: &Path, model_id: Option<&str>) -> Result<ModelC
             let stem = strip_gguf(&file_name).unwrap_or(&file_name).to_string();
             (file_name.clone(), size, stem)
         }
-        Some(shard) => {
+        Some(split) => {
             let mut total = 0u64;
             let mut missing = Vec::new();
-            for i in 1..=shard.count {
-                let part = dir.join(shard.part(i));
+            for i in 1..=split.count {
+                let part = dir.join(split.part(i));
                 match std::fs::metadata(&part) {
                     Ok(m) => total += m.len(),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        missing.push(shard.part(i))
+                        missing.push(split.part(i))
                     }
                     Err(e) => return Err(io("read", &part, e)),
                 }
             }
             if !missing.is_empty() {
                 let verb = if missing.len() == 1 { "is" } else { "are" };
-                return Err(CardGenError::MissingShards {
+                return Err(CardGenError::MissingSplitParts {
                     path: path.to_path_buf(),
-                    base: shard.base.to_string(),
-                    count: shard.count,
+                    base: split.base.to_string(),
+                    count: split.count,
                     missing: missing
                         .iter()
                         .map(|m| format!("`{m}`"))
@@ -344,7 +344,7 @@ pub fn card_from_gguf_path(path: &Path, model_id: Option<&str>) -> Result<ModelC
                     dir,
                 });
             }
-            (shard.part(1), total, shard.base.to_string())
+            (split.part(1), total, split.base.to_string())
         }
     };
     let header_path = dir.join(&first);
@@ -502,7 +502,7 @@ pub fn card_from_config(
 
 /// Derive the card of a hub repository (`card new --from-hf`). A GGUF
 /// repository gives a GGUF card for `gguf_file` (default: the preferred
-/// quant), sized by its whole shard group, with the structure read from the
+/// quant), sized by its whole split model, with the structure read from the
 /// GGUF header by range requests; any other repository a card from its
 /// `config.json`, sized by `model.safetensors.index.json`'s
 /// `metadata.total_size` (else the sum of its `.safetensors` files).
@@ -536,13 +536,13 @@ pub async fn card_from_hf(
                 },
             });
         }
-        let (group, missing) = shard_group(chosen, &names);
+        let (group, missing) = split_parts(chosen, &names);
         if !missing.is_empty() {
-            let shard = shard_name(chosen).expect("only split names miss shards");
-            return Err(CardGenError::MissingShards {
+            let split = split_name(chosen).expect("only split names miss parts");
+            return Err(CardGenError::MissingSplitParts {
                 path: PathBuf::from(chosen),
-                base: shard.base.to_string(),
-                count: shard.count,
+                base: split.base.to_string(),
+                count: split.count,
                 verb: if missing.len() == 1 { "is" } else { "are" },
                 missing: missing
                     .iter()
@@ -682,7 +682,7 @@ mod tests {
             Some("m.gguf")
         );
         assert_eq!(select_preferred_gguf(["mmproj.gguf", "a.txt"]), None);
-        let (present, missing) = shard_group("big/m-Q4_K_M-00001-of-00002.gguf", &names);
+        let (present, missing) = split_parts("big/m-Q4_K_M-00001-of-00002.gguf", &names);
         assert_eq!(
             present,
             [
@@ -691,7 +691,7 @@ mod tests {
             ]
         );
         assert!(missing.is_empty());
-        let (_, missing) = shard_group("x-00001-of-00003.gguf", &["x-00001-of-00003.gguf"]);
+        let (_, missing) = split_parts("x-00001-of-00003.gguf", &["x-00001-of-00003.gguf"]);
         assert_eq!(missing, ["x-00002-of-00003.gguf", "x-00003-of-00003.gguf"]);
     }
 }

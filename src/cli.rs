@@ -292,7 +292,7 @@ pub struct StatusArgs {
 pub struct DownArgs {
     /// Plan document (JSON or YAML)
     pub plan: PathBuf,
-    /// Also remove the rank-local shard caches
+    /// Also remove the rank-local slice caches
     #[arg(long)]
     pub purge: bool,
     /// Also stop every other skulk run on the plan's hosts (another plan's
@@ -381,7 +381,7 @@ pub struct RunShardArgs {
     /// Seconds to wait for the ring to form
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub formation_timeout: u64,
-    /// Directory for the rank-local shard cache (default ~/.cache/skulk/shards)
+    /// Directory for the rank-local slice cache (default ~/.cache/skulk/shards)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// File where the rank notes a slow ring neighbour while it is slow
@@ -964,7 +964,7 @@ fn run_shard(args: RunShardArgs) -> Result<(), CliError> {
         formation_timeout: std::time::Duration::from_secs(args.formation_timeout),
         cache_dir: match args.cache_dir {
             Some(dir) => dir,
-            None => paths::shard_cache().map_err(CliError::runtime)?,
+            None => paths::slice_cache().map_err(CliError::runtime)?,
         },
         health_file: args.health_file,
     };

@@ -1,5 +1,5 @@
 //! Fetching a model onto a host: exactly the files a card needs (its GGUF
-//! shard group, not every quant of the repository) into
+//! split model, not every quant of the repository) into
 //! `<modelDir>/<org>--<name>/` (`docs/architecture.md`, "Where files live").
 //!
 //! Invariants: a file appears under its final name only complete and
@@ -18,7 +18,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::card::ModelCard;
-use crate::gguf::shard_name;
+use crate::gguf::split_name;
 use crate::hub::{Hub, HubError, RepoId};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,7 @@ const RESUMES_PER_RUN: u32 = 4;
 /// Hashing and copying buffer.
 const BUF: usize = 1 << 20;
 
-/// The repository files a GGUF card needs: every shard of its `ggufFile`'s
+/// The repository files a GGUF card needs: every part of its `ggufFile`'s
 /// group (pure).
 pub fn card_files(card: &ModelCard) -> Result<Vec<String>, FetchError> {
     let file = card
@@ -128,7 +128,7 @@ pub fn card_files(card: &ModelCard) -> Result<Vec<String>, FetchError> {
         .ok_or_else(|| FetchError::NotGguf {
             model_id: card.model_id.clone(),
         })?;
-    Ok(match shard_name(file) {
+    Ok(match split_name(file) {
         Some(s) => (1..=s.count).map(|i| s.part(i)).collect(),
         None => vec![file.to_string()],
     })
@@ -518,7 +518,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn card_files_are_the_shard_group() {
+    fn card_files_are_the_split_parts() {
         let mut card: ModelCard = serde_json::from_value(serde_json::json!({
             "modelId": "org/m", "storageSize": {"inBytes": 1}, "nLayers": 1, "hiddenSize": 1,
             "supportsTensor": false, "tasks": ["TextGeneration"], "ggufFile": "q/m-Q4_K_M-00001-of-00003.gguf"

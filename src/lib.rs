@@ -14,7 +14,7 @@
 //! - execution: [`exec`] carries a plan out on the hosts (SSH or local), and
 //!   [`hub`], [`fetch`] and [`model_add`] put models where ranks find them;
 //! - ranks: [`run_shard`] turns a plan into one rank's settings and
-//!   [`shard`] runs it, with its layers in [`engine`] cut from the model by
+//!   [`rank`] runs it, with its layers in [`engine`] cut from the model by
 //!   [`gguf`] ([`synth`] writes test models);
 //! - ring: [`ring`] links the ranks over TCP;
 //! - API: rank 0 serves [`api`].
@@ -38,10 +38,10 @@ pub mod load;
 pub mod model_add;
 pub mod output;
 pub mod plan;
+pub mod rank;
 pub mod ring;
 pub mod run_shard;
 pub mod schema;
 pub mod settings;
-pub mod shard;
 pub mod synth;
 pub mod validate;

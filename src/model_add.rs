@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::card::ModelCard;
-use crate::gguf::shard_name;
+use crate::gguf::split_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelAddError {
@@ -91,7 +91,7 @@ pub fn add(file: &Path, card: &ModelCard, model_dir: &Path) -> Result<Vec<Added>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let pairs: Vec<(PathBuf, PathBuf)> = match (shard_name(&file_name), shard_name(&dest_name)) {
+    let pairs: Vec<(PathBuf, PathBuf)> = match (split_name(&file_name), split_name(&dest_name)) {
         (Some(from), Some(to)) if from.count == to.count => (1..=from.count)
             .map(|i| {
                 (

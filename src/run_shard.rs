@@ -1,11 +1,11 @@
 //! `skulk run-shard`: turns a verified plan document and this host's files
-//! into [`ShardSettings`] and runs the rank.
+//! into [`RankSettings`] and runs the rank.
 //!
 //! Everything a rank does before joining the ring happens here, in order:
 //! read and verify the plan, pick this rank's spec, refuse what the llama.cpp
 //! engine cannot run, find and check the model file (`<modelDir>/<org>--<name>/
 //! <ggufFile>`, sizes against the card), cut the rank-local GGUF into the
-//! shard cache (keyed by a model fingerprint and the layer range), read the
+//! slice cache (keyed by a model fingerprint and the layer range), read the
 //! ring secret and API key (environment, a file or standard input; never a
 //! command line), and resolve the addresses. Every error names the host and
 //! the path or field involved.
@@ -18,12 +18,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::engine::EngineOptions;
-use crate::gguf::shard_name;
+use crate::gguf::split_name;
 use crate::inventory::GpuLayers;
 use crate::plan::document::{PlanDocument, PlanFileError, RankSelector, RankSpec};
+use crate::rank::{self, ApiSettings, MetricsSettings, RankSettings};
 use crate::ring::WireFormat;
 use crate::settings::{env, paths};
-use crate::shard::{self, ApiSettings, MetricsSettings, ShardSettings};
 
 /// Context budget when neither the plan nor the card gives one: llama.cpp
 /// preallocates `n_ctx`, and this is the planner's GGUF cap.
@@ -68,7 +68,7 @@ pub struct Settings {
     /// per rank).
     pub micro_batches: Option<u32>,
     pub formation_timeout: Duration,
-    /// The rank-local shard cache.
+    /// The rank-local slice cache.
     pub cache_dir: PathBuf,
     /// Where the ring reports a slow neighbour (`apply` passes the run
     /// directory's `ring-health`, which `status` reads).
@@ -84,7 +84,7 @@ pub enum RunShardError {
     #[error("host `{host}`: {message}")]
     Host { host: String, message: String },
     #[error(transparent)]
-    Shard(#[from] shard::ShardError),
+    Rank(#[from] rank::RankError),
 }
 
 impl RunShardError {
@@ -136,39 +136,39 @@ pub fn bound_openmp_spin() {
 
 /// Run one rank until the ring stops or fails.
 pub fn run(settings: Settings) -> Result<(), RunShardError> {
-    let shard = resolve(&settings)?;
+    let resolved = resolve(&settings)?;
     if let Some(path) = &settings.health_file {
         let _ = std::fs::remove_file(path);
         crate::ring::report_health_to(path.clone());
     }
     #[cfg(feature = "engine")]
-    if shard.engine.gpu_layers > 0 && !crate::engine::supports_gpu_offload() {
+    if resolved.engine.gpu_layers > 0 && !crate::engine::supports_gpu_offload() {
         crate::output::warn(format!(
             "skulk run-shard: the plan offloads {} layer(s) of rank {} to the GPU, \
              but this skulk was built without a GPU backend (cargo feature `cuda`, `metal` or \
              `vulkan`): running them on the CPU",
-            match shard.engine.gpu_layers {
+            match resolved.engine.gpu_layers {
                 u32::MAX => "all".to_string(),
                 n => n.to_string(),
             },
-            shard.rank
+            resolved.rank
         ));
     }
     crate::output::progress(format!(
         "skulk run-shard: rank {}/{} layers {}..{} of {} from `{}`",
-        shard.rank,
-        shard.world_size,
-        shard.layers.start,
-        shard.layers.end,
-        shard.total_layers,
-        shard.model_path.display()
+        resolved.rank,
+        resolved.world_size,
+        resolved.layers.start,
+        resolved.layers.end,
+        resolved.total_layers,
+        resolved.model_path.display()
     ));
-    shard::run_shard(shard)?;
+    rank::run_rank(resolved)?;
     Ok(())
 }
 
 /// Everything up to, but not including, starting the rank.
-pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
+pub fn resolve(settings: &Settings) -> Result<RankSettings, RunShardError> {
     let plan_err = |message: String| RunShardError::Plan {
         path: settings.plan.clone(),
         message,
@@ -194,7 +194,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
     let model_files = check_model_size(&spec, &model_path).map_err(host_err)?;
     let layers = spec.start_layer..spec.end_layer;
     let key = model_fingerprint(&model_files).map_err(host_err)?;
-    let local = shard::rank_local_gguf(
+    let local = rank::rank_local_gguf(
         &model_path,
         &key,
         layers.clone(),
@@ -237,7 +237,7 @@ pub fn resolve(settings: &Settings) -> Result<ShardSettings, RunShardError> {
         None => resolve_ip(&spec.address).map_err(host_err)?,
     };
     let context_limit = context_limit(&spec);
-    Ok(ShardSettings {
+    Ok(RankSettings {
         rank: spec.rank,
         world_size: spec.world_size,
         bind_addr,
@@ -290,14 +290,14 @@ fn model_file(spec: &RankSpec) -> Result<PathBuf, String> {
     Ok(paths::model_store(&dir, &spec.model_card.model_id).join(file))
 }
 
-/// The model file (or its whole shard group) must exist with the card's
+/// The model file (or every part of a split model) must exist with the card's
 /// size. Returns the files (the parts of a split model, in order).
 fn check_model_size(spec: &RankSpec, path: &Path) -> Result<Vec<PathBuf>, String> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let files: Vec<PathBuf> = match shard_name(&file_name) {
+    let files: Vec<PathBuf> = match split_name(&file_name) {
         Some(group) => (1..=group.count)
             .map(|i| path.with_file_name(group.part(i)))
             .collect(),
@@ -324,7 +324,7 @@ fn check_model_size(spec: &RankSpec, path: &Path) -> Result<Vec<PathBuf>, String
     Ok(files)
 }
 
-/// A cheap, content-derived key for the shard cache: sha256 over each
+/// A cheap, content-derived key for the slice cache: sha256 over each
 /// file's size and its first and last MiB (every part of a split model). A
 /// changed model changes its header or its size; hashing gigabytes at every
 /// start would not be cheap.

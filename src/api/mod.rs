@@ -14,7 +14,7 @@
 //!
 //! Streaming: a client that disconnects drops its event stream, which the
 //! backend sees as a cancelled request. How a slow reader is kept from
-//! stalling others is the backend's policy (see `shard`); when the backend
+//! stalling others is the backend's policy (see `rank`); when the backend
 //! cuts a stream off, the stream ends with an error event.
 
 mod anthropic;

@@ -1,5 +1,5 @@
 //! `skulk down`: stop every rank of a plan and remove what `apply` left on
-//! the hosts except the logs (and, unless `--purge`, the shard cache). It
+//! the hosts except the logs (and, unless `--purge`, the slice cache). It
 //! then checks that nothing listens on the plan's ports any more. Safe to
 //! run twice: a host with nothing of the plan is already down.
 //!
@@ -153,7 +153,7 @@ fn down_one(dep: &Deployment, r: &RankTarget, s: &DownSettings) -> Result<HostDo
     .map_err(|e| on_host(r, format!("cannot stop the rank: {e}")))?;
     host.perform_checked(&script::clean(
         &layout,
-        s.purge.then(|| script::ShardSlice::of(r)).as_ref(),
+        s.purge.then(|| script::CachedSlice::of(r)).as_ref(),
     ))
     .map_err(|e| on_host(r, format!("cannot clean up: {e}")))?;
 
@@ -228,7 +228,7 @@ fn down_one(dep: &Deployment, r: &RankTarget, s: &DownSettings) -> Result<HostDo
         said: format!(
             "{}: {what}{also}; cleaned up{}",
             r.node,
-            if s.purge { " (shard cache purged)" } else { "" }
+            if s.purge { " (slice cache purged)" } else { "" }
         ),
         kept,
     })

@@ -12,7 +12,7 @@ use super::script::{mem_available, parse_listeners, port_busy, Listener, Report}
 use super::target::{Deployment, RankTarget};
 use crate::engine::SUPPORTED_ARCHITECTURES;
 use crate::gguf::{check_cut, GgufHeader};
-use crate::settings::paths::{DEFAULT_MODEL_DIR, INSTALLED_SKULK, SHARD_CACHE_DIR};
+use crate::settings::paths::{DEFAULT_MODEL_DIR, INSTALLED_SKULK, SLICE_CACHE_DIR};
 
 /// What preflight may fix instead of failing.
 #[derive(Clone, Debug, Default)]
@@ -302,7 +302,7 @@ pub fn check(
         }
     }
 
-    // Disk for the rank-local shard: at least the rank's proportional share
+    // Disk for the rank-local slice: at least the rank's proportional share
     // of the weights (a lower bound: the cut also keeps the global tensors).
     if !rank.whole_model() && rank.n_layers > 0 {
         let share = (u128::from(want) * u128::from(rank.end_layer - rank.start_layer)
@@ -310,9 +310,9 @@ pub fn check(
         if let Some(avail) = facts.disk_available {
             if avail < share {
                 v.problems.push(format!(
-                    "`{}` free for the shard cache `~/{}`, the rank's layers {} need at least `{}`\n\nhint: free disk space on the host",
+                    "`{}` free for the slice cache `~/{}`, the rank's layers {} need at least `{}`\n\nhint: free disk space on the host",
                     gib(avail),
-                    SHARD_CACHE_DIR,
+                    SLICE_CACHE_DIR,
                     rank.layers(),
                     gib(share)
                 ));
@@ -506,7 +506,7 @@ mod tests {
             all.contains("`0.10 GiB` of memory available, the rank's share needs `0.39 GiB`"),
             "{all}"
         );
-        assert!(all.contains("free for the shard cache"), "{all}");
+        assert!(all.contains("free for the slice cache"), "{all}");
         // The API port only matters on rank 0.
         let v1 = check(&d, &d.ranks[1], &f, &opts(), "x");
         assert!(!v1.problems.join("\n").contains("API port"));

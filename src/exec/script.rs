@@ -85,7 +85,7 @@ pub const GGUF_HEAD_BYTES: usize = 64 << 10;
 /// Facts preflight needs from one host: home, OS, skulk and its version,
 /// the model file (size; sha256 when the plan gives one and the size
 /// matches; on rank 0 of a split plan the start of its header), free disk
-/// under the shard cache, memory and listening sockets.
+/// under the slice cache, memory and listening sockets.
 pub fn preflight(rank: &RankTarget, skulk: &SkulkLocation) -> Action {
     let mut s = String::new();
     s.push_str("echo \"home=$HOME\"\necho \"uname=$(uname -sm)\"\n");
@@ -112,7 +112,7 @@ pub fn preflight(rank: &RankTarget, skulk: &SkulkLocation) -> Action {
     }
     s.push_str(&format!(
         "d={}\nwhile [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\necho \"disk_avail_kib=$(df -Pk \"$d\" | awk 'NR == 2 {{ print $4 }}')\"\n",
-        RunLayout::shard_cache().sh()
+        RunLayout::slice_cache().sh()
     ));
     s.push_str("echo \"::begin meminfo\"\ncat /proc/meminfo 2>/dev/null\necho \"::end\"\n");
     s.push_str(LISTENERS_SH);
@@ -242,7 +242,7 @@ pub fn launch(dep: &Deployment, rank: &RankTarget, settings: &LaunchSettings) ->
         "--formation-timeout".to_owned(),
         settings.formation_timeout.to_string(),
         "--cache-dir".to_owned(),
-        RunLayout::shard_cache().sh(),
+        RunLayout::slice_cache().sh(),
         "--health-file".to_owned(),
         "\"$d\"/ring-health".to_owned(),
     ]);
@@ -314,48 +314,45 @@ impl StopTarget {
 }
 
 /// Removes what `apply` left in the run directory except the log; with
-/// `purge`, also the rank's slices in the shard cache.
-pub fn clean(layout: &RunLayout, purge: Option<&ShardSlice>) -> Action {
+/// `purge`, also the rank's slices in the slice cache.
+pub fn clean(layout: &RunLayout, purge: Option<&CachedSlice>) -> Action {
     clean_dir(&StopTarget::Layout(layout.clone()), purge)
 }
 
 /// [`clean`] for any run directory, such as another plan's found by
 /// [`inspect`].
-pub fn clean_dir(dir: &StopTarget, purge: Option<&ShardSlice>) -> Action {
+pub fn clean_dir(dir: &StopTarget, purge: Option<&CachedSlice>) -> Action {
     let mut s = format!(
         "d={}\nrm -f \"$d\"/plan.json \"$d\"/secret \"$d\"/api-key \"$d\"/state \"$d\"/rank.pid \"$d\"/ring-health \"$d\"/*.tmp\n",
         dir.sh()
     );
     if let Some(slice) = purge {
         // The stem quoted, the key a glob.
-        let pattern = crate::shard::shard_file_name(
-            &shell_quote(&slice.stem),
-            "*",
-            &(slice.start..slice.end),
-        );
+        let pattern =
+            crate::rank::slice_file_name(&shell_quote(&slice.stem), "*", &(slice.start..slice.end));
         s.push_str(&format!(
             "rm -f {}/{pattern}\n",
-            RunLayout::shard_cache().sh(),
+            RunLayout::slice_cache().sh(),
         ));
     }
     Action::run("clean up", s)
 }
 
 /// The rank-local GGUFs `run-shard` cuts for one layer range live in the
-/// shard cache under [`crate::shard::shard_file_name`]; the key is the
+/// slice cache under [`crate::rank::slice_file_name`]; the key is the
 /// model's, not known here, so `down --purge` removes every key's slice of
 /// this range.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShardSlice {
+pub struct CachedSlice {
     pub stem: String,
     pub start: u32,
     pub end: u32,
 }
 
-impl ShardSlice {
-    pub fn of(rank: &RankTarget) -> ShardSlice {
+impl CachedSlice {
+    pub fn of(rank: &RankTarget) -> CachedSlice {
         let file = rank.model.relative.rsplit('/').next().unwrap_or("");
-        ShardSlice {
+        CachedSlice {
             stem: file.strip_suffix(".gguf").unwrap_or(file).to_owned(),
             start: rank.start_layer,
             end: rank.end_layer,
@@ -922,10 +919,10 @@ mod tests {
         let h = home.path().to_str().unwrap();
         let d = fixtures::deployment(3);
         let rank = &d.ranks[1];
-        let cache = std::path::PathBuf::from(RunLayout::shard_cache().resolve(h));
+        let cache = std::path::PathBuf::from(RunLayout::slice_cache().resolve(h));
         std::fs::create_dir_all(&cache).unwrap();
         // Named as run-shard names its cuts.
-        let ours = cache.join(crate::shard::shard_file_name(
+        let ours = cache.join(crate::rank::slice_file_name(
             "model.Q4_1",
             "0123abcd",
             &(10..20),
@@ -937,7 +934,7 @@ mod tests {
             std::fs::write(f, "x").unwrap();
         }
         let Action::Run { script, .. } =
-            clean(&rank.layout(&d.digest), Some(&ShardSlice::of(rank)))
+            clean(&rank.layout(&d.digest), Some(&CachedSlice::of(rank)))
         else {
             panic!()
         };

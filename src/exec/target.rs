@@ -18,7 +18,7 @@ use crate::backend::{check_runnable, NotRunnable};
 use crate::inventory::Connection as InvConnection;
 use crate::plan::memory::{ModelMemory, KV_BUDGET_TOKENS};
 use crate::plan::PlanDocument;
-use crate::settings::paths::{RUNS_DIR, SHARD_CACHE_DIR};
+use crate::settings::paths::{RUNS_DIR, SLICE_CACHE_DIR};
 use crate::settings::ports::DEFAULT_SSH_PORT;
 
 /// Hex digits of the plan digest that name a run directory: 64 bits, so two
@@ -179,7 +179,7 @@ impl Deployment {
                     dir: RemotePath::parse(&spec.model_dir),
                     relative: format!("{}/{gguf}", spec.normalized_model_id),
                     size: spec.model_card.storage_size.in_bytes,
-                    split: crate::gguf::shard_name(gguf).is_some(),
+                    split: crate::gguf::split_name(gguf).is_some(),
                     sha256: None,
                 },
                 need_bytes: Some(need),
@@ -259,8 +259,8 @@ impl RunLayout {
         RemotePath::Home(RUNS_DIR.to_owned())
     }
 
-    pub fn shard_cache() -> RemotePath {
-        RemotePath::Home(SHARD_CACHE_DIR.to_owned())
+    pub fn slice_cache() -> RemotePath {
+        RemotePath::Home(SLICE_CACHE_DIR.to_owned())
     }
 
     pub fn file(&self, name: &str) -> RemotePath {

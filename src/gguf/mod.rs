@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 pub use cut::{boundary_multiple, check_cut, cut_keys, cut_weight_scales, CutRefusal};
 pub use error::GgufError;
 pub(crate) use names::strip_gguf;
-pub use names::{shard_name, ShardName};
+pub use names::{split_name, SplitName};
 pub use read::{GgufHeader, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS, MAX_HEADER_BYTES};
 pub use slice::{
     plan_slice, slice_layers, SlicePlan, SliceReport, COPY_BUFFER_BYTES, KEY_SLICE_END,

@@ -4,7 +4,7 @@
 
 /// A GGUF file name of a split model: `<base>-<index>-of-<count>.gguf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardName<'a> {
+pub struct SplitName<'a> {
     /// Everything before `-NNNNN-of-MMMMM.gguf` (directories included).
     pub base: &'a str,
     pub index: u32,
@@ -15,8 +15,8 @@ pub struct ShardName<'a> {
     count_text: &'a str,
 }
 
-impl ShardName<'_> {
-    /// The name of shard `index` of this group.
+impl SplitName<'_> {
+    /// The name of part `index` of this split model.
     pub fn part(&self, index: u32) -> String {
         format!(
             "{}-{index:0w$}-of-{}.gguf",
@@ -30,7 +30,7 @@ impl ShardName<'_> {
 /// Parse `X-NNNNN-of-MMMMM.gguf` (the last three `-` separated fields are
 /// digits, `of`, digits; `docs/architecture.md`, "GGUF file names"). Case of
 /// `.gguf` is ignored.
-pub fn shard_name(name: &str) -> Option<ShardName<'_>> {
+pub fn split_name(name: &str) -> Option<SplitName<'_>> {
     let stem = strip_gguf(name)?;
     let mut fields = stem.rsplitn(4, '-');
     let (count_text, of, index_text, base) = (
@@ -47,7 +47,7 @@ pub fn shard_name(name: &str) -> Option<ShardName<'_>> {
     if index == 0 || index > count {
         return None;
     }
-    Some(ShardName {
+    Some(SplitName {
         base,
         index,
         count,
@@ -70,20 +70,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_names() {
-        let s = shard_name("dir/Model-Q4_K_M-00002-of-00003.gguf").unwrap();
+    fn split_names() {
+        let s = split_name("dir/Model-Q4_K_M-00002-of-00003.gguf").unwrap();
         assert_eq!(
             (s.base, s.index, s.count, s.width),
             ("dir/Model-Q4_K_M", 2, 3, 5)
         );
         assert_eq!(s.part(1), "dir/Model-Q4_K_M-00001-of-00003.gguf");
         assert_eq!(
-            shard_name("m-1-of-2.GGUF").unwrap().part(2),
+            split_name("m-1-of-2.GGUF").unwrap().part(2),
             "m-2-of-2.gguf"
         );
         // The one rule (preflight's size check and `run-shard` alike): any
         // digit count, so a hand-renamed part is still a part.
-        let s = shard_name("x-0001-of-00002.gguf").unwrap();
+        let s = split_name("x-0001-of-00002.gguf").unwrap();
         assert_eq!((s.index, s.count, s.width), (1, 2, 4));
         for not in [
             "m.gguf",
@@ -95,7 +95,7 @@ mod tests {
             "m-1-from-2.gguf",
             "é.gguf",
         ] {
-            assert_eq!(shard_name(not), None, "{not}");
+            assert_eq!(split_name(not), None, "{not}");
         }
     }
 }

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use super::cut::{check_cut, cut_keys, cut_weight_scales};
 use super::error::GgufError;
-use super::names::shard_name;
+use super::names::split_name;
 use super::read::{GgufHeader, TensorInfo};
 use super::types::GgmlType;
 use super::value::{Array, Value};
@@ -429,7 +429,7 @@ fn model_parts(first: &Path) -> Result<Vec<(PathBuf, GgufHeader)>, GgufError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let Some(group) = shard_name(&name).filter(|g| g.index == 1 && u64::from(g.count) == count)
+    let Some(group) = split_name(&name).filter(|g| g.index == 1 && u64::from(g.count) == count)
     else {
         return Err(split_err(format!(
             "has `split.count = {count}` but its name is not `NAME-00001-of-{count:05}.gguf`"

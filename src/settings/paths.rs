@@ -4,7 +4,7 @@
 //! as: models in the model directory (an inventory host's `modelDir`,
 //! default [`DEFAULT_MODEL_DIR`]), each model in
 //! `<modelDir>/<org>--<name>/` ([`model_store`]), the rank-local cuts of
-//! models in the shard cache ([`SHARD_CACHE_DIR`]), one directory per
+//! models in the slice cache ([`SLICE_CACHE_DIR`]), one directory per
 //! run of a plan under [`RUNS_DIR`], the supervisors' locks under
 //! [`SUPERVISORS_DIR`], and an installed skulk at [`INSTALLED_SKULK`].
 //!
@@ -23,13 +23,14 @@ use super::env;
 /// Where a host keeps models when its inventory entry gives no `modelDir`.
 pub const DEFAULT_MODEL_DIR: &str = "~/.cache/skulk/models";
 
-/// The rank-local shard cache, relative to the home directory: the layer
+/// The rank-local slice cache, relative to the home directory: the layer
 /// ranges `run-shard` cuts from a model (`--cache-dir`'s default; `down
-/// --purge` and the disk check name it too).
-pub const SHARD_CACHE_DIR: &str = ".cache/skulk/shards";
+/// --purge` and the disk check name it too). The directory keeps its first
+/// name, `shards`, so the slices already cut on hosts stay found.
+pub const SLICE_CACHE_DIR: &str = ".cache/skulk/shards";
 
 /// Parent of every run directory, relative to the home directory (beside
-/// the model directory and the shard cache).
+/// the model directory and the slice cache).
 pub const RUNS_DIR: &str = ".cache/skulk/runs";
 
 /// The supervisors' lock files (`apply --watch`), one per plan digest,
@@ -95,9 +96,9 @@ pub fn in_home(relative: &str) -> Result<PathBuf, NoHome> {
     resolve(&format!("~/{relative}"))
 }
 
-/// The shard cache of this machine.
-pub fn shard_cache() -> Result<PathBuf, NoHome> {
-    in_home(SHARD_CACHE_DIR)
+/// The slice cache of this machine.
+pub fn slice_cache() -> Result<PathBuf, NoHome> {
+    in_home(SLICE_CACHE_DIR)
 }
 
 /// The supervisors' lock directory of this machine.
@@ -136,9 +137,9 @@ mod tests {
         assert_eq!(resolve("m/x").unwrap(), home.join("m/x"));
         assert_eq!(resolve("/srv/~x").unwrap(), PathBuf::from("/srv/~x"));
         assert_eq!(
-            shard_cache().unwrap(),
+            slice_cache().unwrap(),
             home.join(".cache/skulk/shards"),
-            "the shard cache"
+            "the slice cache"
         );
         assert_eq!(
             model_store(Path::new("/m"), "org/name"),

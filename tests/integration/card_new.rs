@@ -217,7 +217,7 @@ fn shard_group_is_sized_whole_and_named_by_its_first_shard() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
-            "shard group `big-Q8_0` of 3 files, but `big-Q8_0-00002-of-00003.gguf` is missing"
+            "split model `big-Q8_0` of 3 files, but `big-Q8_0-00002-of-00003.gguf` is missing"
         ),
         "{err}"
     );

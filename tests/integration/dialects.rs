@@ -1,5 +1,5 @@
 //! The Anthropic and Ollama dialects, logprobs and `/metrics` over rings of
-//! `run_shard_with` ranks on 127.0.N.x (real TCP, real HTTP), with the toy
+//! `run_rank_with` ranks on 127.0.N.x (real TCP, real HTTP), with the toy
 //! model of `support`: the shapes each dialect promises, and that what the
 //! sampling rank reports (log-probabilities, the stop sequence) crosses the
 //! ring unchanged. The real clients against the real model are in
@@ -12,14 +12,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skulk::shard::MetricsSettings;
+use skulk::rank::MetricsSettings;
 
 use crate::serial;
 use crate::support::*;
 
 const KEY: &str = "sk-dialects";
 
-fn with_key(s: &mut skulk::shard::ShardSettings) {
+fn with_key(s: &mut skulk::rank::RankSettings) {
     if let Some(a) = s.api.as_mut() {
         a.api_key = Some(KEY.into());
     }

@@ -1,4 +1,4 @@
-//! The ring with the real llama.cpp engine: ranks of `run_shard_with` in
+//! The ring with the real llama.cpp engine: ranks of `run_rank_with` in
 //! threads on 127.0.N.x (real TCP, the real HTTP API), each loading its
 //! rank-local GGUF cut from the test model.
 //!
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use skulk::engine::EngineOptions;
-use skulk::shard::{rank_local_gguf, Loaded, Loader, ShardError};
+use skulk::rank::{rank_local_gguf, Loaded, Loader, RankError};
 
 use crate::support::*;
 
@@ -55,7 +55,7 @@ fn start(net: u8, model: &Path, total: u32, counts: &[u32], cache: &Path) -> Rin
         |_, s| {
             let path = rank_local_gguf(model, "test", s.layers.clone(), total, cache)
                 .unwrap_or_else(|e| panic!("{e}"));
-            let (layers, opts) = (s.layers.clone(), skulk::shard::engine_options(s));
+            let (layers, opts) = (s.layers.clone(), skulk::rank::engine_options(s));
             let loader: Loader = Box::new(move || {
                 let (stage, tokenizer) = skulk::engine::load(&path, layers, total, &opts)?;
                 Ok(Loaded { stage, tokenizer })
@@ -182,10 +182,10 @@ fn a_killed_middle_rank_fails_the_real_request_within_5_s() {
         waited < Duration::from_secs(5),
         "client told after {waited:?}"
     );
-    assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
+    assert!(matches!(ring.join(1), Err(RankError::Killed { rank: 1 })));
     for r in [0, 2] {
         assert!(
-            matches!(ring.join(r), Err(ShardError::Ring { .. })),
+            matches!(ring.join(r), Err(RankError::Ring { .. })),
             "rank {r}"
         );
     }
@@ -261,7 +261,7 @@ fn start_parallel(net: u8, model: &Path, counts: &[u32], cache: &Path, micro_bat
         |_, s| {
             let path = rank_local_gguf(model, "test", s.layers.clone(), total, cache)
                 .unwrap_or_else(|e| panic!("{e}"));
-            let (layers, opts) = (s.layers.clone(), skulk::shard::engine_options(s));
+            let (layers, opts) = (s.layers.clone(), skulk::rank::engine_options(s));
             let loader: Loader = Box::new(move || {
                 let (stage, tokenizer) = skulk::engine::load(&path, layers, total, &opts)?;
                 Ok(Loaded { stage, tokenizer })
@@ -362,7 +362,7 @@ fn generated_architectures_serve_requests_at_once_on_2_ranks_like_one_process() 
                 |_, s| {
                     let path = rank_local_gguf(&path, arch, s.layers.clone(), total, &cache)
                         .unwrap_or_else(|e| panic!("{arch}: {e}"));
-                    let (layers, opts) = (s.layers.clone(), skulk::shard::engine_options(s));
+                    let (layers, opts) = (s.layers.clone(), skulk::rank::engine_options(s));
                     let loader: Loader = Box::new(move || {
                         let (stage, tokenizer) = skulk::engine::load(&path, layers, total, &opts)?;
                         Ok(Loaded { stage, tokenizer })

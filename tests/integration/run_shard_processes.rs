@@ -1,7 +1,7 @@
 //! `skulk run-shard` as real processes on loopback addresses, with the real
 //! SmolLM2 model: a plan made by `skulk plan`, one process per rank, the API
 //! on rank 0. Covers what in-process ring tests cannot: the plan file, the
-//! secret from the environment, the rank-local cut into the shard cache,
+//! secret from the environment, the rank-local cut into the slice cache,
 //! process exit codes, and listeners left behind.
 //!
 //! Each test uses its own loopback network (127.0.N.x) so tests can run in
@@ -237,7 +237,7 @@ fn three_processes_answer_like_one() {
     let mut ranks = three.start_all(&plan, 3);
     three.wait_healthy(&mut ranks);
     let got = chat(three.api(), prompt, 64);
-    // The rank-local cuts were written once into the shard cache.
+    // The rank-local cuts were written once into the slice cache.
     let cached = std::fs::read_dir(three.dir.path().join("cache"))
         .unwrap()
         .count();

@@ -1,4 +1,4 @@
-//! Ranks of `run_shard_with` in threads on 127.0.N.x, talking over real TCP,
+//! Ranks of `run_rank_with` in threads on 127.0.N.x, talking over real TCP,
 //! serving the real HTTP API; the engine is the toy layered model of
 //! `support` (the llama.cpp engine's own tests are in `engine_*.rs`).
 
@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use skulk::shard::ShardError;
+use skulk::rank::RankError;
 
 use crate::serial;
 use crate::support::*;
@@ -452,10 +452,10 @@ fn a_killed_middle_rank_fails_the_request_within_5_s_and_every_rank_exits() {
         waited < Duration::from_secs(5),
         "client told after {waited:?}"
     );
-    assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
+    assert!(matches!(ring.join(1), Err(RankError::Killed { rank: 1 })));
     for r in [0, 2] {
         match ring.join(r) {
-            Err(ShardError::Ring { rank, .. }) if rank == r as u32 => {}
+            Err(RankError::Ring { rank, .. }) if rank == r as u32 => {}
             other => panic!("rank {r}: {other:?}"),
         }
     }
@@ -969,10 +969,10 @@ fn a_rank_killed_under_load_ends_every_stream_with_an_error_and_every_rank_exits
         waited < Duration::from_secs(5),
         "clients told after {waited:?}"
     );
-    assert!(matches!(ring.join(1), Err(ShardError::Killed { rank: 1 })));
+    assert!(matches!(ring.join(1), Err(RankError::Killed { rank: 1 })));
     for r in [0, 2] {
         assert!(
-            matches!(ring.join(r), Err(ShardError::Ring { .. })),
+            matches!(ring.join(r), Err(RankError::Ring { .. })),
             "rank {r}"
         );
     }

@@ -1,6 +1,6 @@
 //! Test support: a small deterministic layered model behind the engine's
 //! `Stage`/`Tokenizer` traits (llama.cpp is not built without the `engine`
-//! feature), ranks of `run_shard_with` on 127.0.N.x in threads, and a tiny
+//! feature), ranks of `run_rank_with` on 127.0.N.x in threads, and a tiny
 //! HTTP/1.1 client over a real TCP socket.
 //!
 //! The toy model is a real layer stack in the sense the ring cares about:
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use skulk::engine::{
     BatchOutput, ChatMessage, EngineError, EngineOptions, SeqSpan, Stage, StageInput, Tokenizer,
 };
+use skulk::rank::{self, ApiSettings, Control, Loaded, Loader, RankError, RankSettings};
 use skulk::ring::WireFormat;
-use skulk::shard::{self, ApiSettings, Control, Loaded, Loader, ShardError, ShardSettings};
 
 pub const N_EMBD: usize = 8;
 pub const EOG: i32 = 256;
@@ -344,8 +344,8 @@ pub fn ip(net: u8, host: u32) -> Ipv4Addr {
 pub const TOTAL_LAYERS: u32 = 12;
 
 /// Settings of `rank` in a ring on 127.0.`net`.x (rank r at .r+1).
-pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -> ShardSettings {
-    ShardSettings {
+pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -> RankSettings {
+    RankSettings {
         rank,
         world_size: world,
         bind_addr: IpAddr::V4(ip(net, rank)),
@@ -385,7 +385,7 @@ pub fn settings(net: u8, port: u16, rank: u32, layers: Range<u32>, world: u32) -
 
 pub struct Ring {
     pub controls: Vec<Control>,
-    pub threads: Vec<Option<JoinHandle<Result<(), ShardError>>>>,
+    pub threads: Vec<Option<JoinHandle<Result<(), RankError>>>>,
     pub api: SocketAddr,
     pub ring_port: u16,
 }
@@ -396,7 +396,7 @@ impl Ring {
     pub fn start(
         net: u8,
         splits: &[Range<u32>],
-        customize: impl FnMut(&mut ShardSettings),
+        customize: impl FnMut(&mut RankSettings),
         mut toy: impl FnMut(u32) -> ToyRank,
     ) -> Ring {
         Ring::start_with(net, splits, TOTAL_LAYERS, customize, |r, s| {
@@ -409,8 +409,8 @@ impl Ring {
         net: u8,
         splits: &[Range<u32>],
         total_layers: u32,
-        mut customize: impl FnMut(&mut ShardSettings),
-        mut loader: impl FnMut(u32, &ShardSettings) -> Loader,
+        mut customize: impl FnMut(&mut RankSettings),
+        mut loader: impl FnMut(u32, &RankSettings) -> Loader,
     ) -> Ring {
         let world = splits.len() as u32;
         let port = free_port(ip(net, 0));
@@ -425,7 +425,7 @@ impl Ring {
             let control = Control::new();
             let c = control.clone();
             threads.push(Some(std::thread::spawn(move || {
-                shard::run_shard_with(s, loader, c)
+                rank::run_rank_with(s, loader, c)
             })));
             controls.push(control);
         }
@@ -447,7 +447,7 @@ impl Ring {
     }
 
     /// Join rank `r`'s thread.
-    pub fn join(&mut self, r: usize) -> Result<(), ShardError> {
+    pub fn join(&mut self, r: usize) -> Result<(), RankError> {
         self.threads[r].take().unwrap().join().unwrap()
     }
 

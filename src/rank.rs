@@ -78,7 +78,7 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// Settings of one rank, resolved from the plan by the caller (no clap or
 /// plan types here).
 #[derive(Clone)]
-pub struct ShardSettings {
+pub struct RankSettings {
     pub rank: u32,
     pub world_size: u32,
     /// This rank's plan address: the ring listens here.
@@ -144,9 +144,9 @@ pub struct MetricsSettings {
     pub api_key: Option<String>,
 }
 
-impl std::fmt::Debug for ShardSettings {
+impl std::fmt::Debug for RankSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardSettings")
+        f.debug_struct("RankSettings")
             .field("rank", &self.rank)
             .field("world_size", &self.world_size)
             .field("bind_addr", &self.bind_addr)
@@ -178,8 +178,8 @@ impl std::fmt::Debug for ShardSettings {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ShardError {
-    #[error("invalid shard settings: {0}")]
+pub enum RankError {
+    #[error("invalid rank settings: {0}")]
     Settings(String),
     #[error("rank {rank}: {source}")]
     Ring { rank: u32, source: RingError },
@@ -204,7 +204,7 @@ pub enum ShardError {
     NoEngine,
 }
 
-impl ShardError {
+impl RankError {
     /// Exit status for the process: every failure of a running rank is a
     /// runtime failure (2).
     pub fn exit_code(&self) -> u8 {
@@ -321,7 +321,7 @@ pub fn rank_local_gguf(
         .filter(|c| c.is_ascii_alphanumeric())
         .take(16)
         .collect();
-    let path = cache_dir.join(shard_file_name(&stem, &key, &layers));
+    let path = cache_dir.join(slice_file_name(&stem, &key, &layers));
     if path.is_file() {
         return Ok(path);
     }
@@ -341,17 +341,17 @@ pub fn rank_local_gguf(
     Ok(path)
 }
 
-/// The shard cache's name for layers `layers` cut from the model file whose
+/// The slice cache's name for layers `layers` cut from the model file whose
 /// name without `.gguf` is `stem`, with content key `key`:
 /// `<stem>.<key>.layers-<start>-<end>.gguf`. `down --purge` matches it with
 /// `key` = `*`.
-pub fn shard_file_name(stem: &str, key: &str, layers: &Range<u32>) -> String {
+pub fn slice_file_name(stem: &str, key: &str, layers: &Range<u32>) -> String {
     format!("{stem}.{key}.layers-{}-{}.gguf", layers.start, layers.end)
 }
 
 /// Run this rank with the llama.cpp engine until the ring stops (`Ok`) or
 /// fails (`Err`); stops in order on SIGTERM/SIGINT.
-pub fn run_shard(settings: ShardSettings) -> Result<(), ShardError> {
+pub fn run_rank(settings: RankSettings) -> Result<(), RankError> {
     #[cfg(feature = "engine")]
     {
         let path = settings.model_path.clone();
@@ -362,18 +362,18 @@ pub fn run_shard(settings: ShardSettings) -> Result<(), ShardError> {
             let (stage, tokenizer) = crate::engine::load(&path, layers, total, &opts)?;
             Ok(Loaded { stage, tokenizer })
         });
-        run_shard_with(settings, loader, Control::with_signals())
+        run_rank_with(settings, loader, Control::with_signals())
     }
     #[cfg(not(feature = "engine"))]
     {
         let _ = settings;
-        Err(ShardError::NoEngine)
+        Err(RankError::NoEngine)
     }
 }
 
 /// The engine options a rank loads with: the KV cache holds the context
 /// limit, shared by `parallel` sequences.
-pub fn engine_options(s: &ShardSettings) -> EngineOptions {
+pub fn engine_options(s: &RankSettings) -> EngineOptions {
     let mut opts = s.engine.clone();
     if opts.n_ctx < s.context_limit {
         opts.n_ctx = s.context_limit;
@@ -382,8 +382,8 @@ pub fn engine_options(s: &ShardSettings) -> EngineOptions {
     opts
 }
 
-fn check(s: &ShardSettings) -> Result<(), ShardError> {
-    let bad = |m: String| Err(ShardError::Settings(m));
+fn check(s: &RankSettings) -> Result<(), RankError> {
+    let bad = |m: String| Err(RankError::Settings(m));
     if s.world_size == 0 || s.rank >= s.world_size {
         return bad(format!(
             "rank `{}` is outside a world of `{}` ranks",
@@ -418,11 +418,11 @@ fn check(s: &ShardSettings) -> Result<(), ShardError> {
 }
 
 /// Run one rank with the given engine loader and control.
-pub fn run_shard_with(
-    settings: ShardSettings,
+pub fn run_rank_with(
+    settings: RankSettings,
     loader: Loader,
     control: Control,
-) -> Result<(), ShardError> {
+) -> Result<(), RankError> {
     check(&settings)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         // Ring I/O and the API are light; the cores belong to the engine.
@@ -430,7 +430,7 @@ pub fn run_shard_with(
         .thread_name(format!("skulk-rank{}-io", settings.rank))
         .enable_all()
         .build()
-        .map_err(|source| ShardError::Api {
+        .map_err(|source| RankError::Api {
             rank: settings.rank,
             source,
         })?;
@@ -469,7 +469,7 @@ impl Drop for Ticket {
 enum Supervise {
     Loaded,
     Ready,
-    EngineFailed(ShardError),
+    EngineFailed(RankError),
     RingFailed(RingError),
     /// Shutdown and abort frames, handled here rather than on the engine thread.
     Frame(Frame),
@@ -489,7 +489,7 @@ struct Shared {
     metrics: Arc<RankMetrics>,
 }
 
-struct ShardBackend {
+struct RankBackend {
     shared: Arc<Shared>,
     engine: std_mpsc::Sender<EngineMsg>,
     parallel: usize,
@@ -497,7 +497,7 @@ struct ShardBackend {
     capacity: usize,
 }
 
-impl Backend for ShardBackend {
+impl Backend for RankBackend {
     fn health(&self) -> Health {
         if let Some(e) = self.shared.failed.borrow().as_ref() {
             return Health::Failed(e.to_string());
@@ -597,7 +597,7 @@ fn log(rank: u32, msg: impl std::fmt::Display) {
 }
 
 struct Rank {
-    s: ShardSettings,
+    s: RankSettings,
     control: Control,
     engine_tx: std_mpsc::Sender<EngineMsg>,
     sup_rx: mpsc::UnboundedReceiver<Supervise>,
@@ -609,7 +609,7 @@ struct Rank {
 }
 
 impl Rank {
-    async fn run(s: ShardSettings, loader: Loader, control: Control) -> Result<(), ShardError> {
+    async fn run(s: RankSettings, loader: Loader, control: Control) -> Result<(), RankError> {
         let rank = s.rank;
         let (engine_tx, engine_rx) = std_mpsc::channel();
         let (sup_tx, sup_rx) = mpsc::unbounded_channel();
@@ -629,7 +629,7 @@ impl Rank {
                 let addr = SocketAddr::new(a.bind_addr, a.port);
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(|source| ShardError::ApiBind { rank, addr, source })?;
+                    .map_err(|source| RankError::ApiBind { rank, addr, source })?;
                 Some(l)
             }
             None => None,
@@ -679,7 +679,7 @@ impl Rank {
                 log(rank, format!("API on http://{addr}"));
                 me.control.set_api_addr(addr);
             }
-            let backend = Arc::new(ShardBackend {
+            let backend = Arc::new(RankBackend {
                 shared: me.shared.clone(),
                 engine: me.engine_tx.clone(),
                 parallel: me.s.parallel as usize,
@@ -730,7 +730,7 @@ impl Rank {
 
     /// Form the ring (while the engine loads), then watch it until it stops
     /// or fails.
-    async fn supervise(&mut self) -> Result<(), ShardError> {
+    async fn supervise(&mut self) -> Result<(), RankError> {
         let rank = self.s.rank;
         let control = self.control.clone();
         let sender = if self.s.world_size > 1 {
@@ -752,7 +752,7 @@ impl Rank {
             tokio::pin!(form);
             let formed = loop {
                 tokio::select! {
-                    formed = &mut form => break formed.map_err(|source| ShardError::Ring { rank, source })?,
+                    formed = &mut form => break formed.map_err(|source| RankError::Ring { rank, source })?,
                     msg = self.sup_rx.recv() => match msg {
                         Some(Supervise::EngineFailed(e)) => {
                             log(rank, format!("{e}\n(waiting for the ring to tell the other ranks)"));
@@ -761,7 +761,7 @@ impl Rank {
                         Some(Supervise::Loaded) => log(rank, "model loaded"),
                         _ => {}
                     },
-                    _ = control.inner.kill.notified() => return Err(ShardError::Killed { rank }),
+                    _ = control.inner.kill.notified() => return Err(RankError::Killed { rank }),
                     _ = control.stop_requested() => return Ok(()),
                 }
             };
@@ -821,7 +821,7 @@ impl Rank {
                             if stopping {
                                 continue;
                             }
-                            return Err(ShardError::Ring { rank, source: e });
+                            return Err(RankError::Ring { rank, source: e });
                         }
                         Supervise::Frame(Frame::Shutdown { origin }) => {
                             if origin == rank {
@@ -842,7 +842,7 @@ impl Rank {
                                     s.clone().flush(FLUSH_LIMIT).await;
                                 }
                             }
-                            return Err(ShardError::Aborted { rank: origin, message });
+                            return Err(RankError::Aborted { rank: origin, message });
                         }
                         Supervise::Frame(_) => {}
                     }
@@ -851,7 +851,7 @@ impl Rank {
                     if let Some(s) = &sender {
                         s.sever();
                     }
-                    return Err(ShardError::Killed { rank });
+                    return Err(RankError::Killed { rank });
                 }
                 _ = control.stop_requested(), if !stopping => {
                     log(rank, "stopping the ring");
@@ -872,7 +872,7 @@ impl Rank {
     /// Send this rank's failure around the ring and wait (bounded) until it
     /// comes back, so that every rank exits with the reason rather than with
     /// a lost neighbour.
-    async fn abort_ring(&mut self, sender: &RingSender, e: &ShardError) {
+    async fn abort_ring(&mut self, sender: &RingSender, e: &RankError) {
         let rank = self.s.rank;
         sender.send(Frame::Abort {
             rank,
@@ -894,7 +894,7 @@ impl Rank {
     }
 
     /// Tell the API's clients, stop the API and the engine thread.
-    async fn wind_down(&mut self, result: &Result<(), ShardError>) {
+    async fn wind_down(&mut self, result: &Result<(), RankError>) {
         let why = match result {
             Ok(()) => ApiError::ShuttingDown,
             Err(e) => ApiError::RingFailed(e.to_string()),
@@ -902,7 +902,7 @@ impl Rank {
         self.shared.ready.store(false, Ordering::SeqCst);
         self.shared.failed.send_replace(Some(why));
         let _ = self.engine_tx.send(EngineMsg::Stop);
-        if matches!(result, Err(ShardError::Killed { .. })) {
+        if matches!(result, Err(RankError::Killed { .. })) {
             return;
         }
         self.api_stop.notify_one();
@@ -930,7 +930,7 @@ struct Stopped;
 
 enum Fault {
     Stopped,
-    Fatal(ShardError),
+    Fatal(RankError),
 }
 
 impl From<Stopped> for Fault {
@@ -990,7 +990,7 @@ impl EngineThread {
             Err(source) => {
                 let _ = self
                     .sup
-                    .send(Supervise::EngineFailed(ShardError::Engine { rank, source }));
+                    .send(Supervise::EngineFailed(RankError::Engine { rank, source }));
                 return;
             }
         };
@@ -1046,14 +1046,14 @@ impl EngineThread {
     }
 
     fn engine_err(&self, source: EngineError) -> Fault {
-        Fault::Fatal(ShardError::Engine {
+        Fault::Fatal(RankError::Engine {
             rank: self.rank,
             source,
         })
     }
 
     fn protocol(&self, what: String) -> Fault {
-        Fault::Fatal(ShardError::Protocol {
+        Fault::Fatal(RankError::Protocol {
             rank: self.rank,
             what,
         })
