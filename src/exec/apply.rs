@@ -71,17 +71,62 @@ struct Conflict {
     age: Option<u64>,
 }
 
+/// What one host's stops are: each target and what it is, for messages.
+type Stops = Vec<Vec<(StopTarget, String)>>;
+
+/// Runs the phases in order: survey, refuse conflicts, stop what is in the
+/// way, preflight, stage, install, fetch, start the ranks, wait for the
+/// API. Each phase that fails returns before anything of the next runs.
 pub fn apply(
     dep: &Deployment,
     s: &ApplySettings,
     out: &mut dyn Write,
 ) -> Result<Outcome, ExecError> {
     let hosts = fleet::connect_all(dep, &s.connect)?;
-    let found = fleet::inspect_all(dep, &hosts)?;
-
-    // What runs there now.
+    let (alive, conflicts) = survey(dep, &hosts)?;
+    if !conflicts.is_empty() && !s.replace {
+        return Err(refuse_conflicts(dep, s, &conflicts));
+    }
+    let endpoint = dep.endpoint();
     let n = dep.ranks.len();
-    let mut alive = vec![false; n];
+    if conflicts.is_empty() && alive.iter().all(|&a| a) {
+        return already_running(dep, &hosts, s, out);
+    }
+    let stops = stops_needed(dep, &alive, &conflicts);
+    if !s.dry_run {
+        stop_in_the_way(dep, &hosts, &stops)?;
+    }
+    let opts = PreflightOptions::for_this_binary(s.install, s.fetch);
+    let explicit = match &s.skulk {
+        SkulkLocation::At(p) => Some(p.to_string()),
+        SkulkLocation::Default => None,
+    };
+    let place = preflight::skulk_place(explicit.as_deref());
+    let facts = preflight_all(dep, &hosts, s, &stops, &opts, &place)?;
+    let (steps, local_exe) = stage(dep, s, &facts);
+    if s.dry_run {
+        print_dry_run(dep, &stops, &steps, out);
+        return Ok(Outcome::DryRun);
+    }
+    if steps.iter().any(|st| st.install.is_some()) {
+        local_exe?;
+    }
+    install(dep, &hosts, &steps, &opts)?;
+    fetch(dep, &hosts, &steps, s, &opts, &place)?;
+    start_ranks(dep, &hosts, &steps)?;
+    if let Err(e) = wait_ready(dep, &hosts, s) {
+        return Err(fail(dep, &hosts, e, &s.plan_path));
+    }
+    output::progress(format!("ring of {n} ranks is up; API at {endpoint}"));
+    writeln!(out, "{endpoint}").ok();
+    Ok(Outcome::Started)
+}
+
+/// What runs on the hosts now: whether each rank of this plan is alive,
+/// and the live runs of other plans in the way.
+fn survey(dep: &Deployment, hosts: &[Host]) -> Result<(Vec<bool>, Vec<Conflict>), ExecError> {
+    let found = fleet::inspect_all(dep, hosts)?;
+    let mut alive = vec![false; dep.ranks.len()];
     let mut conflicts = Vec::new();
     for (i, (rank, found)) in dep.ranks.iter().zip(&found).enumerate() {
         for rec in found.at(&rank.address) {
@@ -102,72 +147,86 @@ pub fn apply(
             }
         }
     }
-    if !conflicts.is_empty() && !s.replace {
-        let failures = conflicts
-            .iter()
-            .map(|c| {
-                on_host(
-                    &dep.ranks[c.rank],
-                    format!(
-                        "plan `{}`{} is running there (pid {}{}, `{}`)",
-                        &c.digest[..c.digest.len().min(16)],
-                        c.model
-                            .as_deref()
-                            .map(|m| format!(" of `{m}`"))
-                            .unwrap_or_default(),
-                        c.pid.map_or("?".to_owned(), |p| p.to_string()),
-                        c.age
-                            .map(|a| format!(", started {} ago", super::status::duration(a)))
-                            .unwrap_or_default(),
-                        c.dir
-                    ),
-                )
-            })
-            .collect();
-        return Err(ExecError::runtime(
-            format!(
-                "a different plan is running on hosts of plan `{}`",
-                dep.short_digest()
-            ),
-            failures,
-        )
-        .with_hint(format!(
-            "pass `--replace` to stop it first, or stop it with `skulk down {} --digest {}`",
-            s.plan_path,
-            &conflicts[0].digest[..conflicts[0].digest.len().min(16)]
-        )));
-    }
+    Ok((alive, conflicts))
+}
 
-    let endpoint = dep.endpoint();
-    if conflicts.is_empty() && alive.iter().all(|&a| a) {
-        if s.dry_run {
-            writeln!(
-                out,
-                "# plan {} is already running on all {n} hosts; apply would do nothing",
-                dep.short_digest()
+/// The error for other plans in the way without `--replace`: every one,
+/// and how to stop them.
+fn refuse_conflicts(dep: &Deployment, s: &ApplySettings, conflicts: &[Conflict]) -> ExecError {
+    let failures = conflicts
+        .iter()
+        .map(|c| {
+            on_host(
+                &dep.ranks[c.rank],
+                format!(
+                    "plan `{}`{} is running there (pid {}{}, `{}`)",
+                    &c.digest[..c.digest.len().min(16)],
+                    c.model
+                        .as_deref()
+                        .map(|m| format!(" of `{m}`"))
+                        .unwrap_or_default(),
+                    c.pid.map_or("?".to_owned(), |p| p.to_string()),
+                    c.age
+                        .map(|a| format!(", started {} ago", super::status::duration(a)))
+                        .unwrap_or_default(),
+                    c.dir
+                ),
             )
-            .ok();
-            return Ok(Outcome::DryRun);
-        }
-        output::progress(format!(
-            "plan {} is already running on all {n} hosts; checking the API",
+        })
+        .collect();
+    ExecError::runtime(
+        format!(
+            "a different plan is running on hosts of plan `{}`",
             dep.short_digest()
-        ));
-        if let Err(e) = wait_ready(dep, &hosts, s) {
-            return Err(fail(dep, &hosts, e, &s.plan_path));
-        }
-        output::progress("already running; nothing to do");
-        writeln!(out, "{endpoint}").ok();
-        return Ok(Outcome::AlreadyRunning);
-    }
+        ),
+        failures,
+    )
+    .with_hint(format!(
+        "pass `--replace` to stop it first, or stop it with `skulk down {} --digest {}`",
+        s.plan_path,
+        &conflicts[0].digest[..conflicts[0].digest.len().min(16)]
+    ))
+}
 
-    // What must stop first.
-    let mut stops: Vec<Vec<(StopTarget, String)>> = vec![Vec::new(); n];
+/// Every rank of this plan runs: check the API and say so (a dry run says
+/// it would do nothing).
+fn already_running(
+    dep: &Deployment,
+    hosts: &[Host],
+    s: &ApplySettings,
+    out: &mut dyn Write,
+) -> Result<Outcome, ExecError> {
+    let n = dep.ranks.len();
+    if s.dry_run {
+        writeln!(
+            out,
+            "# plan {} is already running on all {n} hosts; apply would do nothing",
+            dep.short_digest()
+        )
+        .ok();
+        return Ok(Outcome::DryRun);
+    }
+    output::progress(format!(
+        "plan {} is already running on all {n} hosts; checking the API",
+        dep.short_digest()
+    ));
+    if let Err(e) = wait_ready(dep, hosts, s) {
+        return Err(fail(dep, hosts, e, &s.plan_path));
+    }
+    output::progress("already running; nothing to do");
+    writeln!(out, "{}", dep.endpoint()).ok();
+    Ok(Outcome::AlreadyRunning)
+}
+
+/// What must stop first on each host: a partly running ring of this plan
+/// (all of it restarts), and with `--replace` the other plans in the way.
+fn stops_needed(dep: &Deployment, alive: &[bool], conflicts: &[Conflict]) -> Stops {
+    let mut stops: Stops = vec![Vec::new(); dep.ranks.len()];
     if alive.iter().any(|&a| a) {
         let dead: Vec<String> = dep
             .ranks
             .iter()
-            .zip(&alive)
+            .zip(alive)
             .filter(|(_, a)| !**a)
             .map(|(r, _)| format!("rank {} on `{}`", r.rank, r.node))
             .collect();
@@ -185,7 +244,7 @@ pub fn apply(
             }
         }
     }
-    for c in &conflicts {
+    for c in conflicts {
         stops[c.rank].push((
             StopTarget::Found(c.dir.clone()),
             format!(
@@ -194,37 +253,44 @@ pub fn apply(
             ),
         ));
     }
-    if !s.dry_run {
-        let stop_failures: Vec<String> = par_map(&zip(dep, &hosts), |(r, h)| {
-            let i = r.rank as usize;
-            let mut errs = Vec::new();
-            for (target, what) in &stops[i] {
-                match fleet::stop(h, target, STOP_TIMEOUT_SECS) {
-                    Ok(how) => output::progress(format!("{}: {what}: {how}", r.node)),
-                    Err(e) => errs.push(on_host(r, format!("cannot stop {what}: {e}"))),
-                }
-            }
-            errs
-        })
-        .into_iter()
-        .flatten()
-        .collect();
-        if !stop_failures.is_empty() {
-            return Err(ExecError::runtime(
-                "cannot stop the runs in the way",
-                stop_failures,
-            ));
-        }
-    }
+    stops
+}
 
-    // Preflight, every host, all failures together.
-    let mut opts = PreflightOptions::for_this_binary(s.install, s.fetch);
-    let explicit = match &s.skulk {
-        SkulkLocation::At(p) => Some(p.to_string()),
-        SkulkLocation::Default => None,
-    };
-    let place = preflight::skulk_place(explicit.as_deref());
-    let checked: Vec<Result<(Facts, Verdict), String>> = par_map(&zip(dep, &hosts), |(r, h)| {
+/// Stops what is in the way, on every host at once.
+fn stop_in_the_way(dep: &Deployment, hosts: &[Host], stops: &Stops) -> Result<(), ExecError> {
+    let stop_failures: Vec<String> = par_map(&zip(dep, hosts), |(r, h)| {
+        let mut errs = Vec::new();
+        for (target, what) in &stops[r.rank as usize] {
+            match fleet::stop(h, target, STOP_TIMEOUT_SECS) {
+                Ok(how) => output::progress(format!("{}: {what}: {how}", r.node)),
+                Err(e) => errs.push(on_host(r, format!("cannot stop {what}: {e}"))),
+            }
+        }
+        errs
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    if !stop_failures.is_empty() {
+        return Err(ExecError::runtime(
+            "cannot stop the runs in the way",
+            stop_failures,
+        ));
+    }
+    Ok(())
+}
+
+/// Preflight on every host, all failures together: nothing starts unless
+/// every host passed.
+fn preflight_all(
+    dep: &Deployment,
+    hosts: &[Host],
+    s: &ApplySettings,
+    stops: &Stops,
+    opts: &PreflightOptions,
+    place: &str,
+) -> Result<Vec<(Facts, Verdict)>, ExecError> {
+    let checked: Vec<Result<(Facts, Verdict), String>> = par_map(&zip(dep, hosts), |(r, h)| {
         let facts = h
             .perform_checked(&script::preflight(r, &skulk_for(r, &s.skulk)))
             .map(|o| Facts::parse(&o.stdout_str()))
@@ -232,10 +298,9 @@ pub fn apply(
         let mut o = opts.clone();
         // A dry run has not stopped what holds the ports yet.
         o.skip_ports = s.dry_run && !stops[r.rank as usize].is_empty();
-        let verdict = preflight::check(dep, r, &facts, &o, &place);
+        let verdict = preflight::check(dep, r, &facts, &o, place);
         Ok((facts, verdict))
     });
-    opts.skip_ports = false;
     let mut failures = Vec::new();
     for (r, c) in dep.ranks.iter().zip(&checked) {
         match c {
@@ -244,31 +309,40 @@ pub fn apply(
         }
     }
     if !failures.is_empty() {
-        let bad = dep
-            .ranks
+        let bad = checked
             .iter()
-            .zip(&checked)
-            .filter(|(_, c)| match c {
+            .filter(|c| match c {
                 Err(_) => true,
                 Ok((_, v)) => !v.problems.is_empty(),
             })
             .count();
         return Err(ExecError::runtime(
-            format!("preflight failed on {bad} of {n} hosts; nothing was started"),
+            format!(
+                "preflight failed on {bad} of {} hosts; nothing was started",
+                dep.ranks.len()
+            ),
             failures,
         ));
     }
-    let facts: Vec<(Facts, Verdict)> = checked.into_iter().map(|c| c.expect("checked")).collect();
+    Ok(checked.into_iter().map(|c| c.expect("checked")).collect())
+}
 
-    // The steps, per host.
+/// The steps for each host after preflight (install, fetch, the files to
+/// write, the launch), with this plan's fresh ring secret; and this binary,
+/// which `--install` copies (an error only if a host needs it).
+fn stage(
+    dep: &Deployment,
+    s: &ApplySettings,
+    facts: &[(Facts, Verdict)],
+) -> (Vec<HostSteps>, Result<PathBuf, ExecError>) {
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let local_exe = std::env::current_exe()
         .map_err(|e| ExecError::runtime("cannot find this skulk binary", vec![e.to_string()]));
     let hf_env = script::hf_env_assignments(&crate::settings::env::hf_forwarded());
-    let steps: Vec<HostSteps> = dep
+    let steps = dep
         .ranks
         .iter()
-        .zip(&facts)
+        .zip(facts)
         .map(|(r, (f, v))| {
             let install = if v.install {
                 let dest = skulk_for(r, &s.skulk).install_path().resolve(&f.home);
@@ -290,17 +364,18 @@ pub fn apply(
             HostSteps::new(dep, r, s, &secret, install, fetch, skulk)
         })
         .collect();
+    (steps, local_exe)
+}
 
-    if s.dry_run {
-        print_dry_run(dep, &stops, &steps, out);
-        return Ok(Outcome::DryRun);
-    }
-    if steps.iter().any(|st| st.install.is_some()) {
-        local_exe?;
-    }
-
-    // Install where needed, then verify.
-    let install_failures: Vec<String> = par_map(&zip(dep, &hosts), |(r, h)| {
+/// Installs skulk where `--install` found it needed, then checks that the
+/// installed binary reports this one's version.
+fn install(
+    dep: &Deployment,
+    hosts: &[Host],
+    steps: &[HostSteps],
+    opts: &PreflightOptions,
+) -> Result<(), ExecError> {
+    let install_failures: Vec<String> = par_map(&zip(dep, hosts), |(r, h)| {
         let st = &steps[r.rank as usize];
         let Some(inst) = &st.install else { return None };
         output::progress(format!("{}: installing skulk at `{}`", r.node, inst.dest));
@@ -335,10 +410,20 @@ pub fn apply(
             install_failures,
         ));
     }
+    Ok(())
+}
 
-    // Fetch where needed (the fetch reads the plan copy), then check the
-    // model again as preflight does.
-    let fetch_failures: Vec<String> = par_map(&zip(dep, &hosts), |(r, h)| {
+/// Fetches the model where `--fetch` found it needed (the fetch reads the
+/// plan copy), then checks the model again as preflight does.
+fn fetch(
+    dep: &Deployment,
+    hosts: &[Host],
+    steps: &[HostSteps],
+    s: &ApplySettings,
+    opts: &PreflightOptions,
+    place: &str,
+) -> Result<(), ExecError> {
+    let fetch_failures: Vec<String> = par_map(&zip(dep, hosts), |(r, h)| {
         let st = &steps[r.rank as usize];
         let fetch = st.fetch.as_ref()?;
         output::progress(format!(
@@ -360,7 +445,7 @@ pub fn apply(
                     ..opts.clone()
                 };
                 let facts = Facts::parse(&out.stdout_str());
-                let v = preflight::check(dep, r, &facts, &again, &place);
+                let v = preflight::check(dep, r, &facts, &again, place);
                 (!v.problems.is_empty())
                     .then(|| on_host(r, format!("after fetching: {}", v.problems.join("; "))))
             }
@@ -375,9 +460,13 @@ pub fn apply(
             fetch_failures,
         ));
     }
+    Ok(())
+}
 
-    // Launch every rank.
-    let launched: Vec<Result<u32, String>> = par_map(&zip(dep, &hosts), |(r, h)| {
+/// Writes each host's files and launches its rank detached. When any start
+/// fails, every started rank is stopped.
+fn start_ranks(dep: &Deployment, hosts: &[Host], steps: &[HostSteps]) -> Result<(), ExecError> {
+    let launched: Vec<Result<u32, String>> = par_map(&zip(dep, hosts), |(r, h)| {
         let st = &steps[r.rank as usize];
         for a in &st.write {
             h.perform_checked(a)
@@ -396,7 +485,7 @@ pub fn apply(
         .filter_map(|l| l.as_ref().err().cloned())
         .collect();
     if !launch_failures.is_empty() {
-        let stop_failures = fleet::stop_all(dep, &hosts, STOP_TIMEOUT_SECS);
+        let stop_failures = fleet::stop_all(dep, hosts, STOP_TIMEOUT_SECS);
         return Err(ExecError::runtime(
             "starting the ranks failed; every started rank was stopped",
             launch_failures.into_iter().chain(stop_failures).collect(),
@@ -411,13 +500,7 @@ pub fn apply(
             pid.as_ref().map_or(0, |p| *p)
         ));
     }
-
-    if let Err(e) = wait_ready(dep, &hosts, s) {
-        return Err(fail(dep, &hosts, e, &s.plan_path));
-    }
-    output::progress(format!("ring of {n} ranks is up; API at {endpoint}"));
-    writeln!(out, "{endpoint}").ok();
-    Ok(Outcome::Started)
+    Ok(())
 }
 
 /// The binary copy `--install` makes on one host.
@@ -503,12 +586,7 @@ impl HostSteps {
     }
 }
 
-fn print_dry_run(
-    dep: &Deployment,
-    stops: &[Vec<(StopTarget, String)>],
-    steps: &[HostSteps],
-    out: &mut dyn Write,
-) {
+fn print_dry_run(dep: &Deployment, stops: &Stops, steps: &[HostSteps], out: &mut dyn Write) {
     let mut text = format!(
         "# skulk apply --dry-run: plan {} ({} ranks of `{}`); preflight passed; nothing was changed\n# API: {}\n",
         dep.short_digest(),
