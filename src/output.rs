@@ -152,8 +152,10 @@ pub fn utc_timestamp(time: SystemTime) -> String {
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, public domain).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Hinnant's `civil_from_days`, public domain): `(year, month, day)`. The one
+/// calendar of skulk (timestamps here, the API's dates and templates'
+/// `strftime_now`).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -28,10 +28,10 @@ use super::error::OllamaError;
 use super::parse::{Delta, ParserSpec};
 use super::profile::Renderer;
 use super::stream::{chat_events, collect, ChatEvent, ChatStream, Finish};
-use super::template::civil_from_days;
 use super::tools::{Tool, ToolCall};
 use super::validate::{finish, parse_effort, sampling, RawSampling, Sampling};
 use super::{arrived, parse, ApiError, AppState};
+use crate::output::civil_from_days;
 
 const FIELDS: Fields = Fields {
     messages: "messages",
@@ -167,6 +167,25 @@ fn logprobs_of(on: Option<bool>, top: Option<i64>) -> Result<Option<u8>, ApiErro
     }
 }
 
+/// `options.<name>` read by `get`: absent or null is `None`; a value `get`
+/// refuses is an error saying it expected `what`.
+fn option<T>(
+    o: &Map<String, Value>,
+    name: &str,
+    what: &str,
+    get: fn(&Value) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    match o.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => get(v).map(Some).ok_or_else(|| {
+            bad(
+                format!("`options.{name}` is `{v}`; expected {what}"),
+                &format!("options.{name}"),
+            )
+        }),
+    }
+}
+
 /// `options` checked into sampling settings.
 fn options_sampling(
     options: &Option<Map<String, Value>>,
@@ -184,28 +203,8 @@ fn options_sampling(
             }
         }
     }
-    let num = |name: &str| -> Result<Option<f64>, ApiError> {
-        match o.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                bad(
-                    format!("`options.{name}` is `{v}`; expected a number"),
-                    &format!("options.{name}"),
-                )
-            }),
-        }
-    };
-    let int = |name: &str| -> Result<Option<i64>, ApiError> {
-        match o.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
-                bad(
-                    format!("`options.{name}` is `{v}`; expected an integer"),
-                    &format!("options.{name}"),
-                )
-            }),
-        }
-    };
+    let num = |name: &str| option(o, name, "a number", Value::as_f64);
+    let int = |name: &str| option(o, name, "an integer", Value::as_i64);
     let num_predict = int("num_predict")?;
     let max_tokens = match num_predict {
         // -1: no limit, -2: until the context is full; either way the

@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
+use crate::output::civil_from_days;
+
 const NAME: &str = "chat";
 
 /// A compiled chat template.
@@ -250,21 +252,6 @@ pub fn strftime(format: &str, secs: u64) -> String {
         .expect("writing to a String");
     }
     out
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
