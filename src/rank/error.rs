@@ -31,11 +31,3 @@ pub enum RankError {
     #[error("skulk was built without the `engine` feature, so it cannot run a rank\n\nhint: build with `cargo build --release` (the default features)")]
     NoEngine,
 }
-
-impl RankError {
-    /// Exit status for the process: every failure of a running rank is a
-    /// runtime failure (2).
-    pub fn exit_code(&self) -> u8 {
-        2
-    }
-}
