@@ -111,7 +111,7 @@ complete -c skulk -n "__fish_skulk_using_subcommand status" -s V -l version -d '
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l digest -d 'Also stop the runs of the plan with this digest (or its first 8 or more hex digits) on the plan\'s hosts' -r
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l timeout -d 'Seconds to wait for a graceful stop before killing' -r
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l known-hosts -d 'known_hosts file (default: ~/.ssh/known_hosts)' -r -F
-complete -c skulk -n "__fish_skulk_using_subcommand down" -l purge -d 'Also remove the rank-local shard caches'
+complete -c skulk -n "__fish_skulk_using_subcommand down" -l purge -d 'Also remove the rank-local slice caches'
 complete -c skulk -n "__fish_skulk_using_subcommand down" -l any -d 'Also stop every other skulk run on the plan\'s hosts (another plan\'s ring, e.g. after re-planning into the same file)'
 complete -c skulk -n "__fish_skulk_using_subcommand down" -s q -l quiet -d 'Print only warnings and errors'
 complete -c skulk -n "__fish_skulk_using_subcommand down" -s v -l verbose -d 'Also print every command run on a host'
@@ -136,7 +136,7 @@ f16\t''"
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l max-tokens -d 'Most tokens a request generates when it sets no `max_tokens` (default: the plan\'s, else 2048)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l micro-batches -d 'Rank 0: micro-batches kept in the ring at once, each with a share of the running requests (default: one per machine of the ring, so every machine computes; ranks sharing a machine share its cores)' -r
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l formation-timeout -d 'Seconds to wait for the ring to form' -r
-complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local shard cache (default ~/.cache/skulk/shards)' -r -F
+complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l cache-dir -d 'Directory for the rank-local slice cache (default ~/.cache/skulk/shards)' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -l health-file -d 'File where the rank notes a slow ring neighbour while it is slow' -r -F
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s q -l quiet -d 'Print only warnings and errors'
 complete -c skulk -n "__fish_skulk_using_subcommand run-shard" -s v -l verbose -d 'Also print every command run on a host'

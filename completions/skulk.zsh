@@ -140,7 +140,7 @@ _arguments "${_arguments_options[@]}" : \
 '--digest=[Also stop the runs of the plan with this digest (or its first 8 or more hex digits) on the plan'\''s hosts]:DIGEST:_default' \
 '--timeout=[Seconds to wait for a graceful stop before killing]:SECS:_default' \
 '--known-hosts=[known_hosts file (default\: ~/.ssh/known_hosts)]:FILE:_files' \
-'--purge[Also remove the rank-local shard caches]' \
+'--purge[Also remove the rank-local slice caches]' \
 '(--digest)--any[Also stop every other skulk run on the plan'\''s hosts (another plan'\''s ring, e.g. after re-planning into the same file)]' \
 '(-v --verbose)-q[Print only warnings and errors]' \
 '(-v --verbose)--quiet[Print only warnings and errors]' \
@@ -183,7 +183,7 @@ _arguments "${_arguments_options[@]}" : \
 '--max-tokens=[Most tokens a request generates when it sets no \`max_tokens\` (default\: the plan'\''s, else 2048)]:N:_default' \
 '--micro-batches=[Rank 0\: micro-batches kept in the ring at once, each with a share of the running requests (default\: one per machine of the ring, so every machine computes; ranks sharing a machine share its cores)]:N:_default' \
 '--formation-timeout=[Seconds to wait for the ring to form]:SECS:_default' \
-'--cache-dir=[Directory for the rank-local shard cache (default ~/.cache/skulk/shards)]:DIR:_files' \
+'--cache-dir=[Directory for the rank-local slice cache (default ~/.cache/skulk/shards)]:DIR:_files' \
 '--health-file=[File where the rank notes a slow ring neighbour while it is slow]:FILE:_files' \
 '(-v --verbose)-q[Print only warnings and errors]' \
 '(-v --verbose)--quiet[Print only warnings and errors]' \
