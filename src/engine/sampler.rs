@@ -181,13 +181,7 @@ impl Sampler {
         }
         // Nothing allowed in the nucleus: the allowed tokens, tempered and
         // cut as the request says.
-        self.masked.clear();
-        self.masked
-            .extend(logits.iter().enumerate().map(|(i, &l)| (i as i32, l)));
-        c.apply(&mut self.masked);
-        self.row.clear();
-        self.row.extend(self.masked.iter().map(|&(_, l)| l));
-        if !self.row.iter().any(|l| *l > f32::NEG_INFINITY) {
+        if !self.mask_vocabulary(c, logits) {
             return NO_TOKEN;
         }
         let row = std::mem::take(&mut self.row);
@@ -199,16 +193,22 @@ impl Sampler {
 
     /// The best token the grammar allows, looking at the whole vocabulary.
     fn masked_argmax(&mut self, c: &mut dyn Constraint, logits: &[f32]) -> i32 {
+        if !self.mask_vocabulary(c, logits) {
+            return NO_TOKEN;
+        }
+        argmax(&self.row)
+    }
+
+    /// `self.row`: every logit, `-inf` where the grammar forbids the token.
+    /// False when it forbids them all.
+    fn mask_vocabulary(&mut self, c: &mut dyn Constraint, logits: &[f32]) -> bool {
         self.masked.clear();
         self.masked
             .extend(logits.iter().enumerate().map(|(i, &l)| (i as i32, l)));
         c.apply(&mut self.masked);
         self.row.clear();
         self.row.extend(self.masked.iter().map(|&(_, l)| l));
-        if !self.row.iter().any(|l| *l > f32::NEG_INFINITY) {
-            return NO_TOKEN;
-        }
-        argmax(&self.row)
+        self.row.iter().any(|l| *l > f32::NEG_INFINITY)
     }
 
     /// The next token without a grammar. `logits` has one value per

@@ -276,16 +276,15 @@ enum Target {
 }
 
 impl Supervisor<'_> {
+    /// Records `msg` in the state file, then prints it: whoever reads the
+    /// line and asks `skulk status` finds the state it announces.
     fn note(&mut self, msg: impl Into<String>) {
         let msg = msg.into();
         let at = unix_now();
-        output::progress(format!(
-            "{} {}",
-            clock(at),
-            msg.replace('\n', "\n         ")
-        ));
+        let line = format!("{} {}", clock(at), msg.replace('\n', "\n         "));
         self.state.push(at, msg);
         self.save();
+        output::progress(line);
     }
 
     /// Prints `msg` once per recovery.
